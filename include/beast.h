@@ -1,0 +1,133 @@
+/* beast.h: the public C API of the beast inference engine.
+ *
+ *   beast_model    a loaded GGUF model: weights (used in place from the
+ *                  mmapped file on the CPU), hyperparameters, tokenizer,
+ *                  chat template. Read-only after load; share it freely.
+ *   beast_ctx      an inference context: KV cache for up to n_seq sequences,
+ *                  scratch buffers, the backend. One thread at a time.
+ *   beast_batch    tokens of one or more sequences to run in one forward
+ *                  pass (prompt prefill and decoding share the same path).
+ *
+ * Every function that can fail returns NULL or a negative number and leaves
+ * one line in beast_error(). Nothing here aborts on bad input. */
+#ifndef BEAST_H
+#define BEAST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct beast_model beast_model;
+typedef struct beast_ctx beast_ctx;
+
+/* The last error of the calling thread, one line. */
+const char *beast_error(void);
+
+/* ---- model ---- */
+typedef struct {
+    int n_threads; /* CPU threads for compute; 0 = all cores */
+} beast_model_params;
+
+beast_model_params beast_model_default_params(void);
+beast_model *beast_model_load(const char *path, const beast_model_params *p);
+void beast_model_free(beast_model *m);
+
+typedef struct {
+    const char *arch; /* "llama", "gemma3" */
+    const char *name; /* general.name or "" */
+    int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_ctx_train;
+    int sliding_window; /* 0 = none */
+    double rope_base;
+    int64_t n_params;
+    size_t file_size;
+    size_t weight_bytes;       /* bytes of all tensors */
+    size_t kv_bytes_per_token; /* KV cache bytes per position (all layers, K+V) */
+    int n_types;               /* entries used in type_names/type_counts */
+    const char *type_names[16];
+    int type_counts[16];
+} beast_model_info;
+
+void beast_model_get_info(const beast_model *m, beast_model_info *out);
+
+/* ---- tokenizer ---- */
+int beast_n_vocab(const beast_model *m);
+int32_t beast_token_bos(const beast_model *m);
+int32_t beast_token_eos(const beast_model *m);
+bool beast_token_is_eog(const beast_model *m, int32_t tok); /* end of generation */
+/* Returns the number of tokens (which may exceed max: call again with more
+ * room), or -1. add_special: BOS/EOS as the model says. parse_special:
+ * recognise control-token text such as "<|im_start|>". */
+int beast_tokenize(const beast_model *m, const char *text, size_t len, bool add_special,
+                   bool parse_special, int32_t *out, int max);
+/* Raw bytes of one token (may be part of a UTF-8 character); returns the
+ * length, which may exceed cap. Control tokens give "" unless special. */
+int beast_token_piece(const beast_model *m, int32_t tok, char *buf, int cap, bool special);
+
+/* ---- chat ---- */
+typedef struct {
+    const char *role; /* "system", "user", "assistant" */
+    const char *content;
+} beast_chat_msg;
+
+/* Render messages with the model's chat template (its own, or a built-in one
+ * for its architecture). *out is malloc'd. Returns 0 or -1. */
+int beast_chat_render(const beast_model *m, const beast_chat_msg *msgs, int n,
+                      bool add_generation_prompt, char **out);
+
+/* ---- context ---- */
+typedef enum { BEAST_KV_F16 = 0, BEAST_KV_F32 = 1 } beast_kv_type;
+
+typedef struct {
+    int n_ctx;   /* max positions per sequence; 0 = the model's training length */
+    int n_seq;   /* max concurrent sequences (ids 0..n_seq-1) */
+    int n_batch; /* max tokens per forward pass (larger batches are split) */
+    int n_kv_tokens; /* KV capacity in positions over all sequences; 0 = n_ctx * n_seq */
+    beast_kv_type kv_type;
+} beast_ctx_params;
+
+beast_ctx_params beast_ctx_default_params(void);
+beast_ctx *beast_ctx_new(beast_model *m, const beast_ctx_params *p);
+void beast_ctx_free(beast_ctx *c);
+int beast_ctx_n_ctx(const beast_ctx *c);
+
+/* ---- batches ----
+ * Each token is appended to its sequence at the sequence's next position.
+ * want_logits marks the tokens whose next-token logits the caller reads. */
+typedef struct {
+    int n, cap;
+    int32_t *token;
+    int32_t *seq;
+    int8_t *logits;
+} beast_batch;
+
+beast_batch *beast_batch_new(int cap);
+void beast_batch_free(beast_batch *b);
+void beast_batch_clear(beast_batch *b);
+int beast_batch_add(beast_batch *b, int32_t token, int seq, bool want_logits);
+
+/* Run the forward pass for a batch. Returns 0, or -1 (bad token id or
+ * sequence, context full, out of KV blocks): then nothing was appended. */
+int beast_decode(beast_ctx *c, const beast_batch *b);
+/* Logits (n_vocab floats) for batch entry i of the last beast_decode, or
+ * NULL when that entry did not ask for them. Valid until the next decode. */
+const float *beast_logits(beast_ctx *c, int i);
+
+int beast_seq_len(const beast_ctx *c, int seq);         /* positions held */
+void beast_seq_clear(beast_ctx *c, int seq);            /* forget a sequence */
+int beast_seq_truncate(beast_ctx *c, int seq, int len); /* keep the first len */
+
+/* Time spent in the last beast_decode, split by phase (seconds). */
+typedef struct {
+    double total;
+    int n_tokens;
+} beast_decode_stats;
+void beast_last_stats(const beast_ctx *c, beast_decode_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

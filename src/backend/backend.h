@@ -1,0 +1,100 @@
+/* backend.h: the small interface the forward pass is written against.
+ *
+ * A backend owns a kind of memory (host RAM, GPU memory) and the kernels that
+ * compute on it. The forward pass (src/engine/forward.c) calls these ops in
+ * order and never touches activation memory itself, so the same code drives
+ * the CPU and the CUDA backend. Ops may run asynchronously (a GPU queues
+ * them on a stream, ready for graph capture); download() and sync() are the
+ * only points where the host waits.
+ *
+ * Shapes: activations are row-major float32 matrices, one row per token.
+ * A weight matrix has `rows` output features of `cols` inputs each, stored in
+ * its file type row by row (GGUF ne[0] = cols, ne[1] = rows). */
+#ifndef BEAST_BACKEND_H
+#define BEAST_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct backend backend;
+
+typedef struct {
+    int type;          /* quant_type */
+    int64_t rows, cols;
+    const void *data;  /* backend memory */
+    const void *host;  /* the bytes in the mapped file */
+} bk_weight;
+
+typedef enum { BK_ACT_SILU = 0, BK_ACT_GELU_TANH = 1 } bk_act;
+
+/* Per-batch attention metadata, in backend memory (uploaded once per pass). */
+typedef struct {
+    int n_tokens;
+    const int32_t *pos;         /* [n_tokens] position of each token in its sequence */
+    const int32_t *seq_row;     /* [n_tokens] row of the token's sequence in block_table */
+    const int32_t *block_table; /* [rows * max_blocks] physical KV block ids */
+    int max_blocks;
+    int block_size;
+} bk_attn_batch;
+
+/* One layer's KV cache storage: [n_slots][kv_dim] of kv_type. */
+typedef struct {
+    void *k, *v;
+    int kv_dim;
+    int type; /* quant_type: QT_F16 or QT_F32 */
+} bk_kv_layer;
+
+typedef struct {
+    const char *name;
+    void (*destroy)(backend *b);
+
+    /* memory */
+    void *(*alloc)(backend *b, size_t bytes); /* NULL + err_set on failure */
+    void (*free)(backend *b, void *p);
+    int (*upload)(backend *b, void *dst, const void *src, size_t n);
+    int (*download)(backend *b, void *dst, const void *src, size_t n);
+    /* Make w->data usable by this backend, from w->host (CPU: in place). */
+    int (*weight_init)(backend *b, bk_weight *w);
+    void (*weight_release)(backend *b, bk_weight *w);
+
+    /* compute */
+    /* out[i] = scale * emb[ids[i]] */
+    void (*embed)(backend *b, float *out, const bk_weight *emb, const int32_t *ids, int n,
+                  float scale);
+    /* out[r] = x[r] / rms(x[r]) * w, for rows of length dim; out may be x */
+    void (*rmsnorm)(backend *b, float *out, const float *x, const float *w, int rows, int dim,
+                    float eps);
+    /* out[t][r] = sum_c W[r][c] * x[t][c], t < n */
+    void (*matmul)(backend *b, float *out, const bk_weight *w, const float *x, int n);
+    /* rotate the first n_rot dims of each head in x[n][n_heads*head_dim];
+     * neox: rotate pairs (i, i + n_rot/2) instead of (2i, 2i+1) */
+    void (*rope)(backend *b, float *x, const int32_t *pos, int n, int n_heads, int head_dim,
+                 int n_rot, float base, float freq_scale, int neox);
+    /* store k, v rows [n][kv_dim] at cache slots */
+    void (*kv_write)(backend *b, const bk_kv_layer *kv, const float *k, const float *v,
+                     const int32_t *slots, int n);
+    /* causal attention of each token over its own sequence's cache positions
+     * [max(0, pos - window + 1), pos] (window 0 = unlimited); q and out are
+     * [n][n_head * head_dim], grouped-query: head h reads kv head h / (n_head/n_head_kv) */
+    void (*attention)(backend *b, float *out, const float *q, const bk_kv_layer *kv,
+                      const bk_attn_batch *ab, int n_head, int n_head_kv, int head_dim,
+                      int window, float scale);
+    /* x += y */
+    void (*add)(backend *b, float *x, const float *y, int64_t n);
+    /* out = act(gate) * up */
+    void (*glu)(backend *b, float *out, const float *gate, const float *up, int64_t n, bk_act act);
+    /* out[i] = x[rows[i]] for rows of length dim */
+    void (*gather)(backend *b, float *out, const float *x, const int32_t *rows, int n, int dim);
+    /* wait for all queued work */
+    int (*sync)(backend *b);
+} bk_ops;
+
+struct backend {
+    const bk_ops *ops;
+    void *impl;
+};
+
+/* Constructors. */
+backend *bk_cpu_new(int n_threads);
+
+#endif

@@ -1,0 +1,401 @@
+/* cpu_backend.c: the CPU implementation of the backend interface.
+ *
+ * Memory is host memory; weights are used in place from the mmapped file.
+ * Every op splits its work into tasks for the thread pool. Matrix products
+ * dequantize one weight row at a time into a per-thread buffer (through the
+ * quant traits table) and dot it with every token of the batch, so a row is
+ * read once per batch. SIMD kernels come in src/cpu/ as separate files and
+ * are tested against quant.h's references. */
+#include "backend/backend.h"
+#include "cpu/pool.h"
+#include "quant/quant.h"
+#include "util/util.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#define MAX_THREADS 256
+#define ROWS_PER_TASK 16
+
+typedef struct {
+    pool *pool;
+    int n_threads;
+    float *scratch[MAX_THREADS]; /* per-thread buffers */
+    size_t scratch_cap[MAX_THREADS];
+    int failed; /* sticky: an op could not run; reported by sync() */
+} cpu_impl;
+
+static cpu_impl *impl(backend *b) { return b->impl; }
+
+/* Make every thread's scratch hold n floats (called before a job). */
+static int ensure_scratch(cpu_impl *c, size_t n) {
+    for (int t = 0; t < c->n_threads; t++) {
+        if (c->scratch_cap[t] >= n) continue;
+        free(c->scratch[t]);
+        c->scratch[t] = NULL;
+        c->scratch_cap[t] = 0;
+        void *p = NULL;
+        if (posix_memalign(&p, 64, n * sizeof(float))) {
+            err_set("out of memory (scratch of %zu floats)", n);
+            c->failed = 1;
+            return -1;
+        }
+        c->scratch[t] = p;
+        c->scratch_cap[t] = n;
+    }
+    return 0;
+}
+
+/* ---- memory ---- */
+static void *cpu_alloc(backend *b, size_t n) {
+    (void)b;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n ? n : 64)) {
+        err_set("out of memory (asked for %zu bytes)", n);
+        return NULL;
+    }
+    memset(p, 0, n);
+    return p;
+}
+static void cpu_free(backend *b, void *p) {
+    (void)b;
+    free(p);
+}
+static int cpu_copy(backend *b, void *dst, const void *src, size_t n) {
+    (void)b;
+    memcpy(dst, src, n);
+    return 0;
+}
+static int cpu_weight_init(backend *b, bk_weight *w) {
+    (void)b;
+    w->data = w->host;
+    return 0;
+}
+static void cpu_weight_release(backend *b, bk_weight *w) {
+    (void)b;
+    w->data = NULL;
+}
+
+/* ---- dot product of two float vectors, written so the compiler
+ * vectorises it: 8 independent accumulators. ---- */
+static inline float dot_f32(const float *a, const float *b, int64_t n) {
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
+    float s = 0;
+    for (; i < n; i++) s += a[i] * b[i];
+    for (int k = 0; k < 8; k++) s += acc[k];
+    return s;
+}
+
+/* ---- embed ---- */
+typedef struct {
+    float *out;
+    const bk_weight *w;
+    const int32_t *ids;
+    float scale;
+} embed_job;
+
+static void embed_task(void *ctx, int i, int t) {
+    (void)t;
+    embed_job *j = ctx;
+    const quant_traits *qt = quant_get(j->w->type);
+    size_t rs = quant_row_size(j->w->type, j->w->cols);
+    float *o = j->out + (size_t)i * j->w->cols;
+    qt->dequant((const char *)j->w->data + (size_t)j->ids[i] * rs, o, j->w->cols);
+    if (j->scale != 1.0f)
+        for (int64_t k = 0; k < j->w->cols; k++) o[k] *= j->scale;
+}
+
+static void cpu_embed(backend *b, float *out, const bk_weight *w, const int32_t *ids, int n,
+                      float scale) {
+    embed_job j = {out, w, ids, scale};
+    pool_run(impl(b)->pool, embed_task, &j, n);
+}
+
+/* ---- rmsnorm ---- */
+typedef struct {
+    float *out;
+    const float *x, *w;
+    int dim;
+    float eps;
+} norm_job;
+
+static void norm_task(void *ctx, int r, int t) {
+    (void)t;
+    norm_job *j = ctx;
+    const float *x = j->x + (size_t)r * j->dim;
+    float *o = j->out + (size_t)r * j->dim;
+    double ss = 0;
+    for (int i = 0; i < j->dim; i++) ss += (double)x[i] * x[i];
+    float s = (float)(1.0 / sqrt(ss / j->dim + j->eps));
+    for (int i = 0; i < j->dim; i++) o[i] = x[i] * s * j->w[i];
+}
+
+static void cpu_rmsnorm(backend *b, float *out, const float *x, const float *w, int rows, int dim,
+                        float eps) {
+    norm_job j = {out, x, w, dim, eps};
+    pool_run(impl(b)->pool, norm_task, &j, rows);
+}
+
+/* ---- matmul ---- */
+typedef struct {
+    float *out;
+    const bk_weight *w;
+    const float *x;
+    int n;
+    cpu_impl *c;
+} mm_job;
+
+static void mm_task(void *ctx, int task, int t) {
+    mm_job *j = ctx;
+    const bk_weight *w = j->w;
+    const quant_traits *qt = quant_get(w->type);
+    size_t rs = quant_row_size(w->type, w->cols);
+    int64_t r0 = (int64_t)task * ROWS_PER_TASK, r1 = MIN(r0 + ROWS_PER_TASK, w->rows);
+    float *row = j->c->scratch[t];
+    for (int64_t r = r0; r < r1; r++) {
+        const void *src = (const char *)w->data + (size_t)r * rs;
+        const float *wr = w->type == QT_F32 ? (const float *)src : row;
+        if (w->type != QT_F32) qt->dequant(src, row, w->cols);
+        for (int i = 0; i < j->n; i++)
+            j->out[(size_t)i * w->rows + r] = dot_f32(wr, j->x + (size_t)i * w->cols, w->cols);
+    }
+}
+
+static void cpu_matmul(backend *b, float *out, const bk_weight *w, const float *x, int n) {
+    cpu_impl *c = impl(b);
+    if (ensure_scratch(c, (size_t)w->cols)) return;
+    mm_job j = {out, w, x, n, c};
+    pool_run(c->pool, mm_task, &j, (int)((w->rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK));
+}
+
+/* ---- rope ---- */
+typedef struct {
+    float *x;
+    const int32_t *pos;
+    int n_heads, head_dim, n_rot, neox;
+    float base, freq_scale;
+} rope_job;
+
+static void rope_task(void *ctx, int i, int t) {
+    (void)t;
+    rope_job *j = ctx;
+    int half = j->n_rot / 2;
+    double p = (double)j->pos[i] * j->freq_scale;
+    for (int k = 0; k < half; k++) {
+        double theta = p * pow(j->base, -2.0 * k / j->n_rot);
+        float cs = (float)cos(theta), sn = (float)sin(theta);
+        for (int h = 0; h < j->n_heads; h++) {
+            float *v = j->x + ((size_t)i * j->n_heads + h) * j->head_dim;
+            int a = j->neox ? k : 2 * k, bb = j->neox ? k + half : 2 * k + 1;
+            float x0 = v[a], x1 = v[bb];
+            v[a] = x0 * cs - x1 * sn;
+            v[bb] = x0 * sn + x1 * cs;
+        }
+    }
+}
+
+static void cpu_rope(backend *b, float *x, const int32_t *pos, int n, int n_heads, int head_dim,
+                     int n_rot, float base, float freq_scale, int neox) {
+    rope_job j = {x, pos, n_heads, head_dim, n_rot, neox, base, freq_scale};
+    pool_run(impl(b)->pool, rope_task, &j, n);
+}
+
+/* ---- kv cache ---- */
+typedef struct {
+    const bk_kv_layer *kv;
+    const float *k, *v;
+    const int32_t *slots;
+} kvw_job;
+
+static void kvw_task(void *ctx, int i, int t) {
+    (void)t;
+    kvw_job *j = ctx;
+    int d = j->kv->kv_dim;
+    size_t off = (size_t)j->slots[i] * d;
+    const float *k = j->k + (size_t)i * d, *v = j->v + (size_t)i * d;
+    if (j->kv->type == QT_F16) {
+        uint16_t *K = (uint16_t *)j->kv->k + off, *V = (uint16_t *)j->kv->v + off;
+        for (int e = 0; e < d; e++) {
+            K[e] = f32_to_fp16(k[e]);
+            V[e] = f32_to_fp16(v[e]);
+        }
+    } else {
+        memcpy((float *)j->kv->k + off, k, (size_t)d * sizeof(float));
+        memcpy((float *)j->kv->v + off, v, (size_t)d * sizeof(float));
+    }
+}
+
+static void cpu_kv_write(backend *b, const bk_kv_layer *kv, const float *k, const float *v,
+                         const int32_t *slots, int n) {
+    kvw_job j = {kv, k, v, slots};
+    pool_run(impl(b)->pool, kvw_task, &j, n);
+}
+
+/* ---- attention ---- */
+typedef struct {
+    float *out;
+    const float *q;
+    const bk_kv_layer *kv;
+    const bk_attn_batch *ab;
+    int n_head, n_head_kv, head_dim, window;
+    float scale;
+    cpu_impl *c;
+} attn_job;
+
+static inline void load_row(const bk_kv_layer *kv, const void *base, int32_t slot, int off,
+                            int d, float *dst) {
+    if (kv->type == QT_F16) {
+        const uint16_t *s = (const uint16_t *)base + (size_t)slot * kv->kv_dim + off;
+        for (int e = 0; e < d; e++) dst[e] = fp16_to_f32(s[e]);
+    } else {
+        memcpy(dst, (const float *)base + (size_t)slot * kv->kv_dim + off, (size_t)d * 4);
+    }
+}
+
+static void attn_task(void *ctx, int task, int t) {
+    attn_job *j = ctx;
+    const bk_attn_batch *ab = j->ab;
+    int i = task / j->n_head, h = task % j->n_head;
+    int d = j->head_dim, kvh = h / (j->n_head / j->n_head_kv);
+    int pos = ab->pos[i];
+    int lo = j->window > 0 ? MAX(0, pos - j->window + 1) : 0;
+    const int32_t *bt = ab->block_table + (size_t)ab->seq_row[i] * ab->max_blocks;
+    const float *q = j->q + ((size_t)i * j->n_head + h) * d;
+    float *o = j->out + ((size_t)i * j->n_head + h) * d;
+    float *sc = j->c->scratch[t], *row = sc + (pos + 1);
+    float mx = -INFINITY;
+    for (int p = lo; p <= pos; p++) {
+        int32_t slot = bt[p / ab->block_size] * ab->block_size + p % ab->block_size;
+        load_row(j->kv, j->kv->k, slot, kvh * d, d, row);
+        sc[p] = dot_f32(q, row, d) * j->scale;
+        mx = MAX(mx, sc[p]);
+    }
+    double sum = 0;
+    for (int p = lo; p <= pos; p++) {
+        sc[p] = expf(sc[p] - mx);
+        sum += sc[p];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int e = 0; e < d; e++) o[e] = 0;
+    for (int p = lo; p <= pos; p++) {
+        int32_t slot = bt[p / ab->block_size] * ab->block_size + p % ab->block_size;
+        load_row(j->kv, j->kv->v, slot, kvh * d, d, row);
+        float w = sc[p] * inv;
+        for (int e = 0; e < d; e++) o[e] += w * row[e];
+    }
+}
+
+static void cpu_attention(backend *b, float *out, const float *q, const bk_kv_layer *kv,
+                          const bk_attn_batch *ab, int n_head, int n_head_kv, int head_dim,
+                          int window, float scale) {
+    cpu_impl *c = impl(b);
+    int max_pos = 0;
+    for (int i = 0; i < ab->n_tokens; i++) max_pos = MAX(max_pos, ab->pos[i]);
+    if (ensure_scratch(c, (size_t)max_pos + 1 + (size_t)head_dim)) return;
+    attn_job j = {out, q, kv, ab, n_head, n_head_kv, head_dim, window, scale, c};
+    pool_run(c->pool, attn_task, &j, ab->n_tokens * n_head);
+}
+
+/* ---- elementwise ---- */
+#define EW_CHUNK 16384
+typedef struct {
+    float *out;
+    const float *a, *b;
+    int64_t n;
+    bk_act act;
+} ew_job;
+
+static void add_task(void *ctx, int task, int t) {
+    (void)t;
+    ew_job *j = ctx;
+    int64_t i0 = (int64_t)task * EW_CHUNK, i1 = MIN(i0 + EW_CHUNK, j->n);
+    for (int64_t i = i0; i < i1; i++) j->out[i] += j->a[i];
+}
+
+static void cpu_add(backend *b, float *x, const float *y, int64_t n) {
+    ew_job j = {x, y, NULL, n, 0};
+    pool_run(impl(b)->pool, add_task, &j, (int)((n + EW_CHUNK - 1) / EW_CHUNK));
+}
+
+static inline float gelu_tanh(float x) {
+    const float c = 0.7978845608028654f; /* sqrt(2/pi) */
+    return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
+}
+
+static void glu_task(void *ctx, int task, int t) {
+    (void)t;
+    ew_job *j = ctx;
+    int64_t i0 = (int64_t)task * EW_CHUNK, i1 = MIN(i0 + EW_CHUNK, j->n);
+    for (int64_t i = i0; i < i1; i++) {
+        float g = j->a[i];
+        float a = j->act == BK_ACT_SILU ? g / (1.0f + expf(-g)) : gelu_tanh(g);
+        j->out[i] = a * j->b[i];
+    }
+}
+
+static void cpu_glu(backend *b, float *out, const float *gate, const float *up, int64_t n,
+                    bk_act act) {
+    ew_job j = {out, gate, up, n, act};
+    pool_run(impl(b)->pool, glu_task, &j, (int)((n + EW_CHUNK - 1) / EW_CHUNK));
+}
+
+static void cpu_gather(backend *b, float *out, const float *x, const int32_t *rows, int n,
+                       int dim) {
+    (void)b;
+    for (int i = 0; i < n; i++)
+        memmove(out + (size_t)i * dim, x + (size_t)rows[i] * dim, (size_t)dim * sizeof(float));
+}
+
+static int cpu_sync(backend *b) {
+    cpu_impl *c = impl(b);
+    int f = c->failed;
+    c->failed = 0;
+    return f ? -1 : 0;
+}
+
+static void cpu_destroy(backend *b) {
+    cpu_impl *c = impl(b);
+    pool_free(c->pool);
+    for (int t = 0; t < c->n_threads; t++) free(c->scratch[t]);
+    free(c);
+    free(b);
+}
+
+static const bk_ops CPU_OPS = {
+    .name = "cpu",
+    .destroy = cpu_destroy,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .weight_init = cpu_weight_init,
+    .weight_release = cpu_weight_release,
+    .embed = cpu_embed,
+    .rmsnorm = cpu_rmsnorm,
+    .matmul = cpu_matmul,
+    .rope = cpu_rope,
+    .kv_write = cpu_kv_write,
+    .attention = cpu_attention,
+    .add = cpu_add,
+    .glu = cpu_glu,
+    .gather = cpu_gather,
+    .sync = cpu_sync,
+};
+
+backend *bk_cpu_new(int n_threads) {
+    if (n_threads > MAX_THREADS) n_threads = MAX_THREADS;
+    backend *b = xcalloc(1, sizeof *b);
+    cpu_impl *c = xcalloc(1, sizeof *c);
+    if (!b || !c || !(c->pool = pool_new(n_threads))) {
+        free(b);
+        free(c);
+        return NULL;
+    }
+    c->n_threads = pool_threads(c->pool);
+    b->ops = &CPU_OPS;
+    b->impl = c;
+    return b;
+}

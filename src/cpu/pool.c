@@ -1,0 +1,143 @@
+/* pool.c: persistent thread pool (see pool.h).
+ *
+ * One job at a time. The caller publishes (fn, ctx, n_tasks), bumps the
+ * generation counter and wakes sleepers; every thread, the caller too, takes
+ * task indices from a shared atomic counter; the last thread to finish a task
+ * lets the caller return. */
+#include "cpu/pool.h"
+#include "util/util.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define SPIN_ITERS 20000
+
+struct pool {
+    int n_threads;
+    pthread_t *threads;
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    atomic_uint gen;        /* job generation */
+    _Atomic uint64_t next;  /* (generation << 32) | next task index */
+    atomic_int done; /* tasks finished */
+    atomic_int stop;
+    pool_fn fn;
+    void *ctx;
+    atomic_int n_tasks;
+};
+
+typedef struct {
+    pool *p;
+    int id;
+} worker_arg;
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Claim tasks of job `job` only: the generation in the high half of `next`
+ * keeps a late thread from taking indices of a newer job with stale state. */
+static void work(pool *p, int thread, unsigned job) {
+    for (;;) {
+        uint64_t v = atomic_load_explicit(&p->next, memory_order_acquire);
+        do {
+            if ((unsigned)(v >> 32) != job || (int)(uint32_t)v >= atomic_load_explicit(&p->n_tasks, memory_order_relaxed)) return;
+        } while (!atomic_compare_exchange_weak_explicit(&p->next, &v, v + 1, memory_order_acq_rel,
+                                                        memory_order_acquire));
+        p->fn(p->ctx, (int)(uint32_t)v, thread);
+        atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+    }
+}
+
+static void *worker(void *arg) {
+    worker_arg *wa = arg;
+    pool *p = wa->p;
+    int id = wa->id;
+    free(wa);
+    unsigned seen = atomic_load(&p->gen);
+    for (;;) {
+        int spins = 0;
+        while (atomic_load_explicit(&p->gen, memory_order_acquire) == seen) {
+            if (++spins < SPIN_ITERS) {
+                cpu_relax();
+                continue;
+            }
+            pthread_mutex_lock(&p->mu);
+            while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop))
+                pthread_cond_wait(&p->wake, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+            break;
+        }
+        if (atomic_load(&p->stop)) return NULL;
+        seen = atomic_load_explicit(&p->gen, memory_order_acquire);
+        work(p, id, seen);
+    }
+}
+
+pool *pool_new(int n_threads) {
+    pool *p = xcalloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->n_threads = n_threads < 1 ? 1 : n_threads;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    p->threads = xcalloc((size_t)p->n_threads, sizeof *p->threads);
+    if (!p->threads) {
+        free(p);
+        return NULL;
+    }
+    for (int i = 1; i < p->n_threads; i++) {
+        worker_arg *wa = xmalloc(sizeof *wa);
+        if (!wa) {
+            p->n_threads = i;
+            break;
+        }
+        wa->p = p;
+        wa->id = i;
+        if (pthread_create(&p->threads[i], NULL, worker, wa)) {
+            free(wa);
+            p->n_threads = i;
+            break;
+        }
+    }
+    return p;
+}
+
+void pool_free(pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->stop, 1);
+    atomic_fetch_add(&p->gen, 1);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 1; i < p->n_threads; i++) pthread_join(p->threads[i], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->wake);
+    free(p->threads);
+    free(p);
+}
+
+int pool_threads(const pool *p) { return p->n_threads; }
+
+void pool_run(pool *p, pool_fn fn, void *ctx, int n_tasks) {
+    if (n_tasks <= 0) return;
+    if (p->n_threads == 1 || n_tasks == 1) {
+        for (int i = 0; i < n_tasks; i++) fn(ctx, i, 0);
+        return;
+    }
+    unsigned job = atomic_load(&p->gen) + 1;
+    p->fn = fn;
+    p->ctx = ctx;
+    p->n_tasks = n_tasks;
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->next, (uint64_t)job << 32, memory_order_release);
+    pthread_mutex_lock(&p->mu);
+    atomic_store_explicit(&p->gen, job, memory_order_release);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    work(p, 0, job);
+    while (atomic_load_explicit(&p->done, memory_order_acquire) < n_tasks) cpu_relax();
+}

@@ -1,0 +1,292 @@
+/* engine.c: inference contexts and batches: beast_ctx_new, beast_decode.
+ *
+ * beast_decode checks the batch, reserves KV positions for every sequence
+ * (all or nothing), splits the batch into micro-batches of at most n_batch
+ * tokens, and runs the forward pass on each. */
+#include "engine/engine.h"
+#include "quant/quant.h"
+#include "util/util.h"
+
+#include <stdlib.h>
+
+#define KV_BLOCK 16
+
+beast_ctx_params beast_ctx_default_params(void) {
+    beast_ctx_params p = {0};
+    p.n_seq = 1;
+    p.n_batch = 512;
+    p.kv_type = BEAST_KV_F16;
+    return p;
+}
+
+static void free_bufs(beast_ctx *c) {
+    void **bufs[] = {
+        (void **)&c->d.x,        (void **)&c->d.xb,    (void **)&c->d.q,       (void **)&c->d.k,
+        (void **)&c->d.v,        (void **)&c->d.att,   (void **)&c->d.hb,      (void **)&c->d.hb2,
+        (void **)&c->d.xo,       (void **)&c->d.logits, (void **)&c->d.ids,    (void **)&c->d.pos,
+        (void **)&c->d.slots,    (void **)&c->d.seq_row, (void **)&c->d.out_rows,
+        (void **)&c->d.block_table,
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bufs); i++)
+        if (*bufs[i]) {
+            c->bk->ops->free(c->bk, *bufs[i]);
+            *bufs[i] = NULL;
+        }
+}
+
+void beast_ctx_free(beast_ctx *c) {
+    if (!c) return;
+    free_bufs(c);
+    kv_free(c->kv);
+    free(c->h_pos);
+    free(c->h_slots);
+    free(c->h_seq_row);
+    free(c->h_block_table);
+    free(c->h_out_rows);
+    free(c->h_row_of);
+    free(c->logits);
+    free(c->logit_row);
+    free(c);
+}
+
+beast_ctx *beast_ctx_new(beast_model *m, const beast_ctx_params *pp) {
+    beast_ctx_params p = pp ? *pp : beast_ctx_default_params();
+    const model_hparams *hp = &m->hp;
+    if (p.n_ctx <= 0) p.n_ctx = hp->n_ctx_train;
+    if (p.n_seq <= 0) p.n_seq = 1;
+    if (p.n_batch <= 0) p.n_batch = 512;
+    if (p.n_ctx > (1 << 24) || p.n_seq > 4096 || p.n_batch > 65536) {
+        err_set("context parameters out of range (n_ctx %d, n_seq %d, n_batch %d)", p.n_ctx,
+                p.n_seq, p.n_batch);
+        return NULL;
+    }
+    int64_t kv_tokens = p.n_kv_tokens > 0 ? p.n_kv_tokens : (int64_t)p.n_ctx * p.n_seq;
+    if (kv_tokens > (1 << 26)) {
+        err_set("KV cache of %lld positions is too large", (long long)kv_tokens);
+        return NULL;
+    }
+    beast_ctx *c = xcalloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->m = m;
+    c->bk = m->bk;
+    c->n_ctx = p.n_ctx;
+    c->n_seq = p.n_seq;
+    c->n_batch = p.n_batch;
+    c->max_blocks = (p.n_ctx + KV_BLOCK - 1) / KV_BLOCK;
+    int kv_dim = hp->n_head_kv * hp->head_dim;
+    c->kv = kv_new(c->bk, hp->n_layer, kv_dim, p.kv_type == BEAST_KV_F32 ? QT_F32 : QT_F16,
+                   p.n_seq, p.n_ctx, (int)kv_tokens, KV_BLOCK);
+    if (!c->kv) goto fail;
+
+    size_t nb = (size_t)p.n_batch, E = hp->n_embd, Q = (size_t)hp->n_head * hp->head_dim,
+           KV = (size_t)kv_dim, F = hp->n_ff, rows = (size_t)MIN(p.n_batch, p.n_seq);
+    backend *bk = c->bk;
+    struct {
+        void **dst;
+        size_t bytes;
+    } a[] = {
+        {(void **)&c->d.x, nb * E * 4},
+        {(void **)&c->d.xb, nb * E * 4},
+        {(void **)&c->d.q, nb * Q * 4},
+        {(void **)&c->d.k, nb * KV * 4},
+        {(void **)&c->d.v, nb * KV * 4},
+        {(void **)&c->d.att, nb * Q * 4},
+        {(void **)&c->d.hb, nb * F * 4},
+        {(void **)&c->d.hb2, nb * F * 4},
+        {(void **)&c->d.xo, nb * E * 4},
+        {(void **)&c->d.logits, (size_t)LOGIT_ROWS * hp->n_vocab * 4},
+        {(void **)&c->d.ids, nb * 4},
+        {(void **)&c->d.pos, nb * 4},
+        {(void **)&c->d.slots, nb * 4},
+        {(void **)&c->d.seq_row, nb * 4},
+        {(void **)&c->d.out_rows, nb * 4},
+        {(void **)&c->d.block_table, rows * c->max_blocks * 4},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(a); i++)
+        if (!(*a[i].dst = bk->ops->alloc(bk, a[i].bytes))) goto fail;
+    c->h_pos = xmalloc(nb * 4);
+    c->h_slots = xmalloc(nb * 4);
+    c->h_seq_row = xmalloc(nb * 4);
+    c->h_out_rows = xmalloc(nb * 4);
+    c->h_block_table = xmalloc(rows * c->max_blocks * 4);
+    c->h_row_of = xmalloc((size_t)p.n_seq * sizeof(int));
+    if (!c->h_row_of || !c->h_pos || !c->h_slots || !c->h_seq_row || !c->h_out_rows || !c->h_block_table)
+        goto fail;
+    return c;
+fail:
+    err_prefix("creating context (n_ctx %d, n_seq %d, n_batch %d)", p.n_ctx, p.n_seq, p.n_batch);
+    beast_ctx_free(c);
+    return NULL;
+}
+
+int beast_ctx_n_ctx(const beast_ctx *c) { return c->n_ctx; }
+
+/* ---- batches ---- */
+beast_batch *beast_batch_new(int cap) {
+    if (cap < 1) cap = 1;
+    beast_batch *b = xcalloc(1, sizeof *b);
+    if (!b) return NULL;
+    b->cap = cap;
+    b->token = xmalloc((size_t)cap * sizeof *b->token);
+    b->seq = xmalloc((size_t)cap * sizeof *b->seq);
+    b->logits = xmalloc((size_t)cap);
+    if (!b->token || !b->seq || !b->logits) {
+        beast_batch_free(b);
+        return NULL;
+    }
+    return b;
+}
+
+void beast_batch_free(beast_batch *b) {
+    if (!b) return;
+    free(b->token);
+    free(b->seq);
+    free(b->logits);
+    free(b);
+}
+
+void beast_batch_clear(beast_batch *b) { b->n = 0; }
+
+int beast_batch_add(beast_batch *b, int32_t token, int seq, bool want_logits) {
+    if (b->n == b->cap) {
+        int cap = 2 * b->cap;
+        int32_t *t = xrealloc(b->token, (size_t)cap * sizeof *t);
+        if (!t) return -1;
+        b->token = t;
+        int32_t *s = xrealloc(b->seq, (size_t)cap * sizeof *s);
+        if (!s) return -1;
+        b->seq = s;
+        int8_t *l = xrealloc(b->logits, (size_t)cap);
+        if (!l) return -1;
+        b->logits = l;
+        b->cap = cap;
+    }
+    b->token[b->n] = token;
+    b->seq[b->n] = seq;
+    b->logits[b->n] = want_logits;
+    b->n++;
+    return 0;
+}
+
+/* ---- decode ---- */
+int beast_seq_len(const beast_ctx *c, int seq) {
+    return seq >= 0 && seq < c->n_seq ? c->kv->seqs[seq].len : 0;
+}
+
+void beast_seq_clear(beast_ctx *c, int seq) {
+    if (seq >= 0 && seq < c->n_seq) kv_truncate(c->kv, seq, 0);
+}
+
+int beast_seq_truncate(beast_ctx *c, int seq, int len) {
+    if (seq < 0 || seq >= c->n_seq || len < 0) {
+        err_set("bad sequence %d or length %d", seq, len);
+        return -1;
+    }
+    kv_truncate(c->kv, seq, len);
+    return 0;
+}
+
+const float *beast_logits(beast_ctx *c, int i) {
+    if (i < 0 || i >= c->logit_row_cap || c->logit_row[i] < 0) return NULL;
+    return c->logits + (size_t)c->logit_row[i] * c->m->hp.n_vocab;
+}
+
+void beast_last_stats(const beast_ctx *c, beast_decode_stats *out) { *out = c->stats; }
+
+/* Restore every sequence's length after a failed decode. */
+static void rollback(beast_ctx *c, const int *old_len) {
+    for (int s = 0; s < c->n_seq; s++) kv_truncate(c->kv, s, old_len[s]);
+}
+
+int beast_decode(beast_ctx *c, const beast_batch *b) {
+    double t0 = time_now();
+    const int n_vocab = c->m->hp.n_vocab;
+    if (b->n <= 0) {
+        err_set("empty batch");
+        return -1;
+    }
+    for (int i = 0; i < b->n; i++) {
+        if (b->token[i] < 0 || b->token[i] >= n_vocab) {
+            err_set("token id %d out of range [0, %d)", b->token[i], n_vocab);
+            return -1;
+        }
+        if (b->seq[i] < 0 || b->seq[i] >= c->n_seq) {
+            err_set("sequence id %d out of range [0, %d)", b->seq[i], c->n_seq);
+            return -1;
+        }
+    }
+    /* per-sequence reservation, all or nothing */
+    int *count = xcalloc((size_t)c->n_seq * 3, sizeof(int));
+    if (!count) return -1;
+    int *old_len = count + c->n_seq, *cursor = old_len + c->n_seq;
+    for (int i = 0; i < b->n; i++) count[b->seq[i]]++;
+    for (int s = 0; s < c->n_seq; s++) old_len[s] = cursor[s] = c->kv->seqs[s].len;
+    int rc = -1;
+    for (int s = 0; s < c->n_seq; s++)
+        if (count[s] && kv_reserve(c->kv, s, count[s])) {
+            rollback(c, old_len);
+            goto done;
+        }
+
+    /* logits rows in batch order */
+    int n_out = 0;
+    if (c->logit_row_cap < b->n) {
+        int32_t *lr = xrealloc(c->logit_row, (size_t)b->n * sizeof *lr);
+        if (!lr) goto fail;
+        c->logit_row = lr;
+        c->logit_row_cap = b->n;
+    }
+    for (int i = 0; i < c->logit_row_cap; i++)
+        c->logit_row[i] = i < b->n && b->logits[i] ? n_out++ : -1;
+    if ((size_t)n_out * n_vocab > c->logits_cap) {
+        float *l = xrealloc(c->logits, (size_t)n_out * n_vocab * sizeof(float));
+        if (!l) goto fail;
+        c->logits = l;
+        c->logits_cap = (size_t)n_out * n_vocab;
+    }
+
+    int out_done = 0;
+    for (int i0 = 0; i0 < b->n; i0 += c->n_batch) {
+        int n = MIN(c->n_batch, b->n - i0);
+        fwd_batch fb = {0};
+        fb.n = n;
+        fb.ids = b->token + i0;
+        fb.pos = c->h_pos;
+        fb.slots = c->h_slots;
+        fb.seq_row = c->h_seq_row;
+        fb.block_table = c->h_block_table;
+        fb.out_rows = c->h_out_rows;
+        fb.max_blocks = c->max_blocks;
+        /* rows of the block table: distinct sequences of this micro-batch */
+        int n_rows = 0;
+        for (int s = 0; s < c->n_seq; s++) c->h_row_of[s] = -1;
+        for (int i = 0; i < n; i++) {
+            int s = b->seq[i0 + i], r = c->h_row_of[s];
+            if (r < 0) {
+                r = c->h_row_of[s] = n_rows++;
+                memcpy(fb.block_table + (size_t)r * c->max_blocks, c->kv->seqs[s].blocks,
+                       (size_t)c->kv->seqs[s].n_blocks * sizeof(int32_t));
+            }
+            fb.seq_row[i] = r;
+            fb.pos[i] = cursor[s]++;
+            fb.slots[i] = kv_slot(c->kv, s, fb.pos[i]);
+            if (b->logits[i0 + i]) fb.out_rows[fb.n_out++] = i;
+        }
+        fb.n_rows = n_rows;
+        fb.logits_out = c->logits + (size_t)out_done * n_vocab;
+        if (fwd_run(c, &fb)) {
+            rollback(c, old_len);
+            goto done;
+        }
+        out_done += fb.n_out;
+    }
+    rc = 0;
+    c->stats.total = time_now() - t0;
+    c->stats.n_tokens = b->n;
+    goto done;
+fail:
+    rollback(c, old_len);
+done:
+    free(count);
+    return rc;
+}

@@ -1,0 +1,77 @@
+/* forward.c: the transformer forward pass, written once against the backend
+ * interface and batch-aware: a micro-batch holds tokens of any number of
+ * sequences at any positions (prompt prefill and decoding alike).
+ *
+ * Per layer (pre-norm residual blocks; optional parts by hyperparameter):
+ *   h = norm(x); q,k,v = h Wq, h Wk, h Wv; [q,k = per-head norm]; rope(q,k)
+ *   store k,v in the paged cache; a = attention(q, cache); o = a Wo
+ *   [o = norm(o)]; x += o
+ *   h = norm(x); f = (act(h Wgate) * h Wup) Wdown; [f = norm(f)]; x += f
+ * then logits = norm(x) Wout for the tokens that asked for them. */
+#include "engine/engine.h"
+#include "util/util.h"
+
+int fwd_run(beast_ctx *c, const fwd_batch *b) {
+    const beast_model *m = c->m;
+    const model_hparams *hp = &m->hp;
+    const bk_ops *op = c->bk->ops;
+    backend *bk = c->bk;
+    fwd_bufs *d = &c->d;
+    const int n = b->n, E = hp->n_embd, H = hp->n_head, HKV = hp->n_head_kv, D = hp->head_dim;
+    const float eps = hp->norm_eps;
+
+    /* metadata to the backend */
+    if (op->upload(bk, d->ids, b->ids, (size_t)n * 4) ||
+        op->upload(bk, d->pos, b->pos, (size_t)n * 4) ||
+        op->upload(bk, d->slots, b->slots, (size_t)n * 4) ||
+        op->upload(bk, d->seq_row, b->seq_row, (size_t)n * 4) ||
+        op->upload(bk, d->block_table, b->block_table, (size_t)b->n_rows * b->max_blocks * 4) ||
+        op->upload(bk, d->out_rows, b->out_rows, (size_t)b->n_out * 4))
+        return -1;
+    bk_attn_batch ab = {n, d->pos, d->seq_row, d->block_table, b->max_blocks, c->kv->block_size};
+
+    op->embed(bk, d->x, &m->tok_embd, d->ids, n, hp->embd_scale);
+    for (int il = 0; il < hp->n_layer; il++) {
+        const model_layer *L = &m->layers[il];
+        bool swa = hp->swa_layer[il];
+
+        op->rmsnorm(bk, d->xb, d->x, L->attn_norm.data, n, E, eps);
+        op->matmul(bk, d->q, &L->wq, d->xb, n);
+        op->matmul(bk, d->k, &L->wk, d->xb, n);
+        op->matmul(bk, d->v, &L->wv, d->xb, n);
+        if (hp->qk_norm) {
+            op->rmsnorm(bk, d->q, d->q, L->q_norm.data, n * H, D, eps);
+            op->rmsnorm(bk, d->k, d->k, L->k_norm.data, n * HKV, D, eps);
+        }
+        float base = swa ? hp->rope_base_swa : hp->rope_base;
+        op->rope(bk, d->q, d->pos, n, H, D, hp->n_rot, base, hp->rope_freq_scale, hp->rope_neox);
+        op->rope(bk, d->k, d->pos, n, HKV, D, hp->n_rot, base, hp->rope_freq_scale, hp->rope_neox);
+        op->kv_write(bk, &c->kv->layers[il], d->k, d->v, d->slots, n);
+        op->attention(bk, d->att, d->q, &c->kv->layers[il], &ab, H, HKV, D,
+                      swa ? hp->swa_window : 0, hp->attn_scale);
+        op->matmul(bk, d->xb, &L->wo, d->att, n);
+        if (hp->post_norms) op->rmsnorm(bk, d->xb, d->xb, L->post_attn_norm.data, n, E, eps);
+        op->add(bk, d->x, d->xb, (int64_t)n * E);
+
+        op->rmsnorm(bk, d->xb, d->x, L->ffn_norm.data, n, E, eps);
+        op->matmul(bk, d->hb, &L->w_gate, d->xb, n);
+        op->matmul(bk, d->hb2, &L->w_up, d->xb, n);
+        op->glu(bk, d->hb, d->hb, d->hb2, (int64_t)n * hp->n_ff, hp->act);
+        op->matmul(bk, d->xb, &L->w_down, d->hb, n);
+        if (hp->post_norms) op->rmsnorm(bk, d->xb, d->xb, L->post_ffn_norm.data, n, E, eps);
+        op->add(bk, d->x, d->xb, (int64_t)n * E);
+    }
+
+    if (b->n_out > 0) {
+        op->gather(bk, d->xo, d->x, d->out_rows, b->n_out, E);
+        op->rmsnorm(bk, d->xo, d->xo, m->output_norm.data, b->n_out, E, eps);
+        for (int r = 0; r < b->n_out; r += LOGIT_ROWS) {
+            int nr = MIN(LOGIT_ROWS, b->n_out - r);
+            op->matmul(bk, d->logits, &m->output, d->xo + (size_t)r * E, nr);
+            if (op->download(bk, b->logits_out + (size_t)r * hp->n_vocab, d->logits,
+                             (size_t)nr * hp->n_vocab * sizeof(float)))
+                return -1;
+        }
+    }
+    return op->sync(bk);
+}
