@@ -130,4 +130,23 @@ int gguf_w_tensor(gguf_writer *w, const char *name, int type, int n_dims, const 
 /* Write version 3 with the given alignment (0 = 32). 0 ok, -1 + err_set(). */
 int gguf_writer_save(gguf_writer *w, const char *path, size_t alignment);
 
+/* Additions to the writer. The remaining scalar types: */
+void gguf_w_u8(gguf_writer *w, const char *key, uint8_t v);
+void gguf_w_i8(gguf_writer *w, const char *key, int8_t v);
+void gguf_w_u16(gguf_writer *w, const char *key, uint16_t v);
+void gguf_w_i16(gguf_writer *w, const char *key, int16_t v);
+void gguf_w_i64(gguf_writer *w, const char *key, int64_t v);
+void gguf_w_f64(gguf_writer *w, const char *key, double v);
+/* A string of n bytes (may hold NULs or invalid UTF-8). */
+void gguf_w_strn(gguf_writer *w, const char *key, const char *v, uint64_t n);
+/* An array of n packed little-endian scalars of element type elem (not
+ * STRING/ARRAY). */
+void gguf_w_arr_raw(gguf_writer *w, const char *key, gguf_vtype elem, const void *v, uint64_t n);
+/* Like gguf_writer_save but into a malloc'd buffer (*out, *size; caller
+ * frees). Setters that failed (bad key, invalid value, out of memory) make
+ * both save functions fail with that first error. When alignment is 0 an
+ * existing u32 "general.alignment" key is used, else 32; a non-default
+ * alignment is always recorded in "general.alignment". */
+int gguf_writer_to_mem(gguf_writer *w, size_t alignment, uint8_t **out, size_t *size);
+
 #endif
