@@ -23,7 +23,13 @@ void err_prefix(const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(pre, ERR_LEN, fmt, ap);
     va_end(ap);
-    snprintf(err_buf, ERR_LEN, "%s: %s", pre, old);
+    /* pre + ": " + old, truncated to the buffer */
+    size_t np = strnlen(pre, ERR_LEN - 1), no = strnlen(old, ERR_LEN - 1), k = 0;
+    memcpy(err_buf, pre, np), k = np;
+    if (k + 2 < ERR_LEN) memcpy(err_buf + k, ": ", 2), k += 2;
+    if (no > ERR_LEN - 1 - k) no = ERR_LEN - 1 - k;
+    memcpy(err_buf + k, old, no);
+    err_buf[k + no] = 0;
 }
 
 const char *err_get(void) { return err_buf[0] ? err_buf : "unknown error"; }

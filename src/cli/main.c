@@ -1,0 +1,32 @@
+/* main.c: the `beast` command: dispatch to subcommands. */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char USAGE[] =
+    "usage: beast <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run    generate text from a prompt         beast run -p \"Hello\" [--chat]\n"
+    "  chat   interactive chat                    beast chat [-m MODEL]\n"
+    "  info   describe a GGUF model               beast info MODEL\n"
+    "\n"
+    "`beast <command> --help` lists a command's options.\n";
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fputs(USAGE, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        fputs(USAGE, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "chat")) return cmd_chat(argc - 1, argv + 1);
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    fprintf(stderr, "beast: unknown command '%s'\n\n%s", cmd, USAGE);
+    return 2;
+}
