@@ -1,0 +1,420 @@
+/* sampler.c: the token sampler (see sampler.h for the pipeline), its PRNG,
+ * partial selection helpers and the log-probability helper. */
+#include "sampler/sampler.h"
+
+#include "util/util.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+
+/* ---- PRNG: xoshiro256** seeded through splitmix64 ---------------------- */
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t rng_next(uint64_t st[4]) {
+    uint64_t r = rotl(st[1] * 5, 7) * 9;
+    uint64_t t = st[1] << 17;
+    st[2] ^= st[0];
+    st[3] ^= st[1];
+    st[1] ^= st[2];
+    st[0] ^= st[3];
+    st[2] ^= t;
+    st[3] = rotl(st[3], 45);
+    return r;
+}
+
+/* Uniform in [0, 1) with 53 random bits. */
+static double rng_double(uint64_t st[4]) {
+    return (double)(rng_next(st) >> 11) * 0x1.0p-53;
+}
+
+static void rng_seed(uint64_t st[4], uint64_t seed) {
+    for (int i = 0; i < 4; i++) st[i] = splitmix64(&seed);
+}
+
+/* ---- candidates and their total order ---------------------------------- */
+
+typedef struct {
+    int32_t id;
+    float logit;
+    double p; /* unnormalised probability, set after the softmax step */
+} cand;
+
+/* a comes before b: higher logit, or same logit and lower id. (Bitwise
+ * operators: no branches, which matters in the partition loop.) */
+static int better(const cand *a, const cand *b) {
+    return (a->logit > b->logit) | ((a->logit == b->logit) & (a->id < b->id));
+}
+
+static int cmp_best_first(const void *x, const void *y) {
+    const cand *a = x, *b = y;
+    return better(a, b) ? -1 : better(b, a) ? 1 : 0;
+}
+
+static void swap_cand(cand *a, cand *b) {
+    cand t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* NaN -> -inf, +inf -> FLT_MAX. */
+static float clean(float x) {
+    if (x != x) return -INFINITY;
+    if (x == INFINITY) return FLT_MAX;
+    return x;
+}
+
+/* Min-heap keyed on the order above (the root is the worst kept entry). */
+static void heap_sift_down(cand *h, int n, int i) {
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, w = i;
+        if (l < n && better(&h[w], &h[l])) w = l;
+        if (r < n && better(&h[w], &h[r])) w = r;
+        if (w == i) return;
+        swap_cand(&h[i], &h[w]);
+        i = w;
+    }
+}
+
+static void heap_sift_up(cand *h, int i) {
+    while (i > 0) {
+        int parent = (i - 1) / 2;
+        if (!better(&h[parent], &h[i])) return;
+        swap_cand(&h[parent], &h[i]);
+        i = parent;
+    }
+}
+
+/* The k best finite entries of v[0..n) into h (unordered); returns how many
+ * (fewer than k when fewer entries are finite). One pass; since ids arrive in
+ * increasing order, a newcomer with a logit equal to the root's is worse. */
+static int heap_top(const float *v, int n, cand *h, int k) {
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        float l = clean(v[i]);
+        if (l == -INFINITY) continue;
+        if (m < k) {
+            h[m] = (cand){i, l, 0};
+            heap_sift_up(h, m++);
+        } else if (l > h[0].logit) {
+            h[0] = (cand){i, l, 0};
+            heap_sift_down(h, m, 0);
+        }
+    }
+    return m;
+}
+
+/* Quickselect step on c[lo..hi) (hi - lo >= 2): picks a median-of-three
+ * pivot and returns its final index; the entries before it beat it, the
+ * entries after it do not. */
+static size_t partition(cand *c, size_t lo, size_t hi) {
+    size_t mid = lo + (hi - lo) / 2, last = hi - 1;
+    if (better(&c[mid], &c[lo])) swap_cand(&c[mid], &c[lo]);
+    if (better(&c[last], &c[lo])) swap_cand(&c[last], &c[lo]);
+    if (better(&c[mid], &c[last])) swap_cand(&c[mid], &c[last]);
+    cand piv = c[last]; /* the median of the three */
+    size_t store = lo;
+    for (size_t i = lo; i < last; i++) { /* Lomuto, written without branches */
+        cand x = c[i];
+        int b = better(&x, &piv);
+        c[i] = c[store];
+        c[store] = x;
+        store += (size_t)b;
+    }
+    swap_cand(&c[store], &c[last]);
+    return store;
+}
+
+/* ---- the sampler -------------------------------------------------------- */
+
+struct sampler {
+    sampler_params p; /* p.bias points at `bias` */
+    sampler_bias *bias;
+    int n_vocab;
+    int penalize; /* penalties on and a window to apply them over */
+    float *work;  /* logits after bias and penalties */
+    int have_work;
+    cand *cand;      /* n_vocab candidates */
+    int32_t *counts; /* n_vocab, all zero between calls */
+    int32_t *hist;   /* penalty window (a ring once it holds repeat_last_n) */
+    size_t hist_n, hist_cap, hist_head;
+    uint64_t rng[4];
+};
+
+sampler_params sampler_default_params(void) {
+    sampler_params p = {0};
+    p.temperature = 0.8f;
+    p.top_k = 40;
+    p.top_p = 0.95f;
+    p.min_p = 0.05f;
+    p.repeat_penalty = 1.0f;
+    p.repeat_last_n = 64;
+    p.seed = SAMPLER_DEFAULT_SEED;
+    return p;
+}
+
+sampler *sampler_new(const sampler_params *p, int n_vocab) {
+    if (!p || n_vocab < 1) {
+        err_set("sampler: bad arguments (n_vocab %d)", n_vocab);
+        return NULL;
+    }
+    if (isnan(p->temperature) || isnan(p->top_p) || isnan(p->min_p) || isnan(p->repeat_penalty) ||
+        !isfinite(p->presence_penalty) || !isfinite(p->frequency_penalty)) {
+        err_set("sampler: NaN or infinite parameter");
+        return NULL;
+    }
+    if (!(p->repeat_penalty > 0) || isinf(p->repeat_penalty)) {
+        err_set("sampler: repeat_penalty must be positive and finite (got %g)",
+                (double)p->repeat_penalty);
+        return NULL;
+    }
+    if (p->repeat_last_n < -1) {
+        err_set("sampler: repeat_last_n must be >= -1 (got %d)", p->repeat_last_n);
+        return NULL;
+    }
+    if (p->n_bias < 0 || (p->n_bias > 0 && !p->bias)) {
+        err_set("sampler: bad bias list");
+        return NULL;
+    }
+    for (int i = 0; i < p->n_bias; i++) {
+        if (p->bias[i].token < 0 || p->bias[i].token >= n_vocab) {
+            err_set("sampler: bias token %d out of range (n_vocab %d)", (int)p->bias[i].token,
+                    n_vocab);
+            return NULL;
+        }
+        if (isnan(p->bias[i].bias)) {
+            err_set("sampler: bias for token %d is NaN", (int)p->bias[i].token);
+            return NULL;
+        }
+    }
+
+    sampler *s = xcalloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->p = *p;
+    s->n_vocab = n_vocab;
+    if (s->p.min_p > 1) s->p.min_p = 1;
+    s->penalize = p->repeat_last_n != 0 &&
+                  (p->repeat_penalty != 1 || p->presence_penalty != 0 || p->frequency_penalty != 0);
+    s->work = xmalloc((size_t)n_vocab * sizeof *s->work);
+    s->cand = xmalloc((size_t)n_vocab * sizeof *s->cand);
+    s->counts = xcalloc((size_t)n_vocab, sizeof *s->counts);
+    if (p->n_bias > 0) s->bias = xmalloc((size_t)p->n_bias * sizeof *s->bias);
+    if (!s->work || !s->cand || !s->counts || (p->n_bias > 0 && !s->bias)) {
+        sampler_free(s);
+        return NULL;
+    }
+    if (p->n_bias > 0) memcpy(s->bias, p->bias, (size_t)p->n_bias * sizeof *s->bias);
+    s->p.bias = s->bias;
+    sampler_reset(s);
+    return s;
+}
+
+void sampler_free(sampler *s) {
+    if (!s) return;
+    free(s->work);
+    free(s->cand);
+    free(s->counts);
+    free(s->bias);
+    free(s->hist);
+    free(s);
+}
+
+void sampler_reset(sampler *s) {
+    if (!s) return;
+    s->hist_n = s->hist_head = 0;
+    s->have_work = 0;
+    rng_seed(s->rng, s->p.seed);
+}
+
+void sampler_accept(sampler *s, int32_t token) {
+    if (!s || !s->penalize || token < 0 || token >= s->n_vocab) return;
+    size_t window = (size_t)s->p.repeat_last_n; /* huge for -1: never wraps */
+    if (s->hist_n == window) {                  /* full ring: overwrite the oldest */
+        s->hist[s->hist_head] = token;
+        s->hist_head = (s->hist_head + 1) % window;
+        return;
+    }
+    if (s->hist_n == s->hist_cap) {
+        size_t cap = s->hist_cap ? 2 * s->hist_cap : 64;
+        if (cap > window) cap = window;
+        int32_t *h = xrealloc(s->hist, cap * sizeof *h);
+        if (!h) return; /* out of memory: the token is not recorded */
+        s->hist = h;
+        s->hist_cap = cap;
+    }
+    s->hist[s->hist_n++] = token;
+}
+
+static void apply_penalties(sampler *s, float *w) {
+    const sampler_params *p = &s->p;
+    for (size_t i = 0; i < s->hist_n; i++) s->counts[s->hist[i]]++;
+    for (size_t i = 0; i < s->hist_n; i++) {
+        int32_t t = s->hist[i];
+        int32_t c = s->counts[t];
+        if (c == 0) continue; /* already done */
+        s->counts[t] = 0;
+        float l = w[t];
+        if (p->repeat_penalty != 1) l = l > 0 ? l / p->repeat_penalty : l * p->repeat_penalty;
+        l -= p->presence_penalty + p->frequency_penalty * (float)c;
+        w[t] = clean(l);
+    }
+}
+
+/* top_p: the kept set is the shortest best-first run of c[0..m) whose mass
+ * (sum of .p) reaches target. Found like a quickselect on mass, in O(m)
+ * expected time without sorting: c is reordered so that the set is c[0..r)
+ * (in no particular order) and r is returned. */
+static int top_p_cut(cand *c, int m, double target) {
+    if (m == 0) return 0;
+    if (!(target > 0)) { /* the best token alone reaches it */
+        int b = 0;
+        for (int j = 1; j < m; j++)
+            if (better(&c[j], &c[b])) b = j;
+        swap_cand(&c[0], &c[b]);
+        return 1;
+    }
+    size_t lo = 0, hi = (size_t)m; /* c[0..lo) kept; the cut lies in [lo, hi) */
+    double mass = 0;               /* of c[0..lo) */
+    while (hi - lo > 16) {
+        size_t piv = partition(c, lo, hi);
+        double head = 0; /* c[lo..piv): all beat the pivot */
+        for (size_t i = lo; i < piv; i++) head += c[i].p;
+        if (mass + head >= target) {
+            hi = piv;
+        } else {
+            mass += head + c[piv].p;
+            lo = piv + 1;
+            if (mass >= target) return (int)lo;
+        }
+    }
+    qsort(c + lo, hi - lo, sizeof *c, cmp_best_first);
+    for (size_t j = lo; j < hi; j++) {
+        mass += c[j].p;
+        if (mass >= target) return (int)j + 1;
+    }
+    return (int)hi;
+}
+
+int32_t sampler_sample(sampler *s, const float *logits) {
+    if (!s || !logits) {
+        err_set("sampler_sample: bad arguments");
+        return -1;
+    }
+    const sampler_params *p = &s->p;
+    int n = s->n_vocab;
+    float *w = s->work;
+
+    for (int i = 0; i < n; i++) w[i] = clean(logits[i]);
+    for (int i = 0; i < p->n_bias; i++) {
+        int32_t t = p->bias[i].token;
+        w[t] = clean(w[t] + p->bias[i].bias);
+    }
+    if (s->penalize) apply_penalties(s, w);
+    s->have_work = 1;
+
+    if (!(p->temperature > 0)) { /* greedy */
+        int best = -1;
+        float bl = -INFINITY;
+        for (int i = 0; i < n; i++)
+            if (w[i] > bl) bl = w[i], best = i;
+        if (best < 0) err_set("sampler: every token has probability zero");
+        return best;
+    }
+
+    double u = rng_double(s->rng); /* exactly one draw per non-greedy call */
+
+    /* candidates: the top_k best, or every finite logit */
+    cand *c = s->cand;
+    int m = 0;
+    if (p->top_k > 0 && p->top_k < n) {
+        m = heap_top(w, n, c, p->top_k);
+    } else {
+        for (int i = 0; i < n; i++)
+            if (w[i] != -INFINITY) c[m++] = (cand){i, w[i], 0};
+    }
+    if (m == 0) {
+        err_set("sampler: every token has probability zero");
+        return -1;
+    }
+
+    /* temperature + softmax (unnormalised: the top token gets 1), min_p */
+    float maxl = c[0].logit;
+    for (int j = 1; j < m; j++)
+        if (c[j].logit > maxl) maxl = c[j].logit;
+    double temp = p->temperature, z = 0;
+    int kept = 0;
+    for (int j = 0; j < m; j++) {
+        double e = exp(((double)c[j].logit - (double)maxl) / temp);
+        z += e;
+        if (p->min_p > 0 && e < (double)p->min_p) continue;
+        c[kept] = c[j];
+        c[kept++].p = e;
+    }
+    /* top_p after min_p gives the same set as the documented order: both keep
+     * a best-first prefix, and z still counts the tokens min_p dropped. */
+    if (p->top_p < 1) kept = top_p_cut(c, kept, (double)p->top_p * z);
+
+    /* draw */
+    double total = 0;
+    for (int j = 0; j < kept; j++) total += c[j].p;
+    double r = u * total, acc = 0;
+    int last = 0;
+    for (int j = 0; j < kept; j++) {
+        if (c[j].p <= 0) continue;
+        acc += c[j].p;
+        last = j;
+        if (r < acc) return c[j].id;
+    }
+    return c[last].id; /* rounding: r landed on total */
+}
+
+const float *sampler_last_logits(const sampler *s) {
+    return s && s->have_work ? s->work : NULL;
+}
+
+int sampler_logprobs(const float *logits, int n_vocab, int32_t token, float *token_logprob,
+                     int n_top, int32_t *top_ids, float *top_logprobs) {
+    if (!logits || n_vocab < 1 || (token >= 0 && (token >= n_vocab || !token_logprob)) ||
+        (n_top > 0 && (!top_ids || !top_logprobs))) {
+        err_set("sampler_logprobs: bad arguments");
+        return -1;
+    }
+    float maxl = -INFINITY;
+    for (int i = 0; i < n_vocab; i++) {
+        float l = clean(logits[i]);
+        if (l > maxl) maxl = l;
+    }
+    double lse = -INFINITY;
+    if (maxl != -INFINITY) {
+        double z = 0;
+        for (int i = 0; i < n_vocab; i++) z += exp((double)clean(logits[i]) - (double)maxl);
+        lse = (double)maxl + log(z);
+    }
+    if (token >= 0) {
+        float l = clean(logits[token]);
+        *token_logprob = l == -INFINITY ? -INFINITY : (float)((double)l - lse);
+    }
+    if (n_top <= 0 || maxl == -INFINITY) return 0;
+
+    int k = MIN(n_top, n_vocab);
+    cand *h = xmalloc((size_t)k * sizeof *h);
+    if (!h) return -1;
+    int m = heap_top(logits, n_vocab, h, k);
+    qsort(h, (size_t)m, sizeof *h, cmp_best_first);
+    for (int j = 0; j < m; j++) {
+        top_ids[j] = h[j].id;
+        top_logprobs[j] = (float)((double)h[j].logit - lse);
+    }
+    free(h);
+    return m;
+}
