@@ -86,6 +86,9 @@ static double rng_normal(void) {
  * The search in the quantizers lowers these somewhat (Q2_K a lot: clipping
  * pays at 2 bits). Each bound is 1.25 x the larger of the model value and the
  * worst measured over 30 seeds x 8 rows (1.5 x the measured for outliers).
+ * Q2_K's outlier bound is wider still (0.5; 0.31 seen in 90 seeds): its
+ * 4-bit sub-scales share one super-block scale, so an outlier leaves the
+ * other 15 sub-blocks of its super-block with one or two sub-scale steps.
  * F16 / BF16 are hard bounds: round to nearest, relative 2^-11 / 2^-8 per
  * element. Measured values are printed; the quantizer comments in src/quant
  * give the distribution-free per-block guarantees also checked below. */
@@ -107,7 +110,7 @@ static const type_info TYPES[] = {
     {QT_Q5_1, {0.048, 0.040, 0.08, 0.015}},
     {QT_Q8_0, {0.0072, 0.0049, 0.02, 0.0045}},
     {QT_Q8_1, {0.0072, 0.0049, 0.02, 0.0045}},
-    {QT_Q2_K, {0.42, 0.42, 0.35, 0.19}},
+    {QT_Q2_K, {0.42, 0.42, 0.50, 0.19}},
     {QT_Q3_K, {0.19, 0.16, 0.24, 0.14}},
     {QT_Q4_K, {0.10, 0.084, 0.16, 0.038}},
     {QT_Q5_K, {0.048, 0.040, 0.084, 0.018}},

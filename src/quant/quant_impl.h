@@ -63,8 +63,8 @@ static inline float quant_rdf16(const uint8_t *p) {
 
 /* ---- quantization helpers (quant_fit.c) ---- */
 
-/* round(v) clamped to [lo, hi]; NaN gives lo. Never converts an out-of-range
- * float to int. */
+/* Nearest integer to v (ties to even) clamped to [lo, hi]; NaN gives lo.
+ * Never converts an out-of-range float to int. */
 int quant_nearest(float v, int lo, int hi);
 
 /* f16 of v, saturating at +-65504 instead of overflowing to infinity. */
@@ -90,8 +90,8 @@ void quant_fit_affine(const float *x, int n, int qmax, int b_nonpos, int round_f
                       float *b);
 
 /* Nearest-integer assignment for a given scale (and offset): writes q and
- * returns the squared error sum (x - (s*q [+ b]))^2 in double. s == 0 gives
- * q = 0 (symmetric) or q = 0 (affine: every element becomes b). */
+ * returns the squared error sum (x - (s*q [+ b]))^2 in double, with s*q [+ b]
+ * computed in float as dequant does. s == 0 gives q = 0 everywhere. */
 double quant_assign_sym(const float *x, int n, float s, int qmin, int qmax, int8_t *q);
 double quant_assign_affine(const float *x, int n, float s, float b, int qmax, int8_t *q);
 
