@@ -583,6 +583,22 @@ static void test_roundtrip(void) {
     gguf_writer_free(w);
     ref_free(&rr);
     CHECK(gguf_open("/nonexistent/x.gguf") == NULL && strstr(err_get(), "cannot open"));
+    CHECK(gguf_open("/") == NULL && strstr(err_get(), "not a regular file"));
+    /* tiny and empty files through gguf_open (mmap is skipped for them) */
+    const char *tp = tmp_path("tiny");
+    FILE *fp = fopen(tp, "wb");
+    fwrite("GGUF\3\0\0\0", 1, 8, fp);
+    fclose(fp);
+    CHECK(gguf_open(tp) == NULL && strstr(err_get(), tp) &&
+          strstr(err_get(), "too small (8 bytes)"));
+    fp = fopen(tp, "wb");
+    fclose(fp);
+    CHECK(gguf_open(tp) == NULL && strstr(err_get(), "too small (0 bytes)"));
+    fp = fopen(tp, "wb");
+    fwrite("PK\3\4 this is a zip file", 1, 20, fp);
+    fclose(fp);
+    CHECK(gguf_open(tp) == NULL && strstr(err_get(), "not a GGUF file"));
+    remove(tp);
 }
 
 /* ---- real models ---- */
