@@ -1,20 +1,29 @@
 /* cpu_backend.c: the CPU implementation of the backend interface.
  *
  * Memory is host memory; weights are used in place from the mmapped file.
- * Every op splits its work into tasks for the thread pool. Matrix products
- * dequantize one weight row at a time into a per-thread buffer (through the
- * quant traits table) and dot it with every token of the batch, so a row is
- * read once per batch. SIMD kernels come in src/cpu/ as separate files and
- * are tested against quant.h's references. */
+ * Every op splits its work into tasks for the thread pool.
+ *
+ * Matrix products take the SIMD kernel of the weight type (src/cpu/mm.h):
+ * the activations are quantized once per call (q8.h) for the quantized
+ * types, then the weight rows are split into contiguous chunks, one task
+ * each, and a task runs the kernel on its rows for all tokens (the kernel
+ * tiles rows x tokens so weight blocks are reused from registers and
+ * cache). Without a kernel (no AVX2, or BEAST_CPU_SCALAR=1 in the
+ * environment when the backend is created) the reference path dequantizes
+ * one weight row at a time into a per-thread buffer through the quant
+ * traits table and dots it with every token in float. */
 #include "backend/backend.h"
+#include "cpu/mm.h"
 #include "cpu/pool.h"
+#include "cpu/q8.h"
+#include "cpu/simd.h"
 #include "quant/quant.h"
 #include "util/util.h"
 
 #include <math.h>
 #include <stdlib.h>
 
-#define MAX_THREADS 256
+#define MAX_THREADS   256
 #define ROWS_PER_TASK 16
 
 typedef struct {
@@ -23,9 +32,14 @@ typedef struct {
     float *scratch[MAX_THREADS]; /* per-thread buffers */
     size_t scratch_cap[MAX_THREADS];
     int failed; /* sticky: an op could not run; reported by sync() */
+    int simd;   /* use the SIMD matmul kernels */
+    void *qbuf; /* quantized activations of the current matmul */
+    size_t qbuf_cap;
 } cpu_impl;
 
-static cpu_impl *impl(backend *b) { return b->impl; }
+static cpu_impl *impl(backend *b) {
+    return b->impl;
+}
 
 /* Make every thread's scratch hold n floats (called before a job). */
 static int ensure_scratch(cpu_impl *c, size_t n) {
@@ -146,8 +160,17 @@ typedef struct {
     const float *x;
     int n;
     cpu_impl *c;
+    /* fast path */
+    const mm_kernel *kr;
+    mm_act act;
+    int rows_per_task;
+    /* activation quantization */
+    float *sums;
+    size_t sum_stride, row_bytes;
+    int tok_per_task;
 } mm_job;
 
+/* reference path: dequantize a row, dot it with every token */
 static void mm_task(void *ctx, int task, int t) {
     mm_job *j = ctx;
     const bk_weight *w = j->w;
@@ -164,11 +187,88 @@ static void mm_task(void *ctx, int task, int t) {
     }
 }
 
+/* fast path: a chunk of rows, all tokens */
+static void mm_fast_task(void *ctx, int task, int t) {
+    (void)t;
+    mm_job *j = ctx;
+    const bk_weight *w = j->w;
+    size_t rs = quant_row_size(w->type, w->cols);
+    int64_t r0 = (int64_t)task * j->rows_per_task;
+    int nr = (int)MIN((int64_t)j->rows_per_task, w->rows - r0);
+    j->kr->fn(w->cols, (const uint8_t *)w->data + (size_t)r0 * rs, rs, nr, &j->act, j->n,
+              j->out + r0, (size_t)w->rows);
+}
+
+/* quantize the activations of a group of tokens */
+static void q8_task(void *ctx, int task, int t) {
+    (void)t;
+    mm_job *j = ctx;
+    int64_t k = j->w->cols;
+    int i0 = task * j->tok_per_task, i1 = MIN(i0 + j->tok_per_task, j->n);
+    for (int i = i0; i < i1; i++)
+        q8_quantize_row((q8_kind)j->kr->act, j->x + (size_t)i * k, k,
+                        (char *)j->c->qbuf + (size_t)i * j->row_bytes, j->sums ? j->sums + i : NULL,
+                        j->sum_stride, 1);
+}
+
+static int ensure_qbuf(cpu_impl *c, size_t n) {
+    if (c->qbuf_cap >= n) return 0;
+    free(c->qbuf);
+    c->qbuf = NULL;
+    c->qbuf_cap = 0;
+    if (posix_memalign(&c->qbuf, 64, n)) {
+        c->qbuf = NULL;
+        err_set("out of memory (%zu bytes of quantized activations)", n);
+        c->failed = 1;
+        return -1;
+    }
+    c->qbuf_cap = n;
+    return 0;
+}
+
+/* Rows per task: about 8 tasks per thread so a thread delayed by other work
+ * on the machine does not hold up the call, but at least 16 rows (and a
+ * multiple of 4, the kernels' row tile) so a task streams a contiguous run
+ * of weights that is long against the cost of claiming it. */
+static int rows_per_task(int64_t rows, int n_threads) {
+    int64_t r = rows / ((int64_t)n_threads * 8);
+    r = MAX(16, (r + 3) / 4 * 4);
+    return (int)MIN(r, rows);
+}
+
 static void cpu_matmul(backend *b, float *out, const bk_weight *w, const float *x, int n) {
     cpu_impl *c = impl(b);
-    if (ensure_scratch(c, (size_t)w->cols)) return;
-    mm_job j = {out, w, x, n, c};
-    pool_run(c->pool, mm_task, &j, (int)((w->rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK));
+    if (n <= 0 || w->rows <= 0) return;
+    const mm_kernel *kr = mm_kernel_get(w->type, c->simd);
+    if (!kr) {
+        if (ensure_scratch(c, (size_t)w->cols)) return;
+        mm_job j = {.out = out, .w = w, .x = x, .n = n, .c = c};
+        pool_run(c->pool, mm_task, &j, (int)((w->rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK));
+        return;
+    }
+    mm_job j = {.out = out, .w = w, .x = x, .n = n, .c = c, .kr = kr};
+    if (kr->act == MM_ACT_F32) {
+        j.act = (mm_act){x, (size_t)w->cols * sizeof(float), NULL, 0};
+    } else {
+        /* quantized rows, then (Q8_32) the token-major block sums, padded to
+         * a multiple of 4 tokens: kernels load the sums of 4 tokens at once */
+        j.row_bytes = q8_row_bytes((q8_kind)kr->act, w->cols);
+        size_t qbytes = (size_t)n * j.row_bytes, sums = 0;
+        if (kr->act == MM_ACT_Q8_32) {
+            j.sum_stride = ((size_t)n + 3) / 4 * 4;
+            sums = (size_t)(w->cols / 32) * j.sum_stride * sizeof(float);
+        }
+        if (ensure_qbuf(c, qbytes + sums)) return;
+        j.sums = sums ? (float *)((char *)c->qbuf + qbytes) : NULL;
+        if (sums) memset(j.sums, 0, sums);
+        int groups = (int)MIN((int64_t)n, (int64_t)c->n_threads * 4);
+        if ((int64_t)n * w->cols < 65536) groups = 1; /* not worth waking the pool */
+        j.tok_per_task = (n + groups - 1) / groups;
+        pool_run(c->pool, q8_task, &j, (n + j.tok_per_task - 1) / j.tok_per_task);
+        j.act = (mm_act){c->qbuf, j.row_bytes, j.sums, j.sum_stride};
+    }
+    j.rows_per_task = rows_per_task(w->rows, c->n_threads);
+    pool_run(c->pool, mm_fast_task, &j, (int)((w->rows + j.rows_per_task - 1) / j.rows_per_task));
 }
 
 /* ---- rope ---- */
@@ -245,8 +345,8 @@ typedef struct {
     cpu_impl *c;
 } attn_job;
 
-static inline void load_row(const bk_kv_layer *kv, const void *base, int32_t slot, int off,
-                            int d, float *dst) {
+static inline void load_row(const bk_kv_layer *kv, const void *base, int32_t slot, int off, int d,
+                            float *dst) {
     if (kv->type == QT_F16) {
         const uint16_t *s = (const uint16_t *)base + (size_t)slot * kv->kv_dim + off;
         for (int e = 0; e < d; e++) dst[e] = fp16_to_f32(s[e]);
@@ -360,6 +460,7 @@ static void cpu_destroy(backend *b) {
     cpu_impl *c = impl(b);
     pool_free(c->pool);
     for (int t = 0; t < c->n_threads; t++) free(c->scratch[t]);
+    free(c->qbuf);
     free(c);
     free(b);
 }
@@ -395,6 +496,8 @@ backend *bk_cpu_new(int n_threads) {
         return NULL;
     }
     c->n_threads = pool_threads(c->pool);
+    const char *sc = getenv("BEAST_CPU_SCALAR");
+    c->simd = simd_has_avx2() && !(sc && *sc && strcmp(sc, "0") != 0);
     b->ops = &CPU_OPS;
     b->impl = c;
     return b;

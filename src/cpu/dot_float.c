@@ -1,0 +1,145 @@
+/* dot_float.c: AVX2 matrix-product kernels for float weights (F32, F16,
+ * BF16) against f32 activations.
+ *
+ * 8 weights at a time are widened to f32 (F16: vcvtph2ps; BF16: a 16-bit
+ * shift) and multiplied into per-(row, token) accumulators with FMA. The
+ * micro-kernel covers R rows x C tokens, so each converted weight vector
+ * serves C tokens and each activation vector R rows. k need not be a
+ * multiple of 8: the tail is done in scalar code. Results differ from the
+ * double-precision reference only by f32 rounding (about sqrt(k) * 2^-24
+ * relative to sum |w x|). */
+#include "cpu/mm.h"
+#include "cpu/simd.h"
+#include "quant/quant.h"
+#include "util/util.h"
+
+#if SIMD_X86
+SIMD_AVX2_BEGIN
+
+#define FL_RMAX 4
+#define FL_CMAX 3
+
+/* 8 weights of row w starting at element i, as floats */
+SIMD_INLINE __m256 fl_load(int type, const uint8_t *w, int64_t i) {
+    switch (type) {
+    case QT_F32:
+        return _mm256_loadu_ps((const float *)w + i);
+    case QT_F16:
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i)));
+    default: {
+        __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + 2 * i)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+    }
+    }
+}
+
+SIMD_INLINE float fl_scalar(int type, const uint8_t *w, int64_t i) {
+    switch (type) {
+    case QT_F32: {
+        float f;
+        memcpy(&f, w + 4 * i, 4);
+        return f;
+    }
+    case QT_F16:
+        return simd_f16(w + 2 * i);
+    default:
+        return bf16_to_f32(simd_rd16(w + 2 * i));
+    }
+}
+
+SIMD_INLINE void fl_tile(int type, int R, int C, int64_t k, const uint8_t *w, size_t ws,
+                         const mm_act *a, float *out, size_t ldo) {
+    __m256 acc[FL_RMAX][FL_CMAX];
+    const float *x[FL_CMAX];
+    for (int c = 0; c < C; c++) x[c] = (const float *)((const char *)a->rows + c * a->stride);
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= k; i += 8) {
+        __m256 wv[FL_RMAX];
+        for (int r = 0; r < R; r++) wv[r] = fl_load(type, w + r * ws, i);
+        for (int c = 0; c < C; c++) {
+            __m256 xv = _mm256_loadu_ps(x[c] + i);
+            for (int r = 0; r < R; r++) acc[r][c] = _mm256_fmadd_ps(wv[r], xv, acc[r][c]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) {
+            float s = simd_hsum(acc[r][c]);
+            for (int64_t j = i; j < k; j++) s += fl_scalar(type, w + r * ws, j) * x[c][j];
+            out[c * ldo + r] = s;
+        }
+}
+
+/* one row, one token: two accumulators to hide the FMA latency */
+SIMD_INLINE void fl_dot1(int type, int64_t k, const uint8_t *w, const mm_act *a, float *out) {
+    const float *x = a->rows;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= k; i += 16) {
+        s0 = _mm256_fmadd_ps(fl_load(type, w, i), _mm256_loadu_ps(x + i), s0);
+        s1 = _mm256_fmadd_ps(fl_load(type, w, i + 8), _mm256_loadu_ps(x + i + 8), s1);
+    }
+    for (; i + 8 <= k; i += 8)
+        s0 = _mm256_fmadd_ps(fl_load(type, w, i), _mm256_loadu_ps(x + i), s0);
+    float s = simd_hsum(_mm256_add_ps(s0, s1));
+    for (; i < k; i++) s += fl_scalar(type, w, i) * x[i];
+    *out = s;
+}
+
+typedef void (*fl_tile_fn)(int64_t k, const uint8_t *w, size_t ws, const mm_act *a, float *out,
+                           size_t ldo);
+
+#define FL_T(t, R, C)                                                                              \
+    static void fl_##t##_##R##x##C(int64_t k, const uint8_t *w, size_t ws, const mm_act *a,        \
+                                   float *out, size_t ldo) {                                       \
+        fl_tile(QT_##t, R, C, k, w, ws, a, out, ldo);                                              \
+    }
+#define FL_TYPE(t)                                                                                 \
+    FL_T(t, 1, 2)                                                                                  \
+    FL_T(t, 1, 3) FL_T(t, 4, 1) FL_T(t, 4, 2) FL_T(t, 4, 3) static void fl_##t##_1x1(              \
+        int64_t k, const uint8_t *w, size_t ws, const mm_act *a, float *out, size_t ldo) {         \
+        (void)ws, (void)ldo;                                                                       \
+        fl_dot1(QT_##t, k, w, a, out);                                                             \
+    }
+#define FL_TABLE(t)                                                                                \
+    {                                                                                              \
+        {fl_##t##_1x1, fl_##t##_1x2, fl_##t##_1x3}, {                                              \
+            fl_##t##_4x1, fl_##t##_4x2, fl_##t##_4x3                                               \
+        }                                                                                          \
+    }
+
+FL_TYPE(F32)
+FL_TYPE(F16)
+FL_TYPE(BF16)
+
+static const fl_tile_fn fl_tiles[3][2][FL_CMAX] = {FL_TABLE(F32), FL_TABLE(F16), FL_TABLE(BF16)};
+
+static void fl_gemm(int ti, int64_t k, const uint8_t *w, size_t ws, int nr, const mm_act *a, int nc,
+                    float *out, size_t ldo) {
+    for (int c0 = 0; c0 < nc; c0 += FL_CMAX) {
+        int cn = MIN(FL_CMAX, nc - c0);
+        mm_act ac = {(const char *)a->rows + c0 * a->stride, a->stride, NULL, 0};
+        int r0 = 0;
+        for (; r0 + FL_RMAX <= nr; r0 += FL_RMAX)
+            fl_tiles[ti][1][cn - 1](k, w + r0 * ws, ws, &ac, out + c0 * ldo + r0, ldo);
+        for (; r0 < nr; r0++)
+            fl_tiles[ti][0][cn - 1](k, w + r0 * ws, ws, &ac, out + c0 * ldo + r0, ldo);
+    }
+}
+
+void mm_f32_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
+                 float *out, size_t ldo) {
+    fl_gemm(0, k, w, wstride, nr, a, nc, out, ldo);
+}
+void mm_f16_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
+                 float *out, size_t ldo) {
+    fl_gemm(1, k, w, wstride, nr, a, nc, out, ldo);
+}
+void mm_bf16_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
+                  float *out, size_t ldo) {
+    fl_gemm(2, k, w, wstride, nr, a, nc, out, ldo);
+}
+
+SIMD_AVX2_END
+#endif

@@ -1,0 +1,77 @@
+/* mm.h: the CPU matrix-product kernels (one per weight type) and their
+ * selection.
+ *
+ * A kernel computes a block of the product out[t][r] = W[r] . x[t]: nr
+ * weight rows (the row pointer w, wstride bytes apart) against nc activation
+ * rows, writing out[c * ldo + r]. It tiles the block itself (a few rows x a
+ * few tokens per micro-kernel, each weight block reused from registers for
+ * several tokens). The caller (cpu_backend.c) splits the matrix into blocks
+ * for the threads.
+ *
+ * The activation rows are f32 (F32, F16, BF16 weights) or quantized with
+ * q8.h (all quantized weight types); mm_act describes them.
+ *
+ * Kernels exist for AVX2+FMA+F16C (dot_float.c, dot_legacy.c, dot_kquant.c).
+ * Without them (another CPU, or BEAST_CPU_SCALAR=1) mm_kernel_get returns
+ * NULL and the backend uses the reference path: dequantize a weight row with
+ * the quant traits and dot it in float. */
+#ifndef BEAST_CPU_MM_H
+#define BEAST_CPU_MM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cpu/q8.h"
+
+typedef enum { MM_ACT_F32 = 0, MM_ACT_Q8_32 = Q8_32, MM_ACT_Q8_K = Q8_K } mm_act_kind;
+
+typedef struct {
+    const void *rows; /* activation row c at rows + c * stride bytes */
+    size_t stride;
+    const float *sums; /* Q8_32: block sums, sums[b * sum_stride + c]; readable
+                          up to 4 entries past the last token */
+    size_t sum_stride;
+} mm_act;
+
+typedef void (*mm_fn)(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
+                      float *out, size_t ldo);
+
+typedef struct {
+    mm_act_kind act;
+    mm_fn fn;
+    const char *name; /* "avx2" */
+} mm_kernel;
+
+/* The kernel for a weight type on this CPU; NULL for the reference path
+ * (no SIMD kernel for the type, or simd == 0, or the CPU lacks AVX2/FMA/F16C). */
+const mm_kernel *mm_kernel_get(int type, int simd);
+
+/* The per-type kernels (AVX2), for mm.c and the tests / benchmarks. */
+void mm_f32_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
+                 float *out, size_t ldo);
+void mm_f16_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
+                 float *out, size_t ldo);
+void mm_bf16_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
+                  float *out, size_t ldo);
+void mm_q4_0_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
+                  float *out, size_t ldo);
+void mm_q4_1_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
+                  float *out, size_t ldo);
+void mm_q5_0_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
+                  float *out, size_t ldo);
+void mm_q5_1_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
+                  float *out, size_t ldo);
+void mm_q8_0_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
+                  float *out, size_t ldo);
+void mm_q2_k_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
+                  float *out, size_t ldo);
+void mm_q3_k_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
+                  float *out, size_t ldo);
+void mm_q4_k_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
+                  float *out, size_t ldo);
+void mm_q5_k_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
+                  float *out, size_t ldo);
+void mm_q6_k_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
+                  float *out, size_t ldo);
+
+#endif

@@ -1,0 +1,115 @@
+/* simd.h: CPU feature detection and the AVX2 helpers shared by the SIMD
+ * kernel files (src/cpu/dot_*.c, src/cpu/q8.c).
+ *
+ * The library is built for the baseline x86-64 unless BEAST_NATIVE adds
+ * -march=native, so AVX2 code is compiled per region with a target pragma:
+ *
+ *     #include "cpu/simd.h"
+ *     #if SIMD_X86
+ *     SIMD_AVX2_BEGIN
+ *     ... functions using AVX2 / FMA / F16C intrinsics ...
+ *     SIMD_AVX2_END
+ *     #endif
+ *
+ * and such functions are only called after simd_has_avx2() said yes (the
+ * kernel table in mm.c decides once per backend). The helpers below are
+ * static inline and compiled in the AVX2 region of every file that includes
+ * this header, so they may only be called from AVX2 code. */
+#ifndef BEAST_SIMD_H
+#define BEAST_SIMD_H
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SIMD_X86 1
+#else
+#define SIMD_X86 0
+#endif
+
+/* True when the CPU (and OS) can run the AVX2 + FMA + F16C kernels. */
+int simd_has_avx2(void);
+
+#if SIMD_X86
+
+#if defined(__clang__)
+#define SIMD_AVX2_BEGIN                                                                            \
+    _Pragma("clang attribute push(__attribute__((target(\"avx2,fma,f16c\"))), apply_to = "         \
+            "function)")
+#define SIMD_AVX2_END _Pragma("clang attribute pop")
+#else
+#define SIMD_AVX2_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma,f16c\")")
+#define SIMD_AVX2_END   _Pragma("GCC pop_options")
+#endif
+
+#include <immintrin.h>
+
+#define SIMD_INLINE static inline __attribute__((always_inline))
+
+SIMD_AVX2_BEGIN
+
+/* little-endian fields at any alignment */
+SIMD_INLINE uint16_t simd_rd16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+SIMD_INLINE uint32_t simd_rd32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* IEEE half to float with F16C */
+SIMD_INLINE float simd_f16(const uint8_t *p) {
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(simd_rd16(p))));
+}
+
+/* sum of the 8 lanes */
+SIMD_INLINE float simd_hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+SIMD_INLINE int simd_hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* 16 bytes of packed nibbles -> 32 bytes: the low nibbles of bytes 0..15,
+ * then their high nibbles (the element order of the 32-blocks) */
+SIMD_INLINE __m256i simd_nibbles32(const uint8_t *p) {
+    __m128i x = _mm_loadu_si128((const __m128i *)p);
+    __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(x), _mm_srli_epi16(x, 4), 1);
+    return _mm256_and_si256(v, _mm256_set1_epi8(15));
+}
+
+/* bit e of `bits` -> byte e = 0xff (set) or 0 */
+SIMD_INLINE __m256i simd_bits_to_bytes(uint32_t bits) {
+    const __m256i pick = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                          2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i mask = _mm256_set1_epi64x(0x8040201008040201ll);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), pick);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(v, mask), mask);
+}
+
+/* sum_e u[e] * s[e] in 8 int32 lanes (u: unsigned bytes, s: signed bytes);
+ * exact while every pair u0*s0 + u1*s1 fits in int16, i.e. u <= 127 for
+ * s in [-127, 127] (or the sign trick below for signed weights) */
+SIMD_INLINE __m256i simd_dot_u8s8(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+/* the same for two signed operands with |w| <= 127: |w| * (s with w's sign) */
+SIMD_INLINE __m256i simd_dot_s8s8(__m256i w, __m256i s) {
+    return simd_dot_u8s8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(s, w));
+}
+
+SIMD_AVX2_END
+
+#endif /* SIMD_X86 */
+#endif
