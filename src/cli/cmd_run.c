@@ -113,6 +113,16 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "beast: the prompt is empty\n");
         goto out;
     }
+    if (o.verbose) {
+        fprintf(stderr, "prompt: %d tokens:", n);
+        for (int i = 0; i < n; i++) {
+            char piece[64];
+            int np = beast_token_piece(m, toks[i], piece, sizeof piece - 1, true);
+            piece[np > 0 && np < (int)sizeof piece ? np : 0] = 0;
+            fprintf(stderr, " %d'%s'", toks[i], piece);
+        }
+        fprintf(stderr, "\n");
+    }
     beast_ctx_params cp = beast_ctx_default_params();
     cp.n_ctx = o.n_ctx;
     cp.n_batch = o.n_batch;
