@@ -150,12 +150,23 @@ out:
     return ret;
 }
 
-/* ---- special-token partition ---- */
+/* ---- special-token partition ----
+ *
+ * llama.cpp splits special texts out in order of decreasing length (equal
+ * lengths: here by increasing id), each text at its leftmost occurrences in
+ * what is still plain text. Equivalently: candidate matches (pos, len, id)
+ * are accepted in the order (len desc, id asc, pos asc) unless they overlap
+ * an accepted one. A heap holds, per position, only its best remaining
+ * candidate; a rejected candidate is replaced by the next shorter special
+ * text at the same position (an ancestor in the trie), so memory stays O(n)
+ * even for nested families like Gemma's runs of 1..31 newlines.
+ *
+ * Overlap test: every accepted span is at least as long as the candidate, so
+ * it overlaps the candidate iff it covers one of the candidate's end bytes. */
 
 typedef struct {
-    size_t pos;
-    uint32_t len;
-    int32_t id;
+    uint32_t pos, len;
+    int32_t id, node;
 } cand;
 
 typedef struct {
@@ -163,31 +174,57 @@ typedef struct {
     size_t n, cap;
 } cands;
 
-static int cands_push(cands *c, size_t pos, uint32_t len, int32_t id) {
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 64;
-        cand *a = xrealloc(c->a, sizeof(cand) * cap);
+static bool cand_before(const cand *a, const cand *b) {
+    if (a->len != b->len) return a->len > b->len;
+    if (a->id != b->id) return a->id < b->id;
+    return a->pos < b->pos;
+}
+
+static int cand_push(cands *h, cand c) {
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 64;
+        cand *a = xrealloc(h->a, sizeof(cand) * cap);
         if (!a) return -1;
-        c->a = a;
-        c->cap = cap;
+        h->a = a;
+        h->cap = cap;
     }
-    c->a[c->n].pos = pos;
-    c->a[c->n].len = len;
-    c->a[c->n].id = id;
-    c->n++;
+    size_t i = h->n++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!cand_before(&c, &h->a[p])) break;
+        h->a[i] = h->a[p];
+        i = p;
+    }
+    h->a[i] = c;
     return 0;
 }
 
-/* llama.cpp processes special texts longest first (ties: here by id), each
- * one's occurrences left to right. */
-static int cand_order(const void *pa, const void *pb) {
-    const cand *a = pa, *b = pb;
-    if (a->len != b->len) return a->len > b->len ? -1 : 1;
-    if (a->id != b->id) return a->id < b->id ? -1 : 1;
-    return a->pos < b->pos ? -1 : a->pos > b->pos;
+static cand cand_pop(cands *h) {
+    cand top = h->a[0], last = h->a[--h->n];
+    size_t i = 0, n = h->n;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && cand_before(&h->a[c + 1], &h->a[c])) c++;
+        if (!cand_before(&h->a[c], &last)) break;
+        h->a[i] = h->a[c];
+        i = c;
+    }
+    if (n) h->a[i] = last;
+    return top;
 }
 
-static int cand_pos(const void *pa, const void *pb) {
+static bool allowed(const tok_vocab *v, int32_t id, bool parse_special) {
+    return id >= 0 && (parse_special || !(v->attr[id] & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN)));
+}
+
+/* Deepest node at or above `node` that ends an allowed special text, or -1. */
+static int32_t allowed_ancestor(const tok_vocab *v, int32_t node, bool parse_special) {
+    while (node > 0 && !allowed(v, v->trie[node].id, parse_special)) node = v->trie[node].parent;
+    return node > 0 ? node : -1;
+}
+
+static int cand_pos_order(const void *pa, const void *pb) {
     const cand *a = pa, *b = pb;
     return a->pos < b->pos ? -1 : a->pos > b->pos;
 }
@@ -195,7 +232,7 @@ static int cand_pos(const void *pa, const void *pb) {
 /* Accepted special tokens, ordered by position, into *out. */
 static int partition(const tok_vocab *v, const char *text, size_t len, bool parse_special,
                      cands *out) {
-    cands all = {0};
+    cands heap = {0};
     uint8_t *covered = NULL;
     int ret = -1;
     out->n = 0;
@@ -203,43 +240,49 @@ static int partition(const tok_vocab *v, const char *text, size_t len, bool pars
     const uint8_t *t = (const uint8_t *)text;
     for (size_t i = 0; i < len; i++) {
         if (!v->first_byte[t[i]]) continue;
-        int32_t node = 0;
+        int32_t node = 0, best = -1;
         for (size_t j = i; j < len; j++) {
             int32_t c = v->trie[node].child;
             while (c >= 0 && v->trie[c].byte != t[j]) c = v->trie[c].sibling;
             if (c < 0) break;
             node = c;
-            int32_t id = v->trie[c].id;
-            if (id < 0) continue;
-            if (!parse_special && (v->attr[id] & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN))) continue;
-            if (cands_push(&all, i, (uint32_t)(j - i + 1), id) != 0) goto done;
+            if (allowed(v, v->trie[c].id, parse_special)) best = c;
         }
+        if (best < 0) continue;
+        cand c = {(uint32_t)i, v->trie[best].depth, v->trie[best].id, best};
+        if (cand_push(&heap, c) != 0) goto done;
     }
-    if (all.n == 0) {
+    if (heap.n == 0) {
         ret = 0;
         goto done;
     }
-    qsort(all.a, all.n, sizeof(cand), cand_order);
     covered = xcalloc(len, 1);
     if (!covered) goto done;
-    for (size_t k = 0; k < all.n; k++) {
-        const cand *c = &all.a[k];
-        if (covered[c->pos] || covered[c->pos + c->len - 1]) continue;
-        bool free_span = true;
-        for (uint32_t q = 1; q + 1 < c->len; q++) {
-            if (covered[c->pos + q]) {
-                free_span = false;
-                break;
+    while (heap.n) {
+        cand c = cand_pop(&heap);
+        if (covered[c.pos]) continue; /* every shorter text here overlaps too */
+        if (covered[c.pos + c.len - 1]) {
+            int32_t up = allowed_ancestor(v, v->trie[c.node].parent, parse_special);
+            if (up >= 0) {
+                cand s = {c.pos, v->trie[up].depth, v->trie[up].id, up};
+                if (cand_push(&heap, s) != 0) goto done;
             }
+            continue;
         }
-        if (!free_span) continue;
-        memset(covered + c->pos, 1, c->len);
-        if (cands_push(out, c->pos, c->len, c->id) != 0) goto done;
+        memset(covered + c.pos, 1, c.len);
+        if (out->n == out->cap) {
+            size_t cap = out->cap ? out->cap * 2 : 16;
+            cand *a = xrealloc(out->a, sizeof(cand) * cap);
+            if (!a) goto done;
+            out->a = a;
+            out->cap = cap;
+        }
+        out->a[out->n++] = c;
     }
-    qsort(out->a, out->n, sizeof(cand), cand_pos);
+    qsort(out->a, out->n, sizeof(cand), cand_pos_order);
     ret = 0;
 done:
-    free(all.a);
+    free(heap.a);
     free(covered);
     return ret;
 }
@@ -263,7 +306,7 @@ int tok_encode(const tok_vocab *v, const char *text, size_t len, int flags, int3
         err_set("tok_encode: invalid arguments");
         return -1;
     }
-    if (len > (size_t)INT_MAX / 4) {
+    if (len > (size_t)INT_MAX / 4 || len >= UINT32_MAX) {
         err_set("tok_encode: text too long (%zu bytes)", len);
         return -1;
     }

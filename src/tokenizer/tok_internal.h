@@ -55,7 +55,9 @@ typedef struct {
 typedef struct {
     int32_t child;   /* first child node, -1 none */
     int32_t sibling; /* next sibling, -1 none */
+    int32_t parent;  /* -1 for the root */
     int32_t id;      /* token ending here, -1 none */
+    uint32_t depth;  /* bytes from the root */
     uint8_t byte;
 } tok_trie_node;
 

@@ -298,7 +298,8 @@ static int32_t trie_node(tok_vocab *v, uint8_t byte) {
         v->cap_trie = cap;
     }
     tok_trie_node *nd = &v->trie[v->n_trie];
-    nd->child = nd->sibling = nd->id = -1;
+    nd->child = nd->sibling = nd->parent = nd->id = -1;
+    nd->depth = 0;
     nd->byte = byte;
     return v->n_trie++;
 }
@@ -319,6 +320,8 @@ static int build_trie(tok_vocab *v) {
                 c = trie_node(v, b);
                 if (c < 0) return -1;
                 v->trie[c].sibling = v->trie[node].child;
+                v->trie[c].parent = node;
+                v->trie[c].depth = v->trie[node].depth + 1;
                 v->trie[node].child = c;
             }
             node = c;
