@@ -1555,6 +1555,40 @@ static void test_model(const char *file, const char *golden, int *ran) {
     free(path);
 }
 
+/* SmolLM2's vocabulary re-labelled with other pre-tokenizer ids, against
+ * llama.cpp's ids for the same re-labelled file. */
+static void test_pre_variants(void) {
+    static const char *const pres[] = {"gpt-2", "llama-bpe", "qwen2", "default"};
+    char *path = model_path("SmolLM2-135M-Instruct.Q4_1.gguf");
+    gguf_file *src = gguf_open(path);
+    free(path);
+    if (!src) return;
+    for (size_t k = 0; k < ARRAY_LEN(pres); k++) {
+        gguf_writer *w = gguf_writer_new();
+        for (int64_t i = 0; i < src->n_kv; i++) {
+            const gguf_kv *kv = &src->kv[i];
+            char *key = xstrndup(kv->key.ptr, kv->key.len);
+            if (strncmp(key, "tokenizer.", 10) == 0) gguf_w_value(w, key, &kv->val);
+            free(key);
+        }
+        gguf_w_str(w, "tokenizer.ggml.pre", pres[k]);
+        gguf_file *f;
+        tok_vocab *v = load_from(w, &f);
+        CHECKM(v != NULL, "variant %s: %s", pres[k], err_get());
+        if (!v) continue;
+        char golden[128];
+        snprintf(golden, sizeof golden, "data/tokenizer/smollm2-pre-%s.txt", pres[k]);
+        gold_stats st = {0};
+        CHECKM(run_goldens(v, golden, &st), "cannot read %s", golden);
+        printf("  pre=%s: %d strings; llama.cpp %d/%d identical\n", pres[k], st.cases, st.l_pass,
+               st.l_total);
+        CHECK(st.cases >= 300 && st.l_total >= 300);
+        tok_free(v);
+        gguf_close(f);
+    }
+    gguf_close(src);
+}
+
 int main(void) {
     g_rng = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid();
     if (!g_rng) g_rng = 1;
@@ -1568,6 +1602,7 @@ int main(void) {
     test_random_bpe();
     int ran = 0;
     test_model("SmolLM2-135M-Instruct.Q4_1.gguf", "data/tokenizer/smollm2.txt", &ran);
+    test_pre_variants();
     test_model("gemma-3-270m-q4_k_m.gguf", "data/tokenizer/gemma3.txt", &ran);
     printf("%d checks, %d failed%s\n", g_checks, g_fail, ran ? "" : " (models absent)");
     return g_fail ? 1 : 0;
