@@ -1029,9 +1029,9 @@ enum {
     E_ATTR,   /* a.name */
     E_ITEM,   /* a[b] */
     E_SLICE,  /* a[b:c:d], any of b c d may be NULL */
-    E_CALL,   /* a(v..., names=w...) */
-    E_FILTER, /* a|name(v..., names=w...); a NULL = the filter block's input */
-    E_TEST,   /* a is [not: op=1] name(v..., names=w...) */
+    E_CALL,   /* a(v..., names=w..., *c, **d) */
+    E_FILTER, /* a|name(v..., names=w..., *c, **d); a NULL = the filter block's input */
+    E_TEST,   /* a is [not: op=1] name(v..., names=w..., *c, **d) */
     E_NEG,
     E_POS,
     E_NOT,
@@ -1053,12 +1053,14 @@ enum {
     S_MACRO,       /* name(names = w defaults), c: body; op bits: uses varargs/kwargs */
     S_FILTERBLOCK, /* b: filter chain, c: body */
     S_WITH,        /* names = w, c: body */
+    S_CALLBLOCK,   /* b(..., caller=<macro "caller"(names = w) with body c>) */
     S_BREAK,
     S_CONTINUE
 };
 
 #define MAC_VARARGS 1
 #define MAC_KWARGS  2
+#define MAC_CALLER  4
 
 typedef struct jnode jnode;
 struct jnode {
@@ -1427,24 +1429,33 @@ static void parse_call_args(P *p, jnode *n) {
     expect_op(p, OP_LPAREN);
     nvec args = {0}, kwv = {0};
     svec kwn = {0};
-    int require_comma = 0;
+    jnode *dyn_args = NULL, *dyn_kwargs = NULL;
+    int require_comma = 0, bad = 0;
     while (!is_op(cur(p), OP_RPAREN)) {
         if (require_comma) {
             expect_op(p, OP_COMMA);
             if (is_op(cur(p), OP_RPAREN)) break;
         }
-        if (is_op(cur(p), OP_MUL) || is_op(cur(p), OP_POW))
-            jx_fail(p->x, "*args and **kwargs in calls are not supported");
-        if (cur(p)->type == TK_NAME && is_op(peek(p, 1), OP_ASSIGN)) {
+        if (is_op(cur(p), OP_MUL)) {
+            bad |= dyn_args || dyn_kwargs;
+            advance(p);
+            dyn_args = parse_expression(p, 1);
+        } else if (is_op(cur(p), OP_POW)) {
+            bad |= dyn_kwargs != NULL;
+            advance(p);
+            dyn_kwargs = parse_expression(p, 1);
+        } else if (cur(p)->type == TK_NAME && is_op(peek(p, 1), OP_ASSIGN)) {
+            bad |= dyn_kwargs != NULL;
             sv_push(p, &kwn, advance(p)->s);
             advance(p);
             nv_push(p, &kwv, parse_expression(p, 1));
         } else {
-            if (kwn.n) {
-                p->x->line = line;
-                jx_fail(p->x, "invalid syntax for function call expression");
-            }
+            bad |= dyn_args || dyn_kwargs || kwn.n;
             nv_push(p, &args, parse_expression(p, 1));
+        }
+        if (bad) {
+            p->x->line = line;
+            jx_fail(p->x, "invalid syntax for function call expression");
         }
         require_comma = 1;
     }
@@ -1455,6 +1466,8 @@ static void parse_call_args(P *p, jnode *n) {
     n->nw = kwv.n;
     n->names = kwn.v;
     n->nnames = kwn.n;
+    n->c = dyn_args;
+    n->d = dyn_kwargs;
 }
 
 static const jstr *dotted_name(P *p) {
@@ -1867,9 +1880,8 @@ static int ast_uses(const jnode *n, const char *name) {
     return 0;
 }
 
-static jnode *parse_macro(P *p, int line) {
-    jnode *n = mk_node(p, S_MACRO, line);
-    n->name = expect_name(p);
+/* "(a, b=default, ...)" into n->names / n->w. */
+static void parse_signature(P *p, jnode *n) {
     expect_op(p, OP_LPAREN);
     svec params = {0};
     nvec defs = {0};
@@ -1887,18 +1899,46 @@ static jnode *parse_macro(P *p, int line) {
         }
     }
     expect_op(p, OP_RPAREN);
-    block_end(p);
-    int ld = p->loop_depth;
-    p->loop_depth = 0;
-    n->c = parse_body(p, END_MACRO);
-    p->loop_depth = ld;
-    advance(p);
     n->names = params.v;
     n->nnames = params.n;
     n->w = defs.v;
     n->nw = defs.n;
+}
+
+/* The body of a macro or call block, up to and including the end tag. */
+static void parse_macro_body(P *p, jnode *n, const char *const *ends) {
+    block_end(p);
+    int ld = p->loop_depth;
+    p->loop_depth = 0;
+    n->c = parse_body(p, ends);
+    p->loop_depth = ld;
+    advance(p);
     if (ast_uses(n->c, "varargs")) n->op |= MAC_VARARGS;
     if (ast_uses(n->c, "kwargs")) n->op |= MAC_KWARGS;
+    if (ast_uses(n->c, "caller")) n->op |= MAC_CALLER;
+}
+
+static jnode *parse_macro(P *p, int line) {
+    jnode *n = mk_node(p, S_MACRO, line);
+    n->name = expect_name(p);
+    parse_signature(p, n);
+    parse_macro_body(p, n, END_MACRO);
+    return n;
+}
+
+static const char *const END_CALL[] = {"endcall", NULL};
+
+/* {% call [(params)] macro(args) %}body{% endcall %}: body becomes `caller`. */
+static jnode *parse_call_block(P *p, int line) {
+    jnode *n = mk_node(p, S_CALLBLOCK, line);
+    n->name = jstr_new(p->x, "caller", 6);
+    if (is_op(cur(p), OP_LPAREN)) parse_signature(p, n);
+    n->b = parse_expression(p, 1);
+    if (n->b->kind != E_CALL) {
+        p->x->line = line;
+        jx_fail(p->x, "expected call");
+    }
+    parse_macro_body(p, n, END_CALL);
     return n;
 }
 
@@ -1912,6 +1952,7 @@ static jnode *parse_statement(P *p) {
     if (!strcmp(w, "if")) return parse_if(p, line);
     if (!strcmp(w, "set")) return parse_set(p, line);
     if (!strcmp(w, "macro")) return parse_macro(p, line);
+    if (!strcmp(w, "call")) return parse_call_block(p, line);
     if (!strcmp(w, "filter")) {
         jnode *n = mk_node(p, S_FILTERBLOCK, line);
         n->b = parse_filter(p, NULL, 1);
@@ -1956,8 +1997,8 @@ static jnode *parse_statement(P *p) {
         return body;
     }
     p->x->line = line;
-    static const char *const unsupported[] = {"block", "extends",    "include", "import", "from",
-                                              "call",  "autoescape", "do",      "trans",  NULL};
+    static const char *const unsupported[] = {"block",      "extends", "include", "import", "from",
+                                              "autoescape", "do",      "trans",   NULL};
     for (const char *const *u = unsupported; *u; u++)
         if (!strcmp(w, *u)) jx_fail(p->x, "tag '%s' is not supported", w);
     jx_fail(p->x, "Encountered unknown tag '%s'.", w);
@@ -2035,6 +2076,11 @@ static void validate(P *p, const jnode *n, int soft) {
         validate(p, n->b, 0);
         validate(p, n->c, 0);
         validate(p, n->d, 0);
+        return;
+    case S_CALLBLOCK:
+        validate(p, n->b, soft);
+        validate(p, n->c, 0);
+        for (int i = 0; i < n->nw; i++) validate(p, n->w[i], 0);
         return;
     case S_MACRO:
     case S_WITH:
@@ -5189,14 +5235,49 @@ static jv lookup(R *r, scope *sc, const jstr *name) {
 }
 
 static void eval_args(R *r, scope *sc, const jnode *n, jargs *a) {
+    jlist *extra = NULL;
+    jdict *kextra = NULL;
+    jv *pos = n->nv ? jx_alloc(X, (size_t)n->nv * sizeof(jv)) : NULL;
+    jv *kv = n->nw ? jx_alloc(X, (size_t)n->nw * sizeof(jv)) : NULL;
+    for (int i = 0; i < n->nv; i++) pos[i] = eval(r, sc, n->v[i]);
+    if (n->c) extra = iterate(r, eval(r, sc, n->c));
+    for (int i = 0; i < n->nw; i++) kv[i] = eval(r, sc, n->w[i]);
+    if (n->d) {
+        jv d = eval(r, sc, n->d);
+        if (d.t != J_DICT && d.t != J_UNDEF)
+            jx_fail(X, "argument after ** must be a mapping, not %s", type_name(d));
+        kextra = d.t == J_DICT ? d.u.d : NULL;
+    }
+    X->line = n->line;
     a->n = n->nv;
     a->nk = n->nw;
-    a->pos = n->nv ? jx_alloc(X, (size_t)n->nv * sizeof(jv)) : NULL;
-    a->kv = n->nw ? jx_alloc(X, (size_t)n->nw * sizeof(jv)) : NULL;
+    a->pos = pos;
+    a->kv = kv;
     a->kn = n->names;
-    for (int i = 0; i < n->nv; i++) a->pos[i] = eval(r, sc, n->v[i]);
-    for (int i = 0; i < n->nw; i++) a->kv[i] = eval(r, sc, n->w[i]);
-    X->line = n->line;
+    if (extra && extra->n) {
+        a->pos = jx_alloc(X, ((size_t)n->nv + extra->n) * sizeof(jv));
+        if (n->nv) memcpy(a->pos, pos, (size_t)n->nv * sizeof(jv));
+        memcpy(a->pos + n->nv, extra->v, extra->n * sizeof(jv));
+        a->n = n->nv + (int)extra->n;
+    }
+    if (kextra && kextra->n) {
+        size_t nk = (size_t)n->nw + kextra->n;
+        a->kn = jx_alloc(X, nk * sizeof(const jstr *));
+        a->kv = jx_alloc(X, nk * sizeof(jv));
+        for (int i = 0; i < n->nw; i++) {
+            a->kn[i] = n->names[i];
+            a->kv[i] = kv[i];
+        }
+        for (size_t i = 0; i < kextra->n; i++) {
+            jv k = kextra->k[i];
+            if (k.t != J_STR) jx_fail(X, "keywords must be strings");
+            for (int j = 0; j < a->nk; j++)
+                if (str_eq(a->kn[j], k.u.s->s, k.u.s->len))
+                    jx_fail(X, "got multiple values for keyword argument '%s'", k.u.s->s);
+            a->kn[a->nk] = k.u.s;
+            a->kv[a->nk++] = kextra->v[i];
+        }
+    }
 }
 
 static int exec_body(R *r, scope *sc, const jnode *b);
@@ -5221,7 +5302,12 @@ static jv call_macro(R *r, jmacro *m, jargs *a) {
     jv *vals = jx_alloc(X, ((size_t)np + 1) * sizeof(jv));
     for (int i = 0; i < np; i++) vals[i] = i < a->n ? a->pos[i] : mk_missing();
     jdict *kw = dict_new(X);
+    jv caller = mk_undef("caller");
     for (int k = 0; k < a->nk; k++) {
+        if ((d->op & MAC_CALLER) && !strcmp(a->kn[k]->s, "caller")) {
+            caller = a->kv[k];
+            continue;
+        }
         int j = 0;
         while (j < np && strcmp(d->names[j]->s, a->kn[k]->s)) j++;
         if (j < np) {
@@ -5246,6 +5332,7 @@ static jv call_macro(R *r, jmacro *m, jargs *a) {
         scope_set(r, ms, jstr_new(X, "varargs", 7), mk_listv(va));
     }
     if (d->op & MAC_KWARGS) scope_set(r, ms, jstr_new(X, "kwargs", 6), mk_dictv(kw, J_DICT));
+    if (d->op & MAC_CALLER) scope_set(r, ms, jstr_new(X, "caller", 6), caller);
     jv out = capture(r, ms, d->c, NULL);
     r->macro_depth--;
     return out;
@@ -5546,6 +5633,30 @@ static int exec_stmt(R *r, scope *sc, const jnode *n) {
         v = eval(r, sc, n->b);
         r->hole = saved;
         py_str(r, r->out, v);
+        break;
+    }
+    case S_CALLBLOCK: {
+        const jnode *call = n->b;
+        jv f = eval(r, sc, call->a);
+        jargs args;
+        eval_args(r, sc, call, &args);
+        jmacro *cm = jx_alloc(X, sizeof *cm);
+        cm->def = n;
+        cm->closure = sc;
+        const jstr **kn = jx_alloc(X, ((size_t)args.nk + 1) * sizeof(const jstr *));
+        jv *kv = jx_alloc(X, ((size_t)args.nk + 1) * sizeof(jv));
+        for (int i = 0; i < args.nk; i++) {
+            kn[i] = args.kn[i];
+            kv[i] = args.kv[i];
+        }
+        kn[args.nk] = n->name;
+        kv[args.nk].t = J_MACRO;
+        kv[args.nk].u.m = cm;
+        args.kn = kn;
+        args.kv = kv;
+        args.nk++;
+        X->line = n->line;
+        py_str(r, r->out, call_value(r, f, &args));
         break;
     }
     case S_WITH: {

@@ -356,6 +356,35 @@ snip("m_on_undefined_error", "{{ missing.strip() }}")
 snip("call_undefined_error", "{{ nofunc() }}")
 snip("call_non_callable_error", "{{ x() }}", {"x": 1})
 
+# call blocks, argument expansion
+snip("call_block", "{% macro box(title) %}[{{ title }}: {{ caller() }}]{% endmacro %}{% call box('T') %}inner {{ 1 + 1 }}{% endcall %}")
+snip("call_block_args", "{% macro each(items) %}{% for i in items %}{{ caller(i, loop.index) }}{% endfor %}{% endmacro %}{% call(x, n) each(['a', 'b']) %}{{ n }}={{ x }};{% endcall %}")
+snip("call_block_scope", "{% set outer = 'O' %}{% macro wrap() %}<{{ caller() }}>{% endmacro %}{% for v in [1, 2] %}{% call wrap() %}{{ outer }}{{ v }}{% endcall %}{% endfor %}")
+snip("caller_undefined", "{% macro m() %}[{{ caller is defined }}]{% endmacro %}{{ m() }}")
+snip("call_block_no_caller_error", "{% macro m() %}x{% endmacro %}{% call m() %}body{% endcall %}")
+snip("call_star_args", "{% macro m(a, b, c='z') %}{{ a }}{{ b }}{{ c }}{% endmacro %}{{ m(*[1, 2]) }} {{ m(1, *[2, 3]) }} {{ m(**{'a': 'x', 'b': 'y'}) }} {{ m(1, **{'c': 'w', 'b': 2}) }} {{ range(*[1, 4])|list }}")
+snip("call_kwargs_dup_error", "{% macro m(a) %}{% endmacro %}{{ m(a=1, **{'a': 2}) }}")
+
+# printf-style formatting
+snip("percent_format", "{{ '%s and %s' % ('a', 1) }}|{{ '%d%%' % 50 }}|{{ '%5.2f|%-6s|%05d|%x|%#o|%+d|%e|%g' % (3.14159, 'ab', 42, 255, 8, 7, 12345.678, 0.0001) }}|{{ '%(name)s is %(age)d' % {'name': 'Ann', 'age': 30} }}|{{ '%r %c %c' % ('q', 65, 'z') }}|{{ '%*d|%.*f' % (5, 42, 2, 2.5) }}")
+snip("percent_single_values", "{{ '%s' % [1, 2] }}|{{ '%s' % none }}|{{ 'x' % [] }}|{{ 'x' % {} }}|{{ '%.3s' % 'abcdef' }}|{{ '%d' % 3.9 }}|{{ '%d' % 1e20 }}")
+snip("percent_too_many_error", "{{ '%s' % (1, 2) }}")
+snip("percent_too_few_error", "{{ '%s %s' % ('a',) }}")
+snip("percent_bad_type_error", "{{ '%d' % 'x' }}")
+snip("f_format", "{{ '%s-%s'|format('a', 'b') }} {{ '%(x)s!'|format(x=5) }} {{ '%.1f'|format(2.25) }}")
+
+# more str methods
+snip("m_more_str", "{{ '42'.zfill(5) }} {{ '-42'.zfill(5) }} {{ 'a=b=c'.partition('=') }} {{ 'a=b=c'.rpartition('=') }} {{ 'abc'.partition('x') }} {{ 'Straße'.casefold() }} {{ 'a\tbc\td'.expandtabs(4) }} {{ 'Hello World'.istitle() }} {{ 'hello World'.istitle() }} {{ 'x_1'.isidentifier() }} {{ '1x'.isidentifier() }} {{ 'ab\n'.isprintable() }}")
+
+# more loops and containers
+snip("for_filter_unpack", "{% for k, v in [[1, 2], [3, 4], [5, 6]] if k > 1 %}{{ loop.previtem }}|{{ k }}{{ v }};{% endfor %}")
+snip("in_dict_unhashable_error", "{{ [1] in {'a': 1} }}")
+snip("comment_at_eof", "text {#")
+snip("comment_at_eof_strip", "text  \n  {#-")
+snip("raw_at_eof", "x{% raw %}")
+snip("f_center_nonstring", "[{{ 5|center(5) }}][{{ none|center(6) }}][{{ [1]|center(5) }}]")
+snip("f_sort_undefined_keys", "{{ 'cab'|sort(attribute='nope')|join }} {{ [{'a': 2}, {'b': 1}, {'a': 1}]|sort(attribute='x')|list|length }}")
+
 # globals
 snip("raise_exception", "{{ raise_exception('Custom failure: ' ~ 42) }}")
 snip("raise_exception_in_branch", "{% if x > 1 %}{{ raise_exception('too big') }}{% endif %}ok", {"x": 1})
