@@ -1373,6 +1373,60 @@ static bool run_goldens(const tok_vocab *v, const char *path, gold_stats *st) {
     return true;
 }
 
+/* Pieces and end-of-generation ids against llama.cpp (<model>.pieces). */
+static void run_piece_goldens(const tok_vocab *v, const char *path) {
+    FILE *fp = fopen(path, "rb");
+    CHECKM(fp != NULL, "cannot read %s", path);
+    if (!fp) return;
+    char *line = NULL, piece[4096];
+    size_t cap = 0;
+    int n_p = 0, ok_p = 0, n_h = 0;
+    ivec eog = {0};
+    while (getline(&line, &cap, fp) > 0) {
+        line[strcspn(line, "\n")] = 0;
+        if (line[0] == 'P') {
+            int sp, id, off = 0;
+            if (sscanf(line, "P %d %d %n", &sp, &id, &off) < 2) continue;
+            const char *hx = line + off;
+            size_t hl = strlen(hx);
+            int n = tok_piece(v, id, piece, sizeof piece, sp != 0);
+            bool ok = n == (int)(hl / 2);
+            for (size_t k = 0; ok && k + 1 < hl; k += 2)
+                ok = (uint8_t)piece[k / 2] == (uint8_t)(hexv(hx[k]) * 16 + hexv(hx[k + 1]));
+            n_p++;
+            ok_p += ok;
+            CHECKM(ok, "%s: piece of %d (special %d) differs", path, id, sp);
+        } else if (strncmp(line, "hash ", 5) == 0) {
+            int sp, nv;
+            unsigned long long want;
+            if (sscanf(line, "hash %d %d %llx", &sp, &nv, &want) != 3) continue;
+            CHECK(nv == tok_n_vocab(v));
+            uint64_t h = 0xCBF29CE484222325ull;
+            for (int32_t id = 0; id < tok_n_vocab(v); id++) {
+                int n = tok_piece(v, id, piece, sizeof piece, sp != 0);
+                uint8_t len4[4] = {(uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16),
+                                   (uint8_t)(n >> 24)};
+                for (int k = 0; k < 4; k++) h = (h ^ len4[k]) * 0x100000001B3ull;
+                for (int k = 0; k < n && k < (int)sizeof piece; k++)
+                    h = (h ^ (uint8_t)piece[k]) * 0x100000001B3ull;
+            }
+            CHECKM(h == want, "%s: checksum of all pieces (special %d) differs", path, sp);
+            n_h++;
+        } else if (strncmp(line, "eog", 3) == 0) {
+            parse_ids(line + 3, &eog);
+            int32_t got[256];
+            int ng = tok_eog_ids(v, got, 256);
+            CHECKM(ids_eq(got, MIN(ng, 256), eog.a, eog.n), "%s: EOG ids differ", path);
+        }
+    }
+    printf("  pieces: %d/%d sampled identical, %d full-vocabulary checksums checked\n", ok_p, n_p,
+           n_h);
+    CHECK(n_h == 2 && n_p > 100);
+    free(eog.a);
+    free(line);
+    fclose(fp);
+}
+
 static char *model_path(const char *name) {
     const char *dir = getenv("BEAST_MODELS_DIR");
     if (!dir) dir = "../models";
@@ -1435,6 +1489,10 @@ static void test_model(const char *file, const char *golden, int *ran) {
                st.l_pass, st.l_total, st.h_pass, st.h_total);
         CHECK(st.cases >= 300);
     }
+
+    char pieces[256];
+    snprintf(pieces, sizeof pieces, "%.*s.pieces", (int)(strlen(golden) - 4), golden);
+    run_piece_goldens(v, pieces);
 
     /* special ids and end of generation */
     if (bpe) {
