@@ -17,6 +17,7 @@
 #include "util/util.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1459,6 +1460,43 @@ static void stream_check(const tok_vocab *v, const char *s, size_t len) {
     free(ids.a);
 }
 
+/* A loaded vocabulary is read-only: concurrent encodes give the same ids. */
+typedef struct {
+    const tok_vocab *v;
+    const char *text;
+    size_t len;
+    const int32_t *want;
+    int n_want;
+    int bad;
+} thr_arg;
+
+static void *thr_encode(void *p) {
+    thr_arg *a = p;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(a->n_want + 1));
+    for (int r = 0; r < 10; r++) {
+        int n = tok_encode(a->v, a->text, a->len, TOK_PARSE_SPECIAL, ids, a->n_want + 1);
+        if (!ids_eq(ids, n, a->want, a->n_want)) a->bad++;
+    }
+    free(ids);
+    return NULL;
+}
+
+static void test_threads(const tok_vocab *v, const char *text, size_t len) {
+    ivec want = {0};
+    encode(v, text, len, TOK_PARSE_SPECIAL, &want);
+    pthread_t th[4];
+    thr_arg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (thr_arg){v, text, len, want.a, want.n, 0};
+        CHECK(pthread_create(&th[i], NULL, thr_encode, &args[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(args[i].bad == 0);
+    }
+    free(want.a);
+}
+
 static void test_model(const char *file, const char *golden, int *ran) {
     char *path = model_path(file);
     gguf_file *f = gguf_open(path);
@@ -1600,6 +1638,7 @@ static void test_model(const char *file, const char *golden, int *ran) {
     for (int r = 0; r < reps; r++) encode(v, big.p, big.n, 0, &ids);
     double t3 = time_now();
     printf("  encode %zu bytes -> %d tokens: %.2f ms\n", big.n, ids.n, (t3 - t2) * 1e3 / reps);
+    test_threads(v, big.p, big.n);
     free(ids.a);
     free(big.p);
 
