@@ -343,6 +343,23 @@ static void test_limits(void) {
     char tmpl[4200];
     snprintf(tmpl, sizeof tmpl, "{{ %s }}", deep);
     expect_fail(tmpl, NULL, NULL, "deep");
+    /* long left-deep chains are bounded too (every tree walk is recursive) */
+    static const char *const chains[] = {" + 1", "|trim", ".a", " or 0", "(1)", " if 1 else 2"};
+    for (size_t c = 0; c < ARRAY_LEN(chains); c++) {
+        size_t cl = strlen(chains[c]), cap = 20 + cl * 50000;
+        char *big = malloc(cap);
+        if (!big) continue;
+        size_t m = (size_t)snprintf(big, cap, "{{ x");
+        for (int i = 0; i < 50000; i++) {
+            memcpy(big + m, chains[c], cl);
+            m += cl;
+        }
+        memcpy(big + m, " }}", 4);
+        expect_fail(big, "{\"x\": 1}", NULL, "deep");
+        free(big);
+    }
+    /* a slice inside a tuple subscript is a syntax error (was a NULL dereference) */
+    expect_fail("{{ x[1:2, 3] }}", NULL, NULL, "syntax");
     /* JSON nesting */
     k = 0;
     k += (size_t)snprintf(deep + k, sizeof deep - k, "{\"a\": ");
@@ -442,8 +459,11 @@ static void fuzz_one(const char *src, size_t len, const char *ctx) {
 }
 
 static void test_fuzz(const char *dir) {
-    rng_state = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull + 1;
-    fprintf(stderr, "fuzz seed %llu\n", (unsigned long long)rng_state);
+    /* fresh inputs each run; TEMPLATE_FUZZ_SEED=<n> reproduces a run */
+    const char *env = getenv("TEMPLATE_FUZZ_SEED");
+    rng_state = env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull + 1;
+    if (!rng_state) rng_state = 1;
+    fprintf(stderr, "fuzz seed %llu (TEMPLATE_FUZZ_SEED)\n", (unsigned long long)rng_state);
     const char *ctx =
         "{\"messages\": [{\"role\": \"system\", \"content\": \"s\"}, {\"role\": \"user\", "
         "\"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}], "

@@ -48,7 +48,7 @@
 #define DEF_MAX_MEMORY  ((size_t)256 << 20)
 #define DEF_MAX_ITER    10000000L
 #define MAX_DEPTH       1000 /* evaluator recursion (expressions + statements + calls) */
-#define MAX_PARSE_DEPTH 100  /* nesting of brackets / blocks in the source */
+#define MAX_PARSE_DEPTH 200  /* AST depth: nesting of brackets, blocks, operator chains */
 #define MAX_MACRO_DEPTH 64
 #define MAX_RANGE       100000 /* same as jinja2's sandbox */
 #define MAX_JSON_DEPTH  200
@@ -1233,6 +1233,9 @@ static jnode *mk_node(P *p, int kind, int line) {
     return n;
 }
 
+/* Count one level of AST depth: nesting, and also each link of a left-deep
+ * operator chain (a + b + c, x|f|g, a.b.c), so that every recursive walk of
+ * the tree is bounded. Callers restore p->depth when they return. */
 static void p_enter(P *p) {
     if (++p->depth > MAX_PARSE_DEPTH) jx_fail(p->x, "template nested too deeply");
 }
@@ -1277,9 +1280,11 @@ static jnode *parse_tuple(P *p, int mode, const char *extra, int explicit_parens
 static jnode *parse_or(P *p);
 
 static jnode *parse_condexpr(P *p) {
+    int d0 = p->depth;
     p_enter(p);
     jnode *e1 = parse_or(p);
     while (is_name(cur(p), "if")) {
+        p_enter(p);
         int line = advance(p)->line;
         jnode *n = mk_node(p, E_COND, line);
         n->a = parse_or(p);
@@ -1290,7 +1295,7 @@ static jnode *parse_condexpr(P *p) {
         }
         e1 = n;
     }
-    p->depth--;
+    p->depth = d0;
     return e1;
 }
 
@@ -1300,24 +1305,30 @@ static jnode *parse_expression(P *p, int with_condexpr) {
 
 static jnode *parse_not(P *p);
 static jnode *parse_and(P *p) {
+    int d0 = p->depth;
     jnode *l = parse_not(p);
     while (is_name(cur(p), "and")) {
+        p_enter(p);
         jnode *n = mk_node(p, E_AND, advance(p)->line);
         n->a = l;
         n->b = parse_not(p);
         l = n;
     }
+    p->depth = d0;
     return l;
 }
 
 static jnode *parse_or(P *p) {
+    int d0 = p->depth;
     jnode *l = parse_and(p);
     while (is_name(cur(p), "or")) {
+        p_enter(p);
         jnode *n = mk_node(p, E_OR, advance(p)->line);
         n->a = l;
         n->b = parse_and(p);
         l = n;
     }
+    p->depth = d0;
     return l;
 }
 
@@ -1379,11 +1390,14 @@ static jnode *bin(P *p, int op, int line, jnode *a, jnode *b) {
 
 static jnode *parse_concat(P *p);
 static jnode *parse_math1(P *p) {
+    int d0 = p->depth;
     jnode *l = parse_concat(p);
     while (is_op(cur(p), OP_ADD) || is_op(cur(p), OP_SUB)) {
+        p_enter(p);
         tok *t = advance(p);
         l = bin(p, t->op, t->line, l, parse_concat(p));
     }
+    p->depth = d0;
     return l;
 }
 
@@ -1406,21 +1420,27 @@ static jnode *parse_concat(P *p) {
 
 static jnode *parse_pow(P *p);
 static jnode *parse_math2(P *p) {
+    int d0 = p->depth;
     jnode *l = parse_pow(p);
     while (is_op(cur(p), OP_MUL) || is_op(cur(p), OP_DIV) || is_op(cur(p), OP_FLOORDIV) ||
            is_op(cur(p), OP_MOD)) {
+        p_enter(p);
         tok *t = advance(p);
         l = bin(p, t->op, t->line, l, parse_pow(p));
     }
+    p->depth = d0;
     return l;
 }
 
 static jnode *parse_pow(P *p) {
+    int d0 = p->depth;
     jnode *l = parse_unary(p, 1);
     while (is_op(cur(p), OP_POW)) {
+        p_enter(p);
         tok *t = advance(p);
         l = bin(p, OP_POW, t->line, l, parse_unary(p, 1));
     }
+    p->depth = d0;
     return l;
 }
 
@@ -1483,7 +1503,9 @@ static const jstr *dotted_name(P *p) {
 }
 
 static jnode *parse_filter(P *p, jnode *n, int start_inline) {
+    int d0 = p->depth;
     while (is_op(cur(p), OP_PIPE) || start_inline) {
+        p_enter(p);
         if (!start_inline) advance(p);
         int line = cur(p)->line;
         const jstr *name = dotted_name(p);
@@ -1495,6 +1517,7 @@ static jnode *parse_filter(P *p, jnode *n, int start_inline) {
         n = f;
         start_inline = 0;
     }
+    p->depth = d0;
     return n;
 }
 
@@ -1528,8 +1551,10 @@ static jnode *parse_test(P *p, jnode *n) {
 }
 
 static jnode *parse_filter_expr(P *p, jnode *n) {
+    int d0 = p->depth;
     for (;;) {
         tok *t = cur(p);
+        if (is_op(t, OP_PIPE) || is_name(t, "is") || is_op(t, OP_LPAREN)) p_enter(p);
         if (is_op(t, OP_PIPE))
             n = parse_filter(p, n, 0);
         else if (is_name(t, "is"))
@@ -1542,6 +1567,7 @@ static jnode *parse_filter_expr(P *p, jnode *n) {
         } else
             break;
     }
+    p->depth = d0;
     return n;
 }
 
@@ -1588,8 +1614,10 @@ static jnode *parse_subscribed(P *p) {
 }
 
 static jnode *parse_postfix(P *p, jnode *n) {
+    int d0 = p->depth;
     for (;;) {
         tok *t = cur(p);
+        if (is_op(t, OP_DOT) || is_op(t, OP_LBRACKET) || is_op(t, OP_LPAREN)) p_enter(p);
         if (is_op(t, OP_DOT)) {
             advance(p);
             tok *a = cur(p);
@@ -1625,6 +1653,9 @@ static jnode *parse_postfix(P *p, jnode *n) {
             if (args.n == 1) {
                 key = args.v[0];
             } else {
+                for (int i = 0; i < args.n; i++) /* jinja2 compiles this to invalid Python */
+                    if (args.v[i]->kind == E_SLICE)
+                        jx_fail(p->x, "invalid syntax (slice in a tuple)");
                 key = mk_node(p, E_LIST, t->line);
                 key->op = 1;
                 key->v = args.v;
@@ -1648,6 +1679,7 @@ static jnode *parse_postfix(P *p, jnode *n) {
             break;
         }
     }
+    p->depth = d0;
     return n;
 }
 
@@ -2865,15 +2897,29 @@ static jv get_slice(R *r, jv obj, jv vs, jv ve, jv vst) {
     }
     /* strings: index the code points */
     const jstr *str = obj.u.s;
-    size_t *off = jx_alloc(X, (size_t)(len + 1) * sizeof(size_t));
     size_t i = 0, a;
+    if (st == 1) { /* a plain substring: walk to its two ends */
+        size_t from = 0, to = 0;
+        for (int64_t k = 0; k <= s + c; k++) {
+            if (k == s) from = i;
+            if (k == s + c) {
+                to = i;
+                break;
+            }
+            u8_dec(str->s + i, str->len - i, &a);
+            i += a;
+        }
+        if (from == 0 && to == str->len) return obj;
+        return mk_str(X, str->s + from, to - from);
+    }
+    size_t *off = jx_alloc(X, (size_t)(len + 1) * sizeof(size_t));
+    i = 0;
     for (int64_t k = 0; k < len; k++) {
         off[k] = i;
         u8_dec(str->s + i, str->len - i, &a);
         i += a;
     }
     off[len] = str->len;
-    if (st == 1) return mk_str(X, str->s + off[s], c ? off[s + c] - off[s] : 0);
     jbuf b = {0};
     for (int64_t k = 0; k < c; k++) {
         int64_t j = s + k * st;
@@ -3199,13 +3245,23 @@ static jv strip_impl(R *r, const jstr *s, jv chars, int left, int right) {
         if (chars.t == J_UNDEF) fail_undef(r, chars);
         jx_fail(X, "strip arg must be None or str");
     }
-    cps v = to_cps(r, s);
-    size_t a = 0, b = v.n;
+    size_t start = 0, end = s->len, adv;
     if (left)
-        while (a < b && in_chars(v.c[a], sp)) a++;
-    if (right)
-        while (b > a && in_chars(v.c[b - 1], sp)) b--;
-    return mk_str(X, s->s + v.off[a], v.off[b] - v.off[a]);
+        while (start < s->len) {
+            uint32_t c = u8_dec(s->s + start, s->len - start, &adv);
+            if (!in_chars(c, sp)) break;
+            start += adv;
+        }
+    if (right) { /* end: just past the last code point that is kept */
+        end = start;
+        for (size_t j = start; j < s->len;) {
+            uint32_t c = u8_dec(s->s + j, s->len - j, &adv);
+            j += adv;
+            if (!in_chars(c, sp)) end = j;
+        }
+    }
+    if (start == 0 && end == s->len) return mk_strv(s);
+    return mk_str(X, s->s + start, end - start);
 }
 
 static const char *const P_CHARS[] = {"chars"};
@@ -3227,10 +3283,10 @@ static jv m_rstrip(R *r, jv self, jargs *a) {
 
 static jv str_case(R *r, const jstr *s, int mode) {
     jbuf b = {0};
-    cps v = to_cps(r, s);
     int prev_cased = 0;
-    for (size_t i = 0; i < v.n; i++) {
-        uint32_t c = v.c[i];
+    size_t adv;
+    for (size_t i = 0, pos = 0; pos < s->len; i++, pos += adv) {
+        uint32_t c = u8_dec(s->s + pos, s->len - pos, &adv);
         int m = mode;
         if (mode == 'T') { /* str.title() */
             m = prev_cased ? 'l' : 't';

@@ -409,6 +409,8 @@ snip("err_elif_after_else", "{% if a %}{% else %}{% elif b %}{% endif %}")
 snip("err_macro_default_order", "{% macro m(a=1, b) %}{% endmacro %}")
 snip("err_bad_escape", "{{ '\\x4' }}")
 snip("err_tag_name_missing", "{% 1 %}")
+snip("err_slice_in_tuple_subscript", "{{ l[1:2, 0] }}", {"l": [1, 2, 3]})
+snip("tuple_subscript", "[{{ d[1, 2] }}][{{ l[0, 1] }}]", {"d": {}, "l": [1, 2]})
 
 # realistic chat-template-like programs
 LLAMA3_LIKE = """{{- bos_token }}
