@@ -412,10 +412,48 @@ static uint32_t rnd(void) {
 }
 
 static void fuzz_one(const char *src, size_t len, const char *ctx) {
-    static const char *const frags[] = {
-        "{{", "}}", "{%", "%}",   "{#",   "#}",       "-",      "+",      "(",    ")", "[", "]",
-        "'",  "\"", "|",  " is ", " in ", " not ",    "endfor", "endif",  "loop", ".", ",", "=",
-        "~",  "*",  "\\", "\n",   "\xff", "\xe2\x82", " if ",   " else ", "none", "0"};
+    static const char *const frags[] = {"{{",
+                                        "}}",
+                                        "{%",
+                                        "%}",
+                                        "{#",
+                                        "#}",
+                                        "-",
+                                        "+",
+                                        "(",
+                                        ")",
+                                        "[",
+                                        "]",
+                                        "'",
+                                        "\"",
+                                        "|",
+                                        " is ",
+                                        " in ",
+                                        " not ",
+                                        "endfor",
+                                        "endif",
+                                        "loop",
+                                        ".",
+                                        ",",
+                                        "=",
+                                        "~",
+                                        "*",
+                                        "\\",
+                                        "\n",
+                                        "\xff",
+                                        "\xe2\x82",
+                                        " if ",
+                                        " else ",
+                                        "none",
+                                        "0",
+                                        ":",
+                                        "::-1",
+                                        "caller()",
+                                        "**",
+                                        "%s",
+                                        " % ",
+                                        "{% call m() %}",
+                                        "{% endcall %}"};
     char *buf = malloc(len + 64);
     if (!buf) return;
     memcpy(buf, src, len);
