@@ -302,6 +302,13 @@ static void test_errors(void) {
               !strcmp(out, "6|a\xff\xfe b\xc3|"),
           "invalid UTF-8 length/trim: %s", out ? out : err_get());
     free(out);
+    out = NULL;
+    /* trim walks back over invalid UTF-8 exactly like the forward decoder */
+    chat_msg ws = {"user", " \xe2\x82 \xc3\xa9 \xa9\xc3\xa9 \xe3\x80\x80\t\xc2\xa0"};
+    CHECK(chat_render("[{{ messages[0].content|trim }}]", &ws, 1, 0, NULL, NULL, &out) == 0 &&
+              !strcmp(out, "[\xe2\x82 \xc3\xa9 \xa9\xc3\xa9]"),
+          "trim with invalid UTF-8: %s", out ? out : err_get());
+    free(out);
 }
 
 static void test_limits(void) {

@@ -104,18 +104,19 @@ static void sb_json(sbuf *b, const char *s) {
         return;
     }
     sb_puts(b, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    const unsigned char *p = (const unsigned char *)s;
+    for (;;) {
+        const unsigned char *q = p; /* copy the run that needs no escaping at once */
+        while (*q >= 0x20 && *q != '"' && *q != '\\') q++;
+        sb_put(b, (const char *)p, (size_t)(q - p));
+        if (!*q) break;
         char esc[8];
-        if (*p == '"' || *p == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)*p;
-            sb_put(b, esc, 2);
-        } else if (*p < 0x20) {
-            snprintf(esc, sizeof esc, "\\u%04x", *p);
-            sb_puts(b, esc);
-        } else {
-            sb_put(b, (const char *)p, 1);
-        }
+        if (*q == '"' || *q == '\\')
+            snprintf(esc, sizeof esc, "\\%c", *q);
+        else
+            snprintf(esc, sizeof esc, "\\u%04x", *q);
+        sb_puts(b, esc);
+        p = q + 1;
     }
     sb_puts(b, "\"");
 }

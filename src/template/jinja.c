@@ -1,19 +1,23 @@
 /* jinja.c: a small Jinja2 interpreter for chat templates: lexer -> AST ->
  * tree-walking evaluator. Written by hand because Debian packages no C
  * library that renders Jinja2; the behaviour follows the Jinja2 language
- * reference and was checked against Python's jinja2 with goldens
- * (tests/data/templates/, tools/goldens/template_goldens.py).
+ * reference and was checked against Python's jinja2 (as configured by HF
+ * transformers) with goldens (tests/data/templates/, made by
+ * tools/goldens/template_goldens.py).
  *
  * Covered: {{ }}, {% %}, {# #}, {% raw %}, whitespace control (-/+ on both
  * sides), trim_blocks, lstrip_blocks, keep_trailing_newline; if/elif/else,
  * for (else, `if` filter, tuple unpacking, loop.index/index0/revindex/
  * revindex0/first/last/length/previtem/nextitem/depth/cycle), break and
  * continue, set (names, tuples, namespace attributes, block form with
- * filters), macros (defaults, keyword arguments, varargs/kwargs), filter
- * blocks, with, HF's generation block; all Python-like operators and
- * literals, subscripts and slices, attribute access, a sandboxed set of
- * str/dict/list methods, the common filters and tests, and the globals
- * range, namespace, dict, raise_exception, strftime_now.
+ * filters), macros (defaults, keyword arguments, varargs/kwargs, caller),
+ * call blocks, filter blocks, with, HF's generation block; Python-like
+ * operators and literals (including str % args), star-args and double-star-kwargs in calls,
+ * subscripts and slices, attribute access, a sandboxed set of str/dict/list
+ * methods, the common filters and tests, and the globals range, namespace,
+ * dict, raise_exception, strftime_now. Unknown filters/tests fail at parse
+ * time, or only when evaluated inside if-statements and inline ifs (jinja2's
+ * "soft frame" rule).
  *
  * Values follow Python semantics: none, bool, int (64-bit; overflow is an
  * error), float (printed like Python's repr), str (UTF-8; lengths, indexes
@@ -21,15 +25,17 @@
  * namespace, plus jinja's default Undefined (prints as "", errors on
  * attribute access, arithmetic and calls).
  *
- * Known differences from jinja2: generators (map/select/...) and dict views
- * are plain lists, range() is a list, case mapping uses utf8proc's simple
- * mappings plus a few special cases, integers are 64-bit, Markup (escape,
- * safe) is a plain string, and recursive for-loops, call blocks, includes
- * and string % formatting are not supported (they fail with an error).
+ * Known differences from jinja2: generators (map/select/...), dict views
+ * and range() are plain lists (so they print as lists); case mapping uses
+ * utf8proc's simple mappings plus a few special cases (no context-sensitive
+ * final sigma); integers are 64-bit; Markup (escape, safe) is a plain
+ * string; recursive for-loops, includes/imports/extends/blocks, the `do`
+ * tag and str.format() are not supported (they fail with an error).
  *
  * Implementation notes: all memory of a parse or a render comes from one
  * arena that is freed at the end; errors unwind with longjmp to the entry
- * point after err_set(), so no partial state leaks. */
+ * point after err_set(), so no partial state leaks. Recursion depth, AST
+ * depth, loop iterations, string size and arena size are all capped. */
 #include "template/jinja.h"
 #include "util/util.h"
 
@@ -384,6 +390,27 @@ static void jb_putcp(jx *x, jbuf *b, uint32_t cp) {
     jb_put(x, b, t, (size_t)u8_enc(cp, t));
 }
 
+/* The code point that ends at `end` (not before `start`): its first byte,
+ * and the code point in *cp. Consistent with forward decoding by u8_dec: a
+ * valid sequence is found from its lead byte; anything else is one raw byte. */
+static size_t u8_prev(const char *s, size_t start, size_t end, uint32_t *cp) {
+    size_t lim = end - start < 4 ? end - start : 4;
+    for (size_t back = 1; back <= lim; back++) {
+        size_t st = end - back;
+        if (((unsigned char)s[st] & 0xC0) != 0x80) {
+            size_t adv;
+            uint32_t v = u8_dec(s + st, end - st, &adv);
+            if (st + adv == end) {
+                *cp = v;
+                return st;
+            }
+            break;
+        }
+    }
+    *cp = 0xDC00 | (unsigned char)s[end - 1];
+    return end - 1;
+}
+
 /* Number of code points. */
 static size_t u8_len(const char *s, size_t n) {
     size_t k = 0, i = 0, a;
@@ -588,13 +615,13 @@ static size_t ws_run(const char *s, size_t i, size_t n) {
 
 /* End of s[a..b) with trailing Python whitespace removed. */
 static size_t rstrip_end(const char *s, size_t a, size_t b) {
-    size_t i = a, end = a, adv;
-    while (i < b) {
-        uint32_t c = u8_dec(s + i, b - i, &adv);
-        i += adv;
-        if (!py_isspace(c)) end = i;
+    while (b > a) {
+        uint32_t c;
+        size_t st = u8_prev(s, a, b, &c);
+        if (!py_isspace(c)) break;
+        b = st;
     }
-    return end;
+    return b;
 }
 
 static int starts(const lexer *L, size_t i, const char *lit) {
@@ -3252,14 +3279,13 @@ static jv strip_impl(R *r, const jstr *s, jv chars, int left, int right) {
             if (!in_chars(c, sp)) break;
             start += adv;
         }
-    if (right) { /* end: just past the last code point that is kept */
-        end = start;
-        for (size_t j = start; j < s->len;) {
-            uint32_t c = u8_dec(s->s + j, s->len - j, &adv);
-            j += adv;
-            if (!in_chars(c, sp)) end = j;
+    if (right)
+        while (end > start) {
+            uint32_t c;
+            size_t st = u8_prev(s->s, start, end, &c);
+            if (!in_chars(c, sp)) break;
+            end = st;
         }
-    }
     if (start == 0 && end == s->len) return mk_strv(s);
     return mk_str(X, s->s + start, end - start);
 }
@@ -5788,13 +5814,13 @@ static jv jp_string(jp *p) {
     jbuf b = {0};
     p->i++; /* opening quote */
     for (;;) {
+        size_t run = p->i; /* copy the run without quotes or escapes at once */
+        while (run < p->n && p->s[run] != '"' && p->s[run] != '\\') run++;
+        jb_put(X, &b, p->s + p->i, run - p->i);
+        p->i = run;
         if (p->i >= p->n) jp_fail(p, "unterminated string");
         char c = p->s[p->i++];
         if (c == '"') break;
-        if (c != '\\') {
-            jb_putc(X, &b, c);
-            continue;
-        }
         if (p->i >= p->n) jp_fail(p, "unterminated string");
         char e = p->s[p->i++];
         switch (e) {
