@@ -165,8 +165,7 @@ typedef struct {
     mm_act act;
     int rows_per_task;
     /* activation quantization */
-    float *sums;
-    size_t sum_stride, row_bytes;
+    size_t row_bytes;
     int tok_per_task;
 } mm_job;
 
@@ -189,14 +188,13 @@ static void mm_task(void *ctx, int task, int t) {
 
 /* fast path: a chunk of rows, all tokens */
 static void mm_fast_task(void *ctx, int task, int t) {
-    (void)t;
     mm_job *j = ctx;
     const bk_weight *w = j->w;
     size_t rs = quant_row_size(w->type, w->cols);
     int64_t r0 = (int64_t)task * j->rows_per_task;
     int nr = (int)MIN((int64_t)j->rows_per_task, w->rows - r0);
     j->kr->fn(w->cols, (const uint8_t *)w->data + (size_t)r0 * rs, rs, nr, &j->act, j->n,
-              j->out + r0, (size_t)w->rows);
+              j->out + r0, (size_t)w->rows, j->c->scratch[t]);
 }
 
 /* quantize the activations of a group of tokens */
@@ -207,8 +205,7 @@ static void q8_task(void *ctx, int task, int t) {
     int i0 = task * j->tok_per_task, i1 = MIN(i0 + j->tok_per_task, j->n);
     for (int i = i0; i < i1; i++)
         q8_quantize_row((q8_kind)j->kr->act, j->x + (size_t)i * k, k,
-                        (char *)j->c->qbuf + (size_t)i * j->row_bytes, j->sums ? j->sums + i : NULL,
-                        j->sum_stride, 1);
+                        (char *)j->c->qbuf + (size_t)i * j->row_bytes, 1);
 }
 
 static int ensure_qbuf(cpu_impl *c, size_t n) {
@@ -247,25 +244,17 @@ static void cpu_matmul(backend *b, float *out, const bk_weight *w, const float *
         return;
     }
     mm_job j = {.out = out, .w = w, .x = x, .n = n, .c = c, .kr = kr};
+    if (ensure_scratch(c, MM_SCRATCH_BYTES / sizeof(float))) return;
     if (kr->act == MM_ACT_F32) {
-        j.act = (mm_act){x, (size_t)w->cols * sizeof(float), NULL, 0};
+        j.act = (mm_act){x, (size_t)w->cols * sizeof(float)};
     } else {
-        /* quantized rows, then (Q8_32) the token-major block sums, padded to
-         * a multiple of 4 tokens: kernels load the sums of 4 tokens at once */
         j.row_bytes = q8_row_bytes((q8_kind)kr->act, w->cols);
-        size_t qbytes = (size_t)n * j.row_bytes, sums = 0;
-        if (kr->act == MM_ACT_Q8_32) {
-            j.sum_stride = ((size_t)n + 3) / 4 * 4;
-            sums = (size_t)(w->cols / 32) * j.sum_stride * sizeof(float);
-        }
-        if (ensure_qbuf(c, qbytes + sums)) return;
-        j.sums = sums ? (float *)((char *)c->qbuf + qbytes) : NULL;
-        if (sums) memset(j.sums, 0, sums);
+        if (ensure_qbuf(c, (size_t)n * j.row_bytes)) return;
         int groups = (int)MIN((int64_t)n, (int64_t)c->n_threads * 4);
         if ((int64_t)n * w->cols < 65536) groups = 1; /* not worth waking the pool */
         j.tok_per_task = (n + groups - 1) / groups;
         pool_run(c->pool, q8_task, &j, (n + j.tok_per_task - 1) / j.tok_per_task);
-        j.act = (mm_act){c->qbuf, j.row_bytes, j.sums, j.sum_stride};
+        j.act = (mm_act){c->qbuf, j.row_bytes};
     }
     j.rows_per_task = rows_per_task(w->rows, c->n_threads);
     pool_run(c->pool, mm_fast_task, &j, (int)((w->rows + j.rows_per_task - 1) / j.rows_per_task));

@@ -16,6 +16,8 @@
 #if SIMD_X86
 SIMD_AVX2_BEGIN
 
+/* tile: FL_RMAX rows x FL_CMAX tokens: 12 accumulators and the 3 token
+ * vectors in registers, each weight vector loaded (converted) once */
 #define FL_RMAX 4
 #define FL_CMAX 3
 
@@ -47,32 +49,38 @@ SIMD_INLINE float fl_scalar(int type, const uint8_t *w, int64_t i) {
     }
 }
 
+/* R rows x C tokens over k elements; out = (or +=, unless first) the dots */
 SIMD_INLINE void fl_tile(int type, int R, int C, int64_t k, const uint8_t *w, size_t ws,
-                         const mm_act *a, float *out, size_t ldo) {
+                         const mm_act *a, float *out, size_t ldo, int first) {
     __m256 acc[FL_RMAX][FL_CMAX];
     const float *x[FL_CMAX];
-    for (int c = 0; c < C; c++) x[c] = (const float *)((const char *)a->rows + c * a->stride);
-    for (int r = 0; r < R; r++)
-        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+    SIMD_UNROLL for (int c = 0; c < C; c++) x[c] =
+        (const float *)((const char *)a->rows + c * a->stride);
+    SIMD_UNROLL for (int r = 0; r < R; r++) SIMD_UNROLL for (int c = 0; c < C; c++) acc[r][c] =
+        _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 8 <= k; i += 8) {
-        __m256 wv[FL_RMAX];
-        for (int r = 0; r < R; r++) wv[r] = fl_load(type, w + r * ws, i);
-        for (int c = 0; c < C; c++) {
-            __m256 xv = _mm256_loadu_ps(x[c] + i);
-            for (int r = 0; r < R; r++) acc[r][c] = _mm256_fmadd_ps(wv[r], xv, acc[r][c]);
+        __m256 xv[FL_CMAX];
+        SIMD_UNROLL for (int c = 0; c < C; c++) {
+            xv[c] = _mm256_loadu_ps(x[c] + i);
+            SIMD_IN_REG(xv[c]);
+        }
+        SIMD_UNROLL for (int r = 0; r < R; r++) {
+            __m256 wr = fl_load(type, w + r * ws, i);
+            SIMD_UNROLL for (int c = 0; c < C; c++) acc[r][c] =
+                _mm256_fmadd_ps(wr, xv[c], acc[r][c]);
         }
     }
-    for (int r = 0; r < R; r++)
-        for (int c = 0; c < C; c++) {
-            float s = simd_hsum(acc[r][c]);
-            for (int64_t j = i; j < k; j++) s += fl_scalar(type, w + r * ws, j) * x[c][j];
-            out[c * ldo + r] = s;
-        }
+    SIMD_UNROLL for (int r = 0; r < R; r++) SIMD_UNROLL for (int c = 0; c < C; c++) {
+        float s = simd_hsum(acc[r][c]);
+        for (int64_t j = i; j < k; j++) s += fl_scalar(type, w + r * ws, j) * x[c][j];
+        out[c * ldo + r] = first ? s : out[c * ldo + r] + s;
+    }
 }
 
 /* one row, one token: two accumulators to hide the FMA latency */
-SIMD_INLINE void fl_dot1(int type, int64_t k, const uint8_t *w, const mm_act *a, float *out) {
+SIMD_INLINE void fl_dot1(int type, int64_t k, const uint8_t *w, const mm_act *a, float *out,
+                         int first) {
     const float *x = a->rows;
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     int64_t i = 0;
@@ -84,60 +92,82 @@ SIMD_INLINE void fl_dot1(int type, int64_t k, const uint8_t *w, const mm_act *a,
         s0 = _mm256_fmadd_ps(fl_load(type, w, i), _mm256_loadu_ps(x + i), s0);
     float s = simd_hsum(_mm256_add_ps(s0, s1));
     for (; i < k; i++) s += fl_scalar(type, w, i) * x[i];
-    *out = s;
+    *out = first ? s : *out + s;
 }
 
 typedef void (*fl_tile_fn)(int64_t k, const uint8_t *w, size_t ws, const mm_act *a, float *out,
-                           size_t ldo);
+                           size_t ldo, int first);
 
+/* clang-format off */
 #define FL_T(t, R, C)                                                                              \
     static void fl_##t##_##R##x##C(int64_t k, const uint8_t *w, size_t ws, const mm_act *a,        \
-                                   float *out, size_t ldo) {                                       \
-        fl_tile(QT_##t, R, C, k, w, ws, a, out, ldo);                                              \
+                                   float *out, size_t ldo, int first) {                            \
+        fl_tile(QT_##t, R, C, k, w, ws, a, out, ldo, first);                                       \
+    }
+#define FL_DOT1(t)                                                                                 \
+    static void fl_##t##_1x1(int64_t k, const uint8_t *w, size_t ws, const mm_act *a, float *out,  \
+                             size_t ldo, int first) {                                              \
+        (void)ws, (void)ldo;                                                                       \
+        fl_dot1(QT_##t, k, w, a, out, first);                                                      \
     }
 #define FL_TYPE(t)                                                                                 \
-    FL_T(t, 1, 2)                                                                                  \
-    FL_T(t, 1, 3) FL_T(t, 4, 1) FL_T(t, 4, 2) FL_T(t, 4, 3) static void fl_##t##_1x1(              \
-        int64_t k, const uint8_t *w, size_t ws, const mm_act *a, float *out, size_t ldo) {         \
-        (void)ws, (void)ldo;                                                                       \
-        fl_dot1(QT_##t, k, w, a, out);                                                             \
-    }
+    FL_DOT1(t) FL_T(t, 1, 2) FL_T(t, 1, 3)                                                         \
+    FL_T(t, 4, 1) FL_T(t, 4, 2) FL_T(t, 4, 3)
 #define FL_TABLE(t)                                                                                \
-    {                                                                                              \
-        {fl_##t##_1x1, fl_##t##_1x2, fl_##t##_1x3}, {                                              \
-            fl_##t##_4x1, fl_##t##_4x2, fl_##t##_4x3                                               \
-        }                                                                                          \
-    }
+    {{fl_##t##_1x1, fl_##t##_1x2, fl_##t##_1x3}, {fl_##t##_4x1, fl_##t##_4x2, fl_##t##_4x3}}
 
 FL_TYPE(F32)
 FL_TYPE(F16)
 FL_TYPE(BF16)
+/* clang-format on */
 
 static const fl_tile_fn fl_tiles[3][2][FL_CMAX] = {FL_TABLE(F32), FL_TABLE(F16), FL_TABLE(BF16)};
 
+/* Decoding (up to FL_CMAX tokens): one pass, tokens outer, rows inner.
+ * Batches: blocks of FL_RB rows x FL_KC elements (at most 192 KB of f32
+ * weights: they stay in L2), and within a block tokens in groups of FL_CMAX
+ * (outer) and rows in groups of FL_RMAX (inner), so the rows and tokens of
+ * a tile stay in L1 while it runs over them. */
+#define FL_KC 512
+#define FL_RB 96 /* a multiple of FL_RMAX */
 static void fl_gemm(int ti, int64_t k, const uint8_t *w, size_t ws, int nr, const mm_act *a, int nc,
                     float *out, size_t ldo) {
-    for (int c0 = 0; c0 < nc; c0 += FL_CMAX) {
-        int cn = MIN(FL_CMAX, nc - c0);
-        mm_act ac = {(const char *)a->rows + c0 * a->stride, a->stride, NULL, 0};
-        int r0 = 0;
-        for (; r0 + FL_RMAX <= nr; r0 += FL_RMAX)
-            fl_tiles[ti][1][cn - 1](k, w + r0 * ws, ws, &ac, out + c0 * ldo + r0, ldo);
-        for (; r0 < nr; r0++)
-            fl_tiles[ti][0][cn - 1](k, w + r0 * ws, ws, &ac, out + c0 * ldo + r0, ldo);
+    const size_t esz = ti == 0 ? 4 : 2;
+    const int batch = nc > FL_CMAX;
+    const int64_t kc = batch ? FL_KC : k;
+    const int rb = batch ? FL_RB : nr;
+    for (int rb0 = 0; rb0 < nr; rb0 += rb) {
+        int rbn = MIN(rb, nr - rb0);
+        for (int64_t k0 = 0; k0 < k; k0 += kc) {
+            int64_t kn = MIN(kc, k - k0);
+            const uint8_t *wk = w + rb0 * ws + k0 * esz;
+            for (int c0 = 0; c0 < nc; c0 += FL_CMAX) {
+                int cn = MIN(FL_CMAX, nc - c0);
+                mm_act ac = {(const char *)a->rows + c0 * a->stride + k0 * 4, a->stride};
+                float *o = out + c0 * ldo + rb0;
+                int r0 = 0;
+                for (; r0 + FL_RMAX <= rbn; r0 += FL_RMAX)
+                    fl_tiles[ti][1][cn - 1](kn, wk + r0 * ws, ws, &ac, o + r0, ldo, k0 == 0);
+                for (; r0 < rbn; r0++)
+                    fl_tiles[ti][0][cn - 1](kn, wk + r0 * ws, ws, &ac, o + r0, ldo, k0 == 0);
+            }
+        }
     }
 }
 
 void mm_f32_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
-                 float *out, size_t ldo) {
+                 float *out, size_t ldo, void *scratch) {
+    (void)scratch;
     fl_gemm(0, k, w, wstride, nr, a, nc, out, ldo);
 }
 void mm_f16_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
-                 float *out, size_t ldo) {
+                 float *out, size_t ldo, void *scratch) {
+    (void)scratch;
     fl_gemm(1, k, w, wstride, nr, a, nc, out, ldo);
 }
 void mm_bf16_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
-                  float *out, size_t ldo) {
+                  float *out, size_t ldo, void *scratch) {
+    (void)scratch;
     fl_gemm(2, k, w, wstride, nr, a, nc, out, ldo);
 }
 

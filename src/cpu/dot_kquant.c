@@ -18,8 +18,14 @@
  * Integer ranges: per int32 lane at most 8 groups * 2 * 16002 * 128 plus the
  * offset term 32 * 2 * 128 * 2032: far below 2^31.
  *
- * Bit layouts are those documented in src/quant/quant_k.c. The micro-kernel
- * covers R rows x C tokens like the other kernel files. */
+ * Decoding (up to 4 tokens): kq_row streams a weight row, unpacking each
+ * group once for all tokens. Batches: kq_pack unpacks a panel of rows x
+ * super-blocks into scratch (the 32 bytes of u and the 16 int16 scales of
+ * each group, ready for maddubs / madd), and kq_micro runs one row x 4
+ * tokens over it: 3 instructions per group and token plus the per
+ * super-block float work.
+ *
+ * Bit layouts are those documented in src/quant/quant_k.c. */
 #include "cpu/mm.h"
 #include "cpu/simd.h"
 #include "quant/quant.h"
@@ -28,8 +34,9 @@
 #if SIMD_X86
 SIMD_AVX2_BEGIN
 
-#define KQ_RMAX 2
-#define KQ_CMAX 4
+/* micro-kernel tile: KQ_MR rows x KQ_MC tokens */
+#define KQ_MR 1
+#define KQ_MC 4
 
 /* What a micro-kernel needs of one weight super-block. */
 typedef struct {
@@ -75,6 +82,8 @@ SIMD_INLINE void kq_k4_scales(const uint8_t *s, uint64_t *sc, uint64_t *m) {
 
 SIMD_INLINE void kq_prepare(int type, const uint8_t *b, kq_block *k) {
     k->b = b;
+    k->dmin = 0;
+    k->qh = _mm256_setzero_si256();
     switch (type) {
     case QT_Q2_K: {
         __m128i s = _mm_loadu_si128((const __m128i *)b);
@@ -171,107 +180,192 @@ SIMD_INLINE __m256i kq_group(int type, const kq_block *k, int g) {
     }
 }
 
-SIMD_INLINE void kq_tile(int type, int R, int C, int64_t nsb, const uint8_t *w, size_t ws,
-                         const mm_act *a, float *out, size_t ldo) {
-    const int bytes = kq_bytes(type);
-    const int64_t k = nsb * 256;
+/* ---- decoding: one weight row x C <= 4 tokens ---- */
+
+/* the integer dot of super-block kb with the activation super-block at qa,
+ * and its float contribution given the activation scale and bsums */
+SIMD_INLINE __m256 kq_finish(int type, const kq_block *kb, __m256i isum, const int16_t *bs,
+                             float da, __m256 acc) {
     const int has_min = type == QT_Q2_K || type == QT_Q4_K || type == QT_Q5_K;
     const int off_shift = type == QT_Q3_K ? 2 : 5; /* x 4 or x 32 */
-    __m256 acc[KQ_RMAX][KQ_CMAX];
-    const int8_t *qa[KQ_CMAX];
-    for (int c = 0; c < C; c++) qa[c] = (const int8_t *)a->rows + c * a->stride;
-    for (int r = 0; r < R; r++)
-        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+    __m256i mb = _mm256_madd_epi16(kb->mv, _mm256_loadu_si256((const __m256i *)bs));
+    if (!has_min) isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(mb, off_shift));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(kb->d * da), acc);
+    if (has_min) acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mb), _mm256_set1_ps(kb->dmin * da), acc);
+    return acc;
+}
+
+SIMD_INLINE void kq_row(int type, int C, int64_t k, const uint8_t *w, const mm_act *a, float *out,
+                        size_t ldo) {
+    const int bytes = kq_bytes(type);
+    const int64_t nsb = k / 256;
+    __m256 acc[KQ_MC];
+    const int8_t *qa[KQ_MC];
+    SIMD_UNROLL for (int c = 0; c < C; c++) {
+        qa[c] = (const int8_t *)a->rows + c * a->stride;
+        acc[c] = _mm256_setzero_ps();
+    }
     for (int64_t sb = 0; sb < nsb; sb++) {
-        kq_block kb[KQ_RMAX];
-        __m256i isum[KQ_RMAX][KQ_CMAX];
-        for (int r = 0; r < R; r++) kq_prepare(type, w + r * ws + sb * bytes, &kb[r]);
-        for (int r = 0; r < R; r++)
-            for (int c = 0; c < C; c++) isum[r][c] = _mm256_setzero_si256();
-        for (int g = 0; g < 8; g++) {
-            __m256i wg[KQ_RMAX], sg[KQ_RMAX];
-            for (int r = 0; r < R; r++) {
-                wg[r] = kq_group(type, &kb[r], g);
-                sg[r] = kq_scale(&kb[r], g);
-            }
-            for (int c = 0; c < C; c++) {
+        kq_block kb;
+        __m256i isum[KQ_MC];
+        kq_prepare(type, w + sb * bytes, &kb);
+        SIMD_UNROLL for (int c = 0; c < C; c++) isum[c] = _mm256_setzero_si256();
+        SIMD_UNROLL for (int g = 0; g < 8; g++) {
+            __m256i wg = kq_group(type, &kb, g), sg = kq_scale(&kb, g);
+            SIMD_UNROLL for (int c = 0; c < C; c++) {
                 __m256i av = _mm256_loadu_si256((const __m256i *)(qa[c] + sb * 256 + 32 * g));
-                for (int r = 0; r < R; r++) {
-                    __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(wg[r], av), sg[r]);
-                    isum[r][c] = _mm256_add_epi32(isum[r][c], p);
+                isum[c] =
+                    _mm256_add_epi32(isum[c], _mm256_madd_epi16(_mm256_maddubs_epi16(wg, av), sg));
+            }
+        }
+        SIMD_UNROLL for (int c = 0; c < C; c++) acc[c] =
+            kq_finish(type, &kb, isum[c], q8_bsums(qa[c], k) + 16 * sb, q8_d(qa[c], k)[sb], acc[c]);
+    }
+    SIMD_UNROLL for (int c = 0; c < C; c++) out[c * ldo] = simd_hsum(acc[c]);
+}
+
+/* ---- batches: panels and a micro-kernel ---- */
+
+/* Panel of KPR rows x KPB super-blocks; per row and super-block KSB bytes:
+ * for each group g, 32 bytes of u then its 32 bytes of int16 scales; then
+ * mv (32 bytes), d and dmin (floats). */
+#define KPR 16
+#define KPB 8
+#define KSB 576
+_Static_assert((size_t)KPR *KPB *KSB <= MM_SCRATCH_BYTES, "panel does not fit the scratch");
+
+SIMD_INLINE void kq_pack(int type, const uint8_t *w, size_t ws, int nr, int64_t sb0, int nsb,
+                         uint8_t *pw) {
+    const int bytes = kq_bytes(type);
+    for (int r = 0; r < nr; r++) {
+        for (int j = 0; j < nsb; j++) {
+            uint8_t *p = pw + ((size_t)r * KPB + j) * KSB;
+            kq_block kb;
+            kq_prepare(type, w + r * ws + (sb0 + j) * bytes, &kb);
+            SIMD_UNROLL for (int g = 0; g < 8; g++) {
+                _mm256_store_si256((__m256i *)(p + 64 * g), kq_group(type, &kb, g));
+                _mm256_store_si256((__m256i *)(p + 64 * g + 32), kq_scale(&kb, g));
+            }
+            _mm256_store_si256((__m256i *)(p + 512), kb.mv);
+            memcpy(p + 544, &kb.d, 4);
+            memcpy(p + 548, &kb.dmin, 4);
+        }
+    }
+}
+
+/* R rows x C tokens of a panel over nsb super-blocks from activation
+ * super-block sb0; adds into out unless first. */
+SIMD_INLINE void kq_micro(int type, int R, int C, const uint8_t *pw, int nsb, const mm_act *a,
+                          int64_t k, int64_t sb0, float *out, size_t ldo, int first) {
+    __m256 acc[KQ_MR][KQ_MC];
+    const int8_t *qa[KQ_MC];
+    SIMD_UNROLL for (int c = 0; c < C; c++) {
+        qa[c] = (const int8_t *)a->rows + c * a->stride;
+        SIMD_UNROLL for (int r = 0; r < R; r++) acc[r][c] = _mm256_setzero_ps();
+    }
+    for (int j = 0; j < nsb; j++) {
+        __m256i isum[KQ_MR][KQ_MC];
+        const uint8_t *p[KQ_MR];
+        SIMD_UNROLL for (int r = 0; r < R; r++) {
+            p[r] = pw + ((size_t)r * KPB + j) * KSB;
+            SIMD_UNROLL for (int c = 0; c < C; c++) isum[r][c] = _mm256_setzero_si256();
+        }
+        SIMD_UNROLL2 for (int g = 0; g < 8; g++) {
+            SIMD_UNROLL for (int r = 0; r < R; r++) {
+                __m256i wg = _mm256_load_si256((const __m256i *)(p[r] + 64 * g));
+                __m256i sg = _mm256_load_si256((const __m256i *)(p[r] + 64 * g + 32));
+                SIMD_UNROLL for (int c = 0; c < C; c++) {
+                    __m256i av =
+                        _mm256_load_si256((const __m256i *)(qa[c] + (sb0 + j) * 256 + 32 * g));
+                    isum[r][c] = _mm256_add_epi32(
+                        isum[r][c], _mm256_madd_epi16(_mm256_maddubs_epi16(wg, av), sg));
                 }
             }
         }
-        for (int c = 0; c < C; c++) {
-            const float da = q8_d(qa[c], k)[sb];
-            __m256i bs = _mm256_loadu_si256((const __m256i *)(q8_bsums(qa[c], k) + 16 * sb));
-            for (int r = 0; r < R; r++) {
-                __m256i mb = _mm256_madd_epi16(kb[r].mv, bs);
-                __m256i is = isum[r][c];
-                if (!has_min) is = _mm256_sub_epi32(is, _mm256_slli_epi32(mb, off_shift));
-                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(is), _mm256_set1_ps(kb[r].d * da),
-                                            acc[r][c]);
-                if (has_min)
-                    acc[r][c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mb),
-                                                 _mm256_set1_ps(kb[r].dmin * da), acc[r][c]);
+        SIMD_UNROLL for (int r = 0; r < R; r++) {
+            kq_block kb;
+            kb.mv = _mm256_load_si256((const __m256i *)(p[r] + 512));
+            memcpy(&kb.d, p[r] + 544, 4);
+            memcpy(&kb.dmin, p[r] + 548, 4);
+            SIMD_UNROLL for (int c = 0; c < C; c++) acc[r][c] =
+                kq_finish(type, &kb, isum[r][c], q8_bsums(qa[c], k) + 16 * (sb0 + j),
+                          q8_d(qa[c], k)[sb0 + j], acc[r][c]);
+        }
+    }
+    SIMD_UNROLL for (int r = 0; r < R; r++) SIMD_UNROLL for (int c = 0; c < C; c++) {
+        float v = simd_hsum(acc[r][c]);
+        out[c * ldo + r] = first ? v : out[c * ldo + r] + v;
+    }
+}
+
+typedef void (*kq_micro_fn)(const uint8_t *pw, int nsb, const mm_act *a, int64_t k, int64_t sb0,
+                            float *out, size_t ldo, int first);
+typedef void (*kq_row_fn)(int64_t k, const uint8_t *w, const mm_act *a, float *out, size_t ldo);
+typedef void (*kq_pack_fn)(const uint8_t *w, size_t ws, int nr, int64_t sb0, int nsb, uint8_t *pw);
+
+#define KQ_MICRO(t, R, C)                                                                          \
+    static void kq_micro_##t##_##R##_##C(const uint8_t *pw, int nsb, const mm_act *a, int64_t k,   \
+                                         int64_t sb0, float *out, size_t ldo, int first) {         \
+        kq_micro(QT_##t, R, C, pw, nsb, a, k, sb0, out, ldo, first);                               \
+    }
+#define KQ_ROW(t, C)                                                                               \
+    static void kq_row_##t##_##C(int64_t k, const uint8_t *w, const mm_act *a, float *out,         \
+                                 size_t ldo) {                                                     \
+        kq_row(QT_##t, C, k, w, a, out, ldo);                                                      \
+    }
+#define KQ_TYPE(t)                                                                                 \
+    KQ_MICRO(t, 1, 1)                                                                              \
+    KQ_MICRO(t, 1, 2)                                                                              \
+    KQ_MICRO(t, 1, 3)                                                                              \
+    KQ_MICRO(t, 1, 4)                                                                              \
+    KQ_ROW(t, 1)                                                                                   \
+    KQ_ROW(t, 2) KQ_ROW(t, 3) KQ_ROW(t, 4) static void kq_pack_##t(                                \
+        const uint8_t *w, size_t ws, int nr, int64_t sb0, int nsb, uint8_t *pw) {                  \
+        kq_pack(QT_##t, w, ws, nr, sb0, nsb, pw);                                                  \
+    }                                                                                              \
+    static const kq_micro_fn kq_micros_##t[4] = {kq_micro_##t##_1_1, kq_micro_##t##_1_2,           \
+                                                 kq_micro_##t##_1_3, kq_micro_##t##_1_4};          \
+    static const kq_row_fn kq_rows_##t[4] = {kq_row_##t##_1, kq_row_##t##_2, kq_row_##t##_3,       \
+                                             kq_row_##t##_4};
+
+static void kq_gemm(const kq_micro_fn micros[4], const kq_row_fn rows[4], kq_pack_fn pack,
+                    int64_t k, const uint8_t *w, size_t ws, int nr, const mm_act *a, int nc,
+                    float *out, size_t ldo, void *scratch) {
+    if (nc <= KQ_MC) { /* decoding: stream the rows */
+        for (int r = 0; r < nr; r++) rows[nc - 1](k, w + r * ws, a, out + r, ldo);
+        return;
+    }
+    uint8_t *pw = scratch;
+    const int64_t nsb = k / 256;
+    for (int r0 = 0; r0 < nr; r0 += KPR) {
+        int pr = MIN(KPR, nr - r0);
+        for (int64_t sb0 = 0; sb0 < nsb; sb0 += KPB) {
+            int pb = (int)MIN((int64_t)KPB, nsb - sb0);
+            pack(w + r0 * ws, ws, pr, sb0, pb, pw);
+            for (int c0 = 0; c0 < nc; c0 += KQ_MC) {
+                int cn = MIN(KQ_MC, nc - c0);
+                mm_act ac = {(const char *)a->rows + c0 * a->stride, a->stride};
+                for (int r = 0; r < pr; r++)
+                    micros[cn - 1](pw + (size_t)r * KPB * KSB, pb, &ac, k, sb0,
+                                   out + c0 * ldo + r0 + r, ldo, sb0 == 0);
             }
         }
     }
-    for (int r = 0; r < R; r++)
-        for (int c = 0; c < C; c++) out[c * ldo + r] = simd_hsum(acc[r][c]);
 }
 
-typedef void (*kq_tile_fn)(int64_t nsb, const uint8_t *w, size_t ws, const mm_act *a, float *out,
-                           size_t ldo);
-
-#define KQ_T(t, R, C)                                                                              \
-    static void kq_##t##_##R##x##C(int64_t nsb, const uint8_t *w, size_t ws, const mm_act *a,      \
-                                   float *out, size_t ldo) {                                       \
-        kq_tile(QT_##t, R, C, nsb, w, ws, a, out, ldo);                                            \
-    }
-#define KQ_ROW(t, R) KQ_T(t, R, 1) KQ_T(t, R, 2) KQ_T(t, R, 3) KQ_T(t, R, 4)
-#define KQ_TYPE(t)   KQ_ROW(t, 1) KQ_ROW(t, 2)
-#define KQ_TABLE(t)                                                                                \
-    {                                                                                              \
-        {kq_##t##_1x1, kq_##t##_1x2, kq_##t##_1x3, kq_##t##_1x4}, {                                \
-            kq_##t##_2x1, kq_##t##_2x2, kq_##t##_2x3, kq_##t##_2x4                                 \
-        }                                                                                          \
-    }
-
-KQ_TYPE(Q2_K)
-KQ_TYPE(Q3_K)
-KQ_TYPE(Q4_K)
-KQ_TYPE(Q5_K)
-KQ_TYPE(Q6_K)
-
-static const kq_tile_fn kq_tiles[5][2][KQ_CMAX] = {KQ_TABLE(Q2_K), KQ_TABLE(Q3_K), KQ_TABLE(Q4_K),
-                                                   KQ_TABLE(Q5_K), KQ_TABLE(Q6_K)};
-
-static void kq_gemm(int ti, int64_t k, const uint8_t *w, size_t ws, int nr, const mm_act *a, int nc,
-                    float *out, size_t ldo) {
-    int64_t nsb = k / 256;
-    for (int c0 = 0; c0 < nc; c0 += KQ_CMAX) {
-        int cn = MIN(KQ_CMAX, nc - c0);
-        mm_act ac = {(const char *)a->rows + c0 * a->stride, a->stride, NULL, 0};
-        int r0 = 0;
-        for (; r0 + KQ_RMAX <= nr; r0 += KQ_RMAX)
-            kq_tiles[ti][1][cn - 1](nsb, w + r0 * ws, ws, &ac, out + c0 * ldo + r0, ldo);
-        for (; r0 < nr; r0++)
-            kq_tiles[ti][0][cn - 1](nsb, w + r0 * ws, ws, &ac, out + c0 * ldo + r0, ldo);
-    }
-}
-
-#define KQ_ENTRY(lc, ti)                                                                           \
+#define KQ_ENTRY(t, lc)                                                                            \
+    KQ_TYPE(t)                                                                                     \
     void mm_##lc##_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a,      \
-                        int nc, float *out, size_t ldo) {                                          \
-        kq_gemm(ti, k, w, wstride, nr, a, nc, out, ldo);                                           \
+                        int nc, float *out, size_t ldo, void *scratch) {                           \
+        kq_gemm(kq_micros_##t, kq_rows_##t, kq_pack_##t, k, w, wstride, nr, a, nc, out, ldo,       \
+                scratch);                                                                          \
     }
 
-KQ_ENTRY(q2_k, 0)
-KQ_ENTRY(q3_k, 1)
-KQ_ENTRY(q4_k, 2)
-KQ_ENTRY(q5_k, 3)
-KQ_ENTRY(q6_k, 4)
+KQ_ENTRY(Q2_K, q2_k)
+KQ_ENTRY(Q3_K, q3_k)
+KQ_ENTRY(Q4_K, q4_k)
+KQ_ENTRY(Q5_K, q5_k)
+KQ_ENTRY(Q6_K, q6_k)
 
 SIMD_AVX2_END
 #endif

@@ -8,16 +8,20 @@
  *   Q5_0: w = nibble | high bit << 4,   off = -16 dw
  *   Q5_1: w = nibble | high bit << 4,   off = m
  *   Q8_0: w = q (signed),               off = 0
- * so with activation block a = da * qa (sum s = da * sum qa):
+ * so with an activation block a = da * qa (and its sum s = da * sum qa):
  *   dot = dw * da * sum(w * qa) + off * s.
  * sum(w * qa) is exact in integers: maddubs (unsigned w x signed qa, pairs
  * in int16: at most 2 * 31 * 127) and madd to int32; Q8_0's signed weights
- * use the sign trick (|w| x qa with w's sign). The offset term needs one
- * multiply-add per weight row and block for four tokens at once (the sums
- * table is token-major).
+ * use the sign trick (|w| x qa with w's sign, at most 2 * 127 * 127).
  *
- * The micro-kernel handles R rows x C tokens (R, C <= 4): each unpacked
- * weight block is used for C tokens, each activation block for R rows. */
+ * Decoding (up to 4 tokens): leg_row streams one weight row; the scales of 8
+ * blocks are converted at once and the offset terms are 8-block vector FMAs,
+ * so a block costs its unpacking plus 5 instructions per token.
+ * Batches: leg_pack unpacks a panel of PR rows x PB blocks into scratch
+ * (32 bytes of w and dw broadcast to 8 floats per block), and leg_micro
+ * runs 2 rows x 4 tokens over it: per row, token and block maddubs, madd,
+ * cvt, mul (dw * da), fma, with the activation and scale as memory operands.
+ * The offset terms are then one dot product over blocks per row and token. */
 #include "cpu/mm.h"
 #include "cpu/simd.h"
 #include "quant/quant.h"
@@ -26,10 +30,17 @@
 #if SIMD_X86
 SIMD_AVX2_BEGIN
 
-#define LEG_RMAX 4
-#define LEG_CMAX 4
+/* batch panel: PR rows x PB blocks; micro-kernel tile MR rows x MC tokens */
+#define PR 16
+#define PB 64
+#define MR 2
+#define MC 4
+/* scratch bytes of a panel: per row and block 32 B of w and 32 B of dw,
+ * then the offsets, one float per row and block */
+#define PANEL_W   ((size_t)PR * PB * 64)
+#define PANEL_OFF ((size_t)PR * PB * 4)
+_Static_assert(PANEL_W + PANEL_OFF <= MM_SCRATCH_BYTES, "panel does not fit the scratch");
 
-/* bytes per block */
 SIMD_INLINE int leg_bytes(int type) {
     switch (type) {
     case QT_Q4_0:
@@ -45,137 +56,276 @@ SIMD_INLINE int leg_bytes(int type) {
     }
 }
 
-SIMD_INLINE __m256i leg_unpack(int type, const uint8_t *b, float *dw, float *off) {
+/* the 32 integers w of a block (signed for Q8_0) */
+SIMD_INLINE __m256i leg_ints(int type, const uint8_t *b) {
     const __m256i b4 = _mm256_set1_epi8(16);
-    float d = simd_f16(b);
-    *dw = d;
     switch (type) {
     case QT_Q4_0:
-        *off = -8.0f * d;
         return simd_nibbles32(b + 2);
     case QT_Q4_1:
-        *off = simd_f16(b + 2);
         return simd_nibbles32(b + 4);
     case QT_Q5_0:
-        *off = -16.0f * d;
         return _mm256_or_si256(simd_nibbles32(b + 6),
                                _mm256_and_si256(simd_bits_to_bytes(simd_rd32(b + 2)), b4));
     case QT_Q5_1:
-        *off = simd_f16(b + 2);
         return _mm256_or_si256(simd_nibbles32(b + 8),
                                _mm256_and_si256(simd_bits_to_bytes(simd_rd32(b + 4)), b4));
     default:
-        *off = 0;
         return _mm256_loadu_si256((const __m256i *)(b + 2));
     }
 }
 
-/* R rows x C tokens over nb blocks */
-SIMD_INLINE void leg_tile(int type, int R, int C, int64_t nb, const uint8_t *w, size_t ws,
-                          const mm_act *a, float *out, size_t ldo) {
+/* offset of a block given its scale (Q8_0: 0) */
+SIMD_INLINE float leg_off(int type, const uint8_t *b, float dw) {
+    switch (type) {
+    case QT_Q4_0:
+        return -8.0f * dw;
+    case QT_Q5_0:
+        return -16.0f * dw;
+    case QT_Q4_1:
+    case QT_Q5_1:
+        return simd_f16(b + 2);
+    default:
+        return 0;
+    }
+}
+
+/* the same for 8 consecutive blocks */
+SIMD_INLINE __m256 leg_off8(int type, const uint8_t *b, __m256 dw8) {
+    switch (type) {
+    case QT_Q4_0:
+        return _mm256_mul_ps(dw8, _mm256_set1_ps(-8.0f));
+    case QT_Q5_0:
+        return _mm256_mul_ps(dw8, _mm256_set1_ps(-16.0f));
+    case QT_Q4_1:
+    case QT_Q5_1:
+        return simd_f16x8(b + 2, (size_t)leg_bytes(type));
+    default:
+        return _mm256_setzero_ps();
+    }
+}
+
+/* sum(w * qa) in 8 int32 lanes; wabs = |w| for Q8_0 (unused otherwise) */
+SIMD_INLINE __m256i leg_dot(int type, __m256i w, __m256i wabs, __m256i qa) {
+    if (type == QT_Q8_0) return simd_dot_u8s8(wabs, _mm256_sign_epi8(qa, w));
+    return simd_dot_u8s8(w, qa);
+}
+
+/* ---- decoding: one weight row x C <= 4 tokens ---- */
+
+SIMD_INLINE void leg_row(int type, int C, int64_t k, const uint8_t *w, const mm_act *a, float *out,
+                         size_t ldo) {
     const int bytes = leg_bytes(type), has_off = type != QT_Q8_0;
-    __m256 acc[LEG_RMAX][LEG_CMAX];
-    __m128 corr[LEG_RMAX]; /* lane c: offset term of token c */
-    const int8_t *qa[LEG_CMAX];
-    const float *da[LEG_CMAX];
-    for (int c = 0; c < C; c++) {
+    const int64_t nb = k / 32;
+    const int8_t *qa[MC];
+    const float *da[MC], *sa[MC];
+    __m256 acc[MC], corr[MC]; /* corr: the offsets of the tail blocks */
+    SIMD_UNROLL for (int c = 0; c < C; c++) {
         qa[c] = (const int8_t *)a->rows + c * a->stride;
-        da[c] = (const float *)(qa[c] + nb * 32);
+        da[c] = q8_d(qa[c], k);
+        sa[c] = q8_s(qa[c], k);
+        acc[c] = _mm256_setzero_ps();
+        corr[c] = _mm256_setzero_ps();
     }
-    for (int r = 0; r < R; r++) {
-        corr[r] = _mm_setzero_ps();
-        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) {
+        const uint8_t *blk = w + b * bytes;
+        __m256i p[MC][8];
+        SIMD_UNROLL for (int i = 0; i < 8; i++) {
+            __m256i wv = leg_ints(type, blk + i * bytes);
+            __m256i wabs = type == QT_Q8_0 ? _mm256_sign_epi8(wv, wv) : wv;
+            SIMD_UNROLL for (int c = 0; c < C; c++) {
+                __m256i av = _mm256_loadu_si256((const __m256i *)(qa[c] + (b + i) * 32));
+                p[c][i] = leg_dot(type, wv, wabs, av);
+            }
+        }
+        /* lanes = the 8 blocks from here on */
+        __m256 dw8 = simd_f16x8(blk, (size_t)bytes);
+        __m256 off8 = leg_off8(type, blk, dw8);
+        SIMD_UNROLL for (int c = 0; c < C; c++) {
+            __m256 sum = _mm256_cvtepi32_ps(simd_reduce8_i32(p[c]));
+            acc[c] = _mm256_fmadd_ps(sum, _mm256_mul_ps(dw8, _mm256_loadu_ps(da[c] + b)), acc[c]);
+            if (has_off) acc[c] = _mm256_fmadd_ps(off8, _mm256_loadu_ps(sa[c] + b), acc[c]);
+        }
     }
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i wv[LEG_RMAX], wabs[LEG_RMAX];
-        float dw[LEG_RMAX], off[LEG_RMAX];
-        for (int r = 0; r < R; r++) {
-            wv[r] = leg_unpack(type, w + r * ws + b * bytes, &dw[r], &off[r]);
-            if (type == QT_Q8_0) wabs[r] = _mm256_sign_epi8(wv[r], wv[r]);
-        }
-        if (has_off) {
-            __m128 s = _mm_loadu_ps(a->sums + b * a->sum_stride);
-            for (int r = 0; r < R; r++) corr[r] = _mm_fmadd_ps(_mm_set1_ps(off[r]), s, corr[r]);
-        }
-        for (int c = 0; c < C; c++) {
+    for (; b < nb; b++) { /* the last nb % 8 blocks */
+        const uint8_t *blk = w + b * bytes;
+        float dw = simd_f16(blk), off = leg_off(type, blk, dw);
+        __m256i wv = leg_ints(type, blk);
+        __m256i wabs = type == QT_Q8_0 ? _mm256_sign_epi8(wv, wv) : wv;
+        SIMD_UNROLL for (int c = 0; c < C; c++) {
             __m256i av = _mm256_loadu_si256((const __m256i *)(qa[c] + b * 32));
-            __m256 dac = _mm256_broadcast_ss(da[c] + b);
-            for (int r = 0; r < R; r++) {
-                __m256i p;
-                if (type == QT_Q8_0) {
-                    p = simd_dot_u8s8(wabs[r], _mm256_sign_epi8(av, wv[r]));
-                } else {
-                    p = simd_dot_u8s8(wv[r], av);
-                }
-                __m256 sc = _mm256_mul_ps(_mm256_set1_ps(dw[r]), dac);
-                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc[r][c]);
+            __m256i p = leg_dot(type, wv, wabs, av);
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * da[c][b]), acc[c]);
+            if (has_off)
+                corr[c] =
+                    _mm256_add_ps(corr[c], _mm256_setr_ps(off * sa[c][b], 0, 0, 0, 0, 0, 0, 0));
+        }
+    }
+    SIMD_UNROLL for (int c = 0; c < C; c++) out[c * ldo] =
+        simd_hsum(_mm256_add_ps(acc[c], corr[c]));
+}
+
+/* ---- batches: panels and a micro-kernel ---- */
+
+/* Unpack rows [0, nr) x blocks [b0, b0 + nb) into the panel: for row r and
+ * block j, 32 bytes of w at pw + (r * PB + j) * 64, dw x 8 after them, and
+ * off[j * PR + r] (block-major, for leg_corr). */
+SIMD_INLINE void leg_pack(int type, const uint8_t *w, size_t ws, int nr, int64_t b0, int nb,
+                          uint8_t *pw, float *off) {
+    const int bytes = leg_bytes(type);
+    for (int r = 0; r < nr; r++) {
+        const uint8_t *blk = w + r * ws + b0 * bytes;
+        uint8_t *p = pw + (size_t)r * PB * 64;
+        for (int j = 0; j < nb; j++, blk += bytes, p += 64) {
+            float dw = simd_f16(blk);
+            _mm256_store_si256((__m256i *)p, leg_ints(type, blk));
+            _mm256_store_ps((float *)(p + 32), _mm256_set1_ps(dw));
+            off[j * PR + r] = leg_off(type, blk, dw);
+        }
+    }
+    for (int r = nr; r < (nr + 7) / 8 * 8; r++) /* leg_corr reads 8 rows at a time */
+        for (int j = 0; j < nb; j++) off[j * PR + r] = 0;
+}
+
+/* R rows x C tokens of a panel over nb blocks starting at activation block
+ * b0; adds into out (out[c * ldo + r]) unless first. */
+SIMD_INLINE void leg_micro(int type, int R, int C, const uint8_t *pw, int nb, const mm_act *a,
+                           int64_t k, int64_t b0, float *out, size_t ldo, int first) {
+    __m256 acc[MR][MC];
+    const int8_t *qa[MC];
+    const float *da[MC];
+    SIMD_UNROLL for (int c = 0; c < C; c++) {
+        qa[c] = (const int8_t *)a->rows + c * a->stride;
+        da[c] = q8_d(qa[c], k) + b0;
+        qa[c] += b0 * 32;
+        SIMD_UNROLL for (int r = 0; r < R; r++) acc[r][c] = _mm256_setzero_ps();
+    }
+    for (int j = 0; j < nb; j++) {
+        __m256i wv[MR], wabs[MR];
+        SIMD_UNROLL for (int r = 0; r < R; r++) {
+            wv[r] = _mm256_load_si256((const __m256i *)(pw + ((size_t)r * PB + j) * 64));
+            wabs[r] = type == QT_Q8_0 ? _mm256_sign_epi8(wv[r], wv[r]) : wv[r];
+        }
+        SIMD_UNROLL for (int c = 0; c < C; c++) {
+            __m256 dac = _mm256_broadcast_ss(da[c] + j);
+            __m256i av = _mm256_load_si256((const __m256i *)(qa[c] + j * 32));
+            SIMD_UNROLL for (int r = 0; r < R; r++) {
+                __m256i p = leg_dot(type, wv[r], wabs[r], av);
+                __m256 dw = _mm256_load_ps((const float *)(pw + ((size_t)r * PB + j) * 64 + 32));
+                acc[r][c] =
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dac, dw), acc[r][c]);
             }
         }
     }
-    for (int r = 0; r < R; r++) {
-        float cr[4];
-        _mm_storeu_ps(cr, corr[r]);
-        for (int c = 0; c < C; c++) out[c * ldo + r] = simd_hsum(acc[r][c]) + cr[c];
+    SIMD_UNROLL for (int r = 0; r < R; r++) SIMD_UNROLL for (int c = 0; c < C; c++) {
+        float v = simd_hsum(acc[r][c]);
+        out[c * ldo + r] = first ? v : out[c * ldo + r] + v;
     }
 }
 
-typedef void (*leg_tile_fn)(int64_t nb, const uint8_t *w, size_t ws, const mm_act *a, float *out,
-                            size_t ldo);
+typedef void (*leg_micro_fn)(const uint8_t *pw, int nb, const mm_act *a, int64_t k, int64_t b0,
+                             float *out, size_t ldo, int first);
+typedef void (*leg_row_fn)(int64_t k, const uint8_t *w, const mm_act *a, float *out, size_t ldo);
+typedef void (*leg_pack_fn)(const uint8_t *w, size_t ws, int nr, int64_t b0, int nb, uint8_t *pw,
+                            float *off);
 
-/* instantiate tiles R x C for one type */
-#define LEG_T(t, R, C)                                                                             \
-    static void leg_##t##_##R##x##C(int64_t nb, const uint8_t *w, size_t ws, const mm_act *a,      \
-                                    float *out, size_t ldo) {                                      \
-        leg_tile(QT_##t, R, C, nb, w, ws, a, out, ldo);                                            \
+/* instantiations per type: micro-kernels R in {1, 2} x C in 1..4, rows C 1..4 */
+#define LEG_MICRO(t, R, C)                                                                         \
+    static void leg_micro_##t##_##R##_##C(const uint8_t *pw, int nb, const mm_act *a, int64_t k,   \
+                                          int64_t b0, float *out, size_t ldo, int first) {         \
+        leg_micro(QT_##t, R, C, pw, nb, a, k, b0, out, ldo, first);                                \
     }
-#define LEG_ROW(t, R) LEG_T(t, R, 1) LEG_T(t, R, 2) LEG_T(t, R, 3) LEG_T(t, R, 4)
-#define LEG_TYPE(t)   LEG_ROW(t, 1) LEG_ROW(t, 4)
-#define LEG_TABLE(t)                                                                               \
-    {                                                                                              \
-        {leg_##t##_1x1, leg_##t##_1x2, leg_##t##_1x3, leg_##t##_1x4}, {                            \
-            leg_##t##_4x1, leg_##t##_4x2, leg_##t##_4x3, leg_##t##_4x4                             \
-        }                                                                                          \
+#define LEG_ROW(t, C)                                                                              \
+    static void leg_row_##t##_##C(int64_t k, const uint8_t *w, const mm_act *a, float *out,        \
+                                  size_t ldo) {                                                    \
+        leg_row(QT_##t, C, k, w, a, out, ldo);                                                     \
     }
+#define LEG_TYPE(t)                                                                                \
+    LEG_MICRO(t, 1, 1)                                                                             \
+    LEG_MICRO(t, 1, 2)                                                                             \
+    LEG_MICRO(t, 1, 3)                                                                             \
+    LEG_MICRO(t, 1, 4)                                                                             \
+    LEG_MICRO(t, 2, 1)                                                                             \
+    LEG_MICRO(t, 2, 2) LEG_MICRO(t, 2, 3) LEG_MICRO(t, 2, 4) LEG_ROW(t, 1) LEG_ROW(t, 2)           \
+        LEG_ROW(t, 3) LEG_ROW(t, 4) static void leg_pack_##t(                                      \
+            const uint8_t *w, size_t ws, int nr, int64_t b0, int nb, uint8_t *pw, float *off) {    \
+        leg_pack(QT_##t, w, ws, nr, b0, nb, pw, off);                                              \
+    }                                                                                              \
+    static const leg_micro_fn leg_micros_##t[2][4] = {                                             \
+        {leg_micro_##t##_1_1, leg_micro_##t##_1_2, leg_micro_##t##_1_3, leg_micro_##t##_1_4},      \
+        {leg_micro_##t##_2_1, leg_micro_##t##_2_2, leg_micro_##t##_2_3, leg_micro_##t##_2_4}};     \
+    static const leg_row_fn leg_rows_##t[4] = {leg_row_##t##_1, leg_row_##t##_2, leg_row_##t##_3,  \
+                                               leg_row_##t##_4};
 
-LEG_TYPE(Q4_0)
-LEG_TYPE(Q4_1)
-LEG_TYPE(Q5_0)
-LEG_TYPE(Q5_1)
-LEG_TYPE(Q8_0)
-
-/* [type][R == 4][C - 1] */
-static const leg_tile_fn leg_tiles[5][2][4] = {LEG_TABLE(Q4_0), LEG_TABLE(Q4_1), LEG_TABLE(Q5_0),
-                                               LEG_TABLE(Q5_1), LEG_TABLE(Q8_0)};
-
-/* Tokens in groups of 4 (outer), rows in groups of 4 (inner): the weight
- * rows of the block stay in cache while the activations stream once. */
-static void leg_gemm(int ti, int bytes, int64_t k, const uint8_t *w, size_t ws, int nr,
-                     const mm_act *a, int nc, float *out, size_t ldo) {
-    int64_t nb = k / 32;
-    (void)bytes;
-    for (int c0 = 0; c0 < nc; c0 += LEG_CMAX) {
-        int cn = MIN(LEG_CMAX, nc - c0);
-        mm_act ac = {(const char *)a->rows + c0 * a->stride, a->stride,
-                     a->sums ? a->sums + c0 : NULL, a->sum_stride};
-        int r0 = 0;
-        for (; r0 + LEG_RMAX <= nr; r0 += LEG_RMAX)
-            leg_tiles[ti][1][cn - 1](nb, w + r0 * ws, ws, &ac, out + c0 * ldo + r0, ldo);
-        for (; r0 < nr; r0++)
-            leg_tiles[ti][0][cn - 1](nb, w + r0 * ws, ws, &ac, out + c0 * ldo + r0, ldo);
+/* The offset terms of a panel: out[c][r] += sum_j off[j][r] * s_c[b0 + j],
+ * 8 rows per vector. */
+static void leg_corr(const float *off, int nr, int nb, const mm_act *a, int nc, int64_t k,
+                     int64_t b0, float *out, size_t ldo) {
+    for (int c = 0; c < nc; c++) {
+        const float *s = q8_s((const char *)a->rows + c * a->stride, k) + b0;
+        float *o = out + c * ldo;
+        for (int r = 0; r < nr; r += 8) {
+            __m256 acc = _mm256_setzero_ps();
+            for (int j = 0; j < nb; j++)
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(off + j * PR + r), _mm256_broadcast_ss(s + j),
+                                      acc);
+            if (r + 8 <= nr) {
+                _mm256_storeu_ps(o + r, _mm256_add_ps(_mm256_loadu_ps(o + r), acc));
+            } else {
+                float v[8];
+                _mm256_storeu_ps(v, acc);
+                for (int i = 0; i < nr - r; i++) o[r + i] += v[i];
+            }
+        }
     }
 }
 
-#define LEG_ENTRY(lc, ti, bytes)                                                                   \
+static void leg_gemm(int type, const leg_micro_fn micros[2][4], const leg_row_fn rows[4],
+                     leg_pack_fn pack, int64_t k, const uint8_t *w, size_t ws, int nr,
+                     const mm_act *a, int nc, float *out, size_t ldo, void *scratch) {
+    if (nc <= MC) { /* decoding: stream the rows */
+        for (int r = 0; r < nr; r++) rows[nc - 1](k, w + r * ws, a, out + r, ldo);
+        return;
+    }
+    uint8_t *pw = scratch;
+    float *off = (float *)(pw + PANEL_W);
+    const int64_t nb = k / 32;
+    for (int r0 = 0; r0 < nr; r0 += PR) {
+        int pr = MIN(PR, nr - r0);
+        for (int64_t b0 = 0; b0 < nb; b0 += PB) {
+            int pb = (int)MIN((int64_t)PB, nb - b0);
+            pack(w + r0 * ws, ws, pr, b0, pb, pw, off);
+            for (int c0 = 0; c0 < nc; c0 += MC) {
+                int cn = MIN(MC, nc - c0);
+                mm_act ac = {(const char *)a->rows + c0 * a->stride, a->stride};
+                float *o = out + c0 * ldo + r0;
+                int r = 0;
+                for (; r + MR <= pr; r += MR)
+                    micros[1][cn - 1](pw + (size_t)r * PB * 64, pb, &ac, k, b0, o + r, ldo,
+                                      b0 == 0);
+                for (; r < pr; r++)
+                    micros[0][cn - 1](pw + (size_t)r * PB * 64, pb, &ac, k, b0, o + r, ldo,
+                                      b0 == 0);
+            }
+            if (type != QT_Q8_0) leg_corr(off, pr, pb, a, nc, k, b0, out + r0, ldo);
+        }
+    }
+}
+
+#define LEG_ENTRY(t, lc)                                                                           \
+    LEG_TYPE(t)                                                                                    \
     void mm_##lc##_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a,      \
-                        int nc, float *out, size_t ldo) {                                          \
-        leg_gemm(ti, bytes, k, w, wstride, nr, a, nc, out, ldo);                                   \
+                        int nc, float *out, size_t ldo, void *scratch) {                           \
+        leg_gemm(QT_##t, leg_micros_##t, leg_rows_##t, leg_pack_##t, k, w, wstride, nr, a, nc,     \
+                 out, ldo, scratch);                                                               \
     }
 
-LEG_ENTRY(q4_0, 0, 18)
-LEG_ENTRY(q4_1, 1, 20)
-LEG_ENTRY(q5_0, 2, 22)
-LEG_ENTRY(q5_1, 3, 24)
-LEG_ENTRY(q8_0, 4, 34)
+LEG_ENTRY(Q4_0, q4_0)
+LEG_ENTRY(Q4_1, q4_1)
+LEG_ENTRY(Q5_0, q5_0)
+LEG_ENTRY(Q5_1, q5_1)
+LEG_ENTRY(Q8_0, q8_0)
 
 SIMD_AVX2_END
 #endif

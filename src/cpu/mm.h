@@ -3,10 +3,13 @@
  *
  * A kernel computes a block of the product out[t][r] = W[r] . x[t]: nr
  * weight rows (the row pointer w, wstride bytes apart) against nc activation
- * rows, writing out[c * ldo + r]. It tiles the block itself (a few rows x a
- * few tokens per micro-kernel, each weight block reused from registers for
- * several tokens). The caller (cpu_backend.c) splits the matrix into blocks
- * for the threads.
+ * rows, writing out[c * ldo + r]. For up to 4 tokens (decoding) it streams
+ * the weight rows once, each weight block unpacked once and used for every
+ * token. For more tokens it unpacks a panel of rows x blocks into scratch
+ * memory (integers ready for maddubs, scales as floats) and runs a small
+ * rows x tokens micro-kernel over it, so the unpacking is paid once for all
+ * tokens and each unpacked vector serves several tokens from registers. The
+ * caller (cpu_backend.c) splits the matrix into row blocks for the threads.
  *
  * The activation rows are f32 (F32, F16, BF16 weights) or quantized with
  * q8.h (all quantized weight types); mm_act describes them.
@@ -28,13 +31,13 @@ typedef enum { MM_ACT_F32 = 0, MM_ACT_Q8_32 = Q8_32, MM_ACT_Q8_K = Q8_K } mm_act
 typedef struct {
     const void *rows; /* activation row c at rows + c * stride bytes */
     size_t stride;
-    const float *sums; /* Q8_32: block sums, sums[b * sum_stride + c]; readable
-                          up to 4 entries past the last token */
-    size_t sum_stride;
 } mm_act;
 
+/* Scratch memory a kernel may use (64-byte aligned, per thread). */
+#define MM_SCRATCH_BYTES (128 * 1024)
+
 typedef void (*mm_fn)(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
-                      float *out, size_t ldo);
+                      float *out, size_t ldo, void *scratch);
 
 typedef struct {
     mm_act_kind act;
@@ -48,30 +51,30 @@ const mm_kernel *mm_kernel_get(int type, int simd);
 
 /* The per-type kernels (AVX2), for mm.c and the tests / benchmarks. */
 void mm_f32_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
-                 float *out, size_t ldo);
+                 float *out, size_t ldo, void *scratch);
 void mm_f16_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
-                 float *out, size_t ldo);
+                 float *out, size_t ldo, void *scratch);
 void mm_bf16_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
-                  float *out, size_t ldo);
+                  float *out, size_t ldo, void *scratch);
 void mm_q4_0_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
-                  float *out, size_t ldo);
+                  float *out, size_t ldo, void *scratch);
 void mm_q4_1_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
-                  float *out, size_t ldo);
+                  float *out, size_t ldo, void *scratch);
 void mm_q5_0_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
-                  float *out, size_t ldo);
+                  float *out, size_t ldo, void *scratch);
 void mm_q5_1_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
-                  float *out, size_t ldo);
+                  float *out, size_t ldo, void *scratch);
 void mm_q8_0_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
-                  float *out, size_t ldo);
+                  float *out, size_t ldo, void *scratch);
 void mm_q2_k_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
-                  float *out, size_t ldo);
+                  float *out, size_t ldo, void *scratch);
 void mm_q3_k_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
-                  float *out, size_t ldo);
+                  float *out, size_t ldo, void *scratch);
 void mm_q4_k_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
-                  float *out, size_t ldo);
+                  float *out, size_t ldo, void *scratch);
 void mm_q5_k_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
-                  float *out, size_t ldo);
+                  float *out, size_t ldo, void *scratch);
 void mm_q6_k_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
-                  float *out, size_t ldo);
+                  float *out, size_t ldo, void *scratch);
 
 #endif

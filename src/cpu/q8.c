@@ -12,8 +12,11 @@
 #include <string.h>
 
 size_t q8_row_bytes(q8_kind kind, int64_t k) {
-    size_t n = (size_t)k + 4 * (size_t)(k / (kind == Q8_K ? 256 : 32));
-    if (kind == Q8_K) n += 2 * (size_t)(k / 16);
+    size_t n = (size_t)k;
+    if (kind == Q8_32)
+        n += 8 * (size_t)(k / 32);
+    else
+        n += 4 * (size_t)(k / 256) + 2 * (size_t)(k / 16);
     return (n + Q8_ROW_ALIGN - 1) / Q8_ROW_ALIGN * Q8_ROW_ALIGN;
 }
 
@@ -39,15 +42,14 @@ static float quant_block_ref(const float *x, int n, int8_t *q, int *sum16) {
     return d;
 }
 
-static void quant_row_ref(q8_kind kind, const float *x, int64_t k, void *row, float *sums,
-                          size_t sum_stride) {
+static void quant_row_ref(q8_kind kind, const float *x, int64_t k, void *row) {
     int8_t *qs = row;
     float *d = (float *)((char *)row + k);
     int sum16[16];
     if (kind == Q8_32) {
         for (int64_t b = 0; b < k / 32; b++) {
             d[b] = quant_block_ref(x + 32 * b, 32, qs + 32 * b, sum16);
-            if (sums) sums[b * sum_stride] = d[b] * (float)(sum16[0] + sum16[1]);
+            d[k / 32 + b] = d[b] * (float)(sum16[0] + sum16[1]);
         }
     } else {
         int16_t *bs = (int16_t *)(d + k / 256);
@@ -90,8 +92,7 @@ SIMD_INLINE __m256i round32_avx2(const float *x, __m256 id, int *s0, int *s1) {
     return _mm256_permutevar8x32_epi32(q, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
-static void quant_row_avx2(q8_kind kind, const float *x, int64_t k, void *row, float *sums,
-                           size_t sum_stride) {
+static void quant_row_avx2(q8_kind kind, const float *x, int64_t k, void *row) {
     int8_t *qs = row;
     float *d = (float *)((char *)row + k);
     int bsz = kind == Q8_32 ? 32 : 256;
@@ -107,7 +108,7 @@ static void quant_row_avx2(q8_kind kind, const float *x, int64_t k, void *row, f
             __m256i q = round32_avx2(xb + i, id, &s0, &s1);
             _mm256_storeu_si256((__m256i *)(qs + bsz * b + i), q);
             if (kind == Q8_32) {
-                if (sums) sums[b * sum_stride] = db * (float)(s0 + s1);
+                d[k / 32 + b] = db * (float)(s0 + s1);
             } else {
                 bs[16 * b + i / 16] = (int16_t)s0;
                 bs[16 * b + i / 16 + 1] = (int16_t)s1;
@@ -119,15 +120,14 @@ static void quant_row_avx2(q8_kind kind, const float *x, int64_t k, void *row, f
 SIMD_AVX2_END
 #endif
 
-void q8_quantize_row(q8_kind kind, const float *x, int64_t k, void *row, float *sums,
-                     size_t sum_stride, int simd) {
+void q8_quantize_row(q8_kind kind, const float *x, int64_t k, void *row, int simd) {
 #if SIMD_X86
     if (simd) {
-        quant_row_avx2(kind, x, k, row, sums, sum_stride);
+        quant_row_avx2(kind, x, k, row);
         return;
     }
 #else
     (void)simd;
 #endif
-    quant_row_ref(kind, x, k, row, sums, sum_stride);
+    quant_row_ref(kind, x, k, row);
 }

@@ -6,12 +6,9 @@
  * the float scales once per block. Two formats:
  *
  *   Q8_32 (for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): blocks of 32 elements,
- *     d = amax / 127 (f32), q = round-to-nearest-even(x / d) in [-127, 127].
- *     Row layout: int8 q[k] | f32 d[k/32].
- *     Block sums s = d * sum(q) (for the weight types with an offset) go to a
- *     separate table sums[b * sum_stride + token], token-major, so a kernel
- *     working on several tokens loads the sums of one block for all of them
- *     as one vector.
+ *     d = amax / 127 (f32), q = round-to-nearest-even(x / d) in [-127, 127],
+ *     and the block sum s = d * sum(q) (for the weight types with an offset).
+ *     Row layout: int8 q[k] | f32 d[k/32] | f32 s[k/32].
  *   Q8_K (for Q2_K .. Q6_K): super-blocks of 256 with one f32 d each, plus
  *     int16 sums of q over each 16 elements ("bsums", for the sub-block
  *     mins/offsets of the K-quants).
@@ -39,11 +36,9 @@ typedef enum { Q8_32 = 1, Q8_K = 2 } q8_kind;
  * Q8_K), padded to Q8_ROW_ALIGN. */
 size_t q8_row_bytes(q8_kind kind, int64_t k);
 
-/* Quantize one row x[k] into row (q8_row_bytes of it). For Q8_32, the block
- * sums go to sums[b * sum_stride] for b < k/32 (sums may be NULL to skip).
+/* Quantize one row x[k] into row (q8_row_bytes of it).
  * simd: use the AVX2 version (the caller checked simd_has_avx2()). */
-void q8_quantize_row(q8_kind kind, const float *x, int64_t k, void *row, float *sums,
-                     size_t sum_stride, int simd);
+void q8_quantize_row(q8_kind kind, const float *x, int64_t k, void *row, int simd);
 
 /* The pieces of a quantized row. */
 static inline const int8_t *q8_qs(const void *row) {
@@ -51,6 +46,10 @@ static inline const int8_t *q8_qs(const void *row) {
 }
 static inline const float *q8_d(const void *row, int64_t k) {
     return (const float *)((const char *)row + k);
+}
+/* Q8_32 only: the block sums, after the k/32 scales */
+static inline const float *q8_s(const void *row, int64_t k) {
+    return q8_d(row, k) + k / 32;
 }
 /* Q8_K only: the 16-element sums, after the k/256 scales */
 static inline const int16_t *q8_bsums(const void *row, int64_t k) {

@@ -46,7 +46,23 @@ int simd_has_avx2(void);
 
 #define SIMD_INLINE static inline __attribute__((always_inline))
 
+/* Fully unroll the next loop (its bound is a compile-time constant once the
+ * kernel template is inlined), so small arrays of vectors become registers. */
+/* Unroll the next loop only twice: fully unrolled, GCC regroups integer
+ * sums into trees that need more registers than there are. */
+#if defined(__clang__)
+#define SIMD_UNROLL  _Pragma("unroll")
+#define SIMD_UNROLL2 _Pragma("unroll 2")
+#else
+#define SIMD_UNROLL  _Pragma("GCC unroll 16")
+#define SIMD_UNROLL2 _Pragma("GCC unroll 2")
+#endif
+
 SIMD_AVX2_BEGIN
+
+/* Keep v in a register: stops the compiler from folding the load of v into
+ * every instruction that uses it (a load per use instead of one). */
+#define SIMD_IN_REG(v) __asm__("" : "+x"(v))
 
 /* little-endian fields at any alignment */
 SIMD_INLINE uint16_t simd_rd16(const uint8_t *p) {
@@ -65,6 +81,19 @@ SIMD_INLINE float simd_f16(const uint8_t *p) {
     return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(simd_rd16(p))));
 }
 
+/* the f16 at p + i * stride for i < 8, as 8 floats */
+SIMD_INLINE __m256 simd_f16x8(const uint8_t *p, size_t stride) {
+    __m128i h = _mm_cvtsi32_si128(simd_rd16(p));
+    h = _mm_insert_epi16(h, simd_rd16(p + stride), 1);
+    h = _mm_insert_epi16(h, simd_rd16(p + 2 * stride), 2);
+    h = _mm_insert_epi16(h, simd_rd16(p + 3 * stride), 3);
+    h = _mm_insert_epi16(h, simd_rd16(p + 4 * stride), 4);
+    h = _mm_insert_epi16(h, simd_rd16(p + 5 * stride), 5);
+    h = _mm_insert_epi16(h, simd_rd16(p + 6 * stride), 6);
+    h = _mm_insert_epi16(h, simd_rd16(p + 7 * stride), 7);
+    return _mm256_cvtph_ps(h);
+}
+
 /* sum of the 8 lanes */
 SIMD_INLINE float simd_hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -80,11 +109,26 @@ SIMD_INLINE int simd_hsum_i32(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
+/* Lane i of the result = the sum of the 8 lanes of p[i]: reduces 8 vectors
+ * of partial sums (one per block) to one vector with a lane per block, so
+ * the per-block scales are applied with one multiply-add for 8 blocks. */
+SIMD_INLINE __m256i simd_reduce8_i32(const __m256i p[8]) {
+    __m256i a = _mm256_hadd_epi32(p[0], p[1]), b = _mm256_hadd_epi32(p[2], p[3]);
+    __m256i c = _mm256_hadd_epi32(p[4], p[5]), d = _mm256_hadd_epi32(p[6], p[7]);
+    __m256i ab = _mm256_hadd_epi32(a, b), cd = _mm256_hadd_epi32(c, d);
+    /* ab = [0 1 2 3 (low halves) | 0 1 2 3 (high halves)], cd likewise for 4..7 */
+    __m256i lo = _mm256_permute2x128_si256(ab, cd, 0x20),
+            hi = _mm256_permute2x128_si256(ab, cd, 0x31);
+    return _mm256_add_epi32(lo, hi);
+}
+
 /* 16 bytes of packed nibbles -> 32 bytes: the low nibbles of bytes 0..15,
  * then their high nibbles (the element order of the 32-blocks) */
 SIMD_INLINE __m256i simd_nibbles32(const uint8_t *p) {
-    __m128i x = _mm_loadu_si128((const __m128i *)p);
-    __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(x), _mm_srli_epi16(x, 4), 1);
+    /* both halves get the 16 bytes; the high half is shifted right by 4 per
+     * dword (the bits that cross into a byte's top nibble are masked off) */
+    __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
+    v = _mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
     return _mm256_and_si256(v, _mm256_set1_epi8(15));
 }
 
