@@ -26,6 +26,12 @@
  *     F32 / F16 / BF16 use f32 activations: |err| <= 1e-5 * sum |w_i x_i|.
  * (c) the backend's matmul with 1, 2 and 3 threads, odd shapes, against the
  *     reference path of the same backend (BEAST_CPU_SCALAR=1), same bounds.
+ * (d) the backend's attention (AVX2 kernel, src/cpu/attn.c) against its
+ *     scalar path (itself checked against float64 in test_backend_cpu.c):
+ *     head sizes 64, 256 and 36 (a tail of 4), GQA groups 1, 3, 4, 6,
+ *     f16 and f32 caches, sliding windows, contexts up to 300 positions in
+ *     shuffled blocks, one token (decoding) and whole prompts; 1e-5 relative
+ *     to max |out| (both compute in f32; the softmax sum in double).
  * Without AVX2 (b) and the SIMD half of (a) are skipped (printed). */
 #include <math.h>
 #include <stdio.h>
@@ -308,6 +314,67 @@ static void test_backend(void) {
     ref_bk->ops->destroy(ref_bk);
 }
 
+/* ---- (d) attention ---- */
+
+static void attn_case(backend *bk, backend *ref, int n_head, int n_kv, int hd, int kv_type,
+                      int window, int ctx, int n_new) {
+    const int bs = 16, n_blocks = (ctx + bs - 1) / bs + 2;
+    int kv_dim = n_kv * hd;
+    size_t esz = kv_type == QT_F16 ? 2 : 4;
+    bk_kv_layer L = {bk->ops->alloc(bk, (size_t)n_blocks * bs * kv_dim * esz),
+                     bk->ops->alloc(bk, (size_t)n_blocks * bs * kv_dim * esz), kv_dim, kv_type};
+    int32_t *bt = xalloc((size_t)n_blocks * 4);
+    for (int i = 0; i < n_blocks; i++) bt[i] = i;
+    for (int i = n_blocks - 1; i > 0; i--) {
+        int j = irand(i + 1), t = bt[i];
+        bt[i] = bt[j], bt[j] = t;
+    }
+    /* the whole context in the cache; the last n_new positions are queried */
+    float *K = xalloc((size_t)ctx * kv_dim * 4), *V = xalloc((size_t)ctx * kv_dim * 4);
+    int32_t *slot = xalloc((size_t)ctx * 4), *pos = xalloc((size_t)n_new * 4);
+    int32_t *row = xalloc((size_t)n_new * 4);
+    for (int64_t i = 0; i < (int64_t)ctx * kv_dim; i++) K[i] = nrand(), V[i] = nrand();
+    for (int p = 0; p < ctx; p++) slot[p] = bt[p / bs] * bs + p % bs;
+    bk->ops->kv_write(bk, &L, K, V, slot, ctx);
+    for (int i = 0; i < n_new; i++) pos[i] = ctx - n_new + i, row[i] = 0;
+    size_t qn = (size_t)n_new * n_head * hd;
+    float *Q = xalloc(qn * 4), *O = xalloc(qn * 4), *R = xalloc(qn * 4);
+    for (size_t i = 0; i < qn; i++) Q[i] = 2 * nrand();
+    bk_attn_batch ab = {n_new, pos, row, bt, n_blocks, bs};
+    float scale = 1.0f / sqrtf((float)hd);
+    bk->ops->attention(bk, O, Q, &L, &ab, n_head, n_kv, hd, window, scale);
+    ref->ops->attention(ref, R, Q, &L, &ab, n_head, n_kv, hd, window, scale);
+    CHECK(bk->ops->sync(bk) == 0 && ref->ops->sync(ref) == 0, "sync");
+    double md = 0, mr = 1e-30;
+    for (size_t i = 0; i < qn; i++) {
+        md = fmax(md, fabs((double)O[i] - R[i]));
+        mr = fmax(mr, fabs((double)R[i]));
+    }
+    CHECK(md / mr < 1e-5, "attention heads %d/%d hd %d kv %s window %d ctx %d n %d: rel err %g",
+          n_head, n_kv, hd, kv_type == QT_F16 ? "f16" : "f32", window, ctx, n_new, md / mr);
+    bk->ops->free(bk, L.k);
+    bk->ops->free(bk, L.v);
+    free(bt), free(K), free(V), free(slot), free(pos), free(row), free(Q), free(O), free(R);
+}
+
+static void test_attention(void) {
+    setenv("BEAST_CPU_SCALAR", "1", 1);
+    backend *ref = bk_cpu_new(2);
+    unsetenv("BEAST_CPU_SCALAR");
+    backend *bk = bk_cpu_new(2);
+    const int shapes[][3] = {{9, 3, 64}, {4, 1, 256}, {8, 2, 64}, {6, 1, 36}, {2, 2, 64}};
+    for (size_t si = 0; si < ARRAY_LEN(shapes); si++)
+        for (int kv = 0; kv < 2; kv++) {
+            int type = kv ? QT_F32 : QT_F16;
+            attn_case(bk, ref, shapes[si][0], shapes[si][1], shapes[si][2], type, 0, 300, 1);
+            attn_case(bk, ref, shapes[si][0], shapes[si][1], shapes[si][2], type, 0, 17 + irand(80),
+                      17);
+            attn_case(bk, ref, shapes[si][0], shapes[si][1], shapes[si][2], type, 7, 100, 9);
+        }
+    bk->ops->destroy(bk);
+    ref->ops->destroy(ref);
+}
+
 int main(void) {
     const char *s = getenv("BEAST_TEST_SEED");
     uint64_t seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL) ^ (uint64_t)clock();
@@ -319,6 +386,7 @@ int main(void) {
     test_q8_kind(Q8_K, simd);
     if (simd) test_kernels();
     test_backend();
+    test_attention();
     if (failures) {
         printf("FAIL: %d failures\n", failures);
         return 1;

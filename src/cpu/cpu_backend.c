@@ -13,6 +13,7 @@
  * one weight row at a time into a per-thread buffer through the quant
  * traits table and dots it with every token in float. */
 #include "backend/backend.h"
+#include "cpu/attn.h"
 #include "cpu/mm.h"
 #include "cpu/pool.h"
 #include "cpu/q8.h"
@@ -377,14 +378,54 @@ static void attn_task(void *ctx, int task, int t) {
     }
 }
 
+/* SIMD path: one task per token, KV head and chunk of the heads sharing it
+ * (the whole group unless there are too few tasks to keep the threads busy,
+ * as when decoding one token with one KV head). */
+typedef struct {
+    attn_job *j;
+    int hpt; /* query heads per task */
+} attn_simd_job;
+
+static void attn_simd_task(void *ctx, int task, int t) {
+#if SIMD_X86
+    attn_simd_job *sj = ctx;
+    attn_job *j = sj->j;
+    const bk_attn_batch *ab = j->ab;
+    int g = j->n_head / j->n_head_kv, chunks = g / sj->hpt;
+    int i = task / (j->n_head_kv * chunks), r = task % (j->n_head_kv * chunks);
+    int kvh = r / chunks, h0 = kvh * g + r % chunks * sj->hpt, d = j->head_dim;
+    int pos = ab->pos[i];
+    int lo = j->window > 0 ? MAX(0, pos - j->window + 1) : 0;
+    attn_seq s = {j->kv->k,
+                  j->kv->v,
+                  j->kv->type == QT_F16,
+                  j->kv->kv_dim,
+                  ab->block_table + (size_t)ab->seq_row[i] * ab->max_blocks,
+                  ab->block_size};
+    size_t row = ((size_t)i * j->n_head + h0) * d;
+    attn_group_avx2(&s, kvh * d, d, j->q + row, sj->hpt, lo, pos, j->scale, j->out + row,
+                    j->c->scratch[t]);
+#else
+    (void)ctx, (void)task, (void)t;
+#endif
+}
+
 static void cpu_attention(backend *b, float *out, const float *q, const bk_kv_layer *kv,
                           const bk_attn_batch *ab, int n_head, int n_head_kv, int head_dim,
                           int window, float scale) {
     cpu_impl *c = impl(b);
     int max_pos = 0;
     for (int i = 0; i < ab->n_tokens; i++) max_pos = MAX(max_pos, ab->pos[i]);
-    if (ensure_scratch(c, (size_t)max_pos + 1 + (size_t)head_dim)) return;
     attn_job j = {out, q, kv, ab, n_head, n_head_kv, head_dim, window, scale, c};
+    int g = n_head / n_head_kv;
+    if (c->simd && n_head_kv > 0 && n_head % n_head_kv == 0) {
+        attn_simd_job sj = {&j, g};
+        if ((int64_t)ab->n_tokens * n_head_kv < 4 * c->n_threads) sj.hpt = 1;
+        if (ensure_scratch(c, ATTN_SCRATCH(max_pos + 1, sj.hpt))) return;
+        pool_run(c->pool, attn_simd_task, &sj, ab->n_tokens * n_head_kv * (g / sj.hpt));
+        return;
+    }
+    if (ensure_scratch(c, (size_t)max_pos + 1 + (size_t)head_dim)) return;
     pool_run(c->pool, attn_task, &j, ab->n_tokens * n_head);
 }
 
