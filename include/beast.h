@@ -30,6 +30,7 @@ const char *beast_error(void);
 /* ---- model ---- */
 typedef struct {
     int n_threads; /* CPU threads for compute; 0 = all cores */
+    int n_gpu_layers; /* -1 = all when a GPU is present (default), 0 = CPU only */
 } beast_model_params;
 
 beast_model_params beast_model_default_params(void);
@@ -46,6 +47,10 @@ typedef struct {
     size_t file_size;
     size_t weight_bytes;       /* bytes of all tensors */
     size_t kv_bytes_per_token; /* KV cache bytes per position (all layers, K+V) */
+    size_t bytes_per_token;    /* weight bytes one decoded token reads (all but the unused
+                                  embedding rows) */
+    const char *backend;       /* "cpu", "cuda" */
+    const char *gpu_note;      /* why not "cuda" when the GPU was asked for, else "" */
     int n_types;               /* entries used in type_names/type_counts */
     const char *type_names[16];
     int type_counts[16];
@@ -126,6 +131,13 @@ typedef struct {
     int n_tokens;
 } beast_decode_stats;
 void beast_last_stats(const beast_ctx *c, beast_decode_stats *out);
+
+/* Per-op timing: while on, every op of the forward pass is waited for and
+ * its time added to its kind (embed, rmsnorm, matmul, ...). Turning it on
+ * resets the totals. beast_ctx_profile fills up to max (name, seconds) pairs
+ * and returns the number of kinds. */
+void beast_ctx_set_profile(beast_ctx *c, bool on);
+int beast_ctx_profile(const beast_ctx *c, const char **names, double *seconds, int max);
 
 #ifdef __cplusplus
 }

@@ -7,7 +7,13 @@
  *  - two sequences interleaved in one batch give the logits each gets alone;
  *  - truncating a sequence and decoding again reproduces the logits;
  *  - bad batches (token or sequence out of range, context overflow) fail
- *    with a message and leave the context unchanged. */
+ *    with a message and leave the context unchanged.
+ * Run twice: on the exact CPU path (BEAST_CPU_SCALAR=1, f32 activations)
+ * the invariance is to 1e-4; on the fast path the batch and single-token
+ * kernels sum in different orders, and with 8-bit activations a last-bit
+ * difference can flip one rounding in the next layer's quantization, which
+ * then propagates through the KV cache: there the bound is 5% of the logit
+ * range (tiny random models are chaotic). */
 #include "beast.h"
 #include "model/gen.h"
 #include "util/util.h"
@@ -39,7 +45,7 @@ static double diff(const float *a, const float *b, int n) {
     return md / mb;
 }
 
-#define TOL 1e-4
+static double TOL = 1e-4;
 
 static void run_model(const char *preset, int seed) {
     char path[] = "/tmp/beast_test_engine_XXXXXX";
@@ -175,8 +181,14 @@ out:
 int main(void) {
     int seed = (int)getpid() ^ (int)(time_now() * 1000);
     printf("seed %d\n", seed);
-    run_model("tiny-llama", seed);
-    run_model("tiny-gemma3", seed);
+    for (int exact = 1; exact >= 0; exact--) {
+        if (exact) setenv("BEAST_CPU_SCALAR", "1", 1);
+        else unsetenv("BEAST_CPU_SCALAR");
+        TOL = exact ? 1e-4 : 0.05;
+        printf("%s path, tolerance %g\n", exact ? "exact" : "fast", TOL);
+        run_model("tiny-llama", seed);
+        run_model("tiny-gemma3", seed);
+    }
     printf("%s: %d failures\n", failures ? "FAIL" : "ok", failures);
     return failures ? 1 : 0;
 }

@@ -96,5 +96,8 @@ struct backend {
 
 /* Constructors. */
 backend *bk_cpu_new(int n_threads);
+/* The CUDA backend on GPU `device`; NULL + err_set when there is no usable
+ * device or the library was built without CUDA ("built without CUDA"). */
+backend *bk_cuda_new(int device);
 
 #endif

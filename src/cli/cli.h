@@ -75,5 +75,6 @@ int cli_tokenize(const beast_model *m, const char *text, bool add_special, bool 
 int cmd_run(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

@@ -114,6 +114,10 @@ int cmd_run(int argc, char **argv) {
         goto out;
     }
     if (o.verbose) {
+        beast_model_info in;
+        beast_model_get_info(m, &in);
+        fprintf(stderr, "backend: %s%s%s%s\n", in.backend, *in.gpu_note ? " (no GPU: " : "",
+                in.gpu_note, *in.gpu_note ? ")" : "");
         fprintf(stderr, "prompt: %d tokens:", n);
         for (int i = 0; i < n; i++) {
             char piece[64];

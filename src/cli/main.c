@@ -11,6 +11,7 @@ static const char USAGE[] =
     "  run    generate text from a prompt         beast run -p \"Hello\" [--chat]\n"
     "  chat   interactive chat                    beast chat [-m MODEL]\n"
     "  info   describe a GGUF model               beast info MODEL\n"
+    "  bench  measure prompt and generation speed beast bench [-m MODEL] [-p 512] [-n 128]\n"
     "\n"
     "`beast <command> --help` lists a command's options.\n";
 
@@ -27,6 +28,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "chat")) return cmd_chat(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     fprintf(stderr, "beast: unknown command '%s'\n\n%s", cmd, USAGE);
     return 2;
 }

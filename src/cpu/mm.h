@@ -45,8 +45,10 @@ typedef struct {
     const char *name; /* "avx2" */
 } mm_kernel;
 
-/* The kernel for a weight type on this CPU; NULL for the reference path
- * (no SIMD kernel for the type, or simd == 0, or the CPU lacks AVX2/FMA/F16C). */
+/* The kernel for a weight type; NULL for the reference path (no SIMD kernel
+ * for the type, or simd == 0). simd: nonzero only when simd_has_avx2() said
+ * yes; callers check once (the backend at creation: cpuid is slow, and traps
+ * to the hypervisor in a VM). */
 const mm_kernel *mm_kernel_get(int type, int simd);
 
 /* The per-type kernels (AVX2), for mm.c and the tests / benchmarks. */

@@ -193,6 +193,19 @@ const float *beast_logits(beast_ctx *c, int i) {
 
 void beast_last_stats(const beast_ctx *c, beast_decode_stats *out) { *out = c->stats; }
 
+void beast_ctx_set_profile(beast_ctx *c, bool on) {
+    c->profile = on;
+    if (on) memset(c->prof, 0, sizeof c->prof);
+}
+
+int beast_ctx_profile(const beast_ctx *c, const char **names, double *seconds, int max) {
+    for (int i = 0; i < FWD_OP_COUNT && i < max; i++) {
+        names[i] = FWD_OP_NAMES[i];
+        seconds[i] = c->prof[i];
+    }
+    return FWD_OP_COUNT;
+}
+
 /* Restore every sequence's length after a failed decode. */
 static void rollback(beast_ctx *c, const int *old_len) {
     for (int s = 0; s < c->n_seq; s++) kv_truncate(c->kv, s, old_len[s]);

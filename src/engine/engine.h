@@ -37,6 +37,12 @@ typedef struct {
 
 #define LOGIT_ROWS 32
 
+enum {
+    FWD_EMBED, FWD_RMSNORM, FWD_MATMUL, FWD_ROPE, FWD_KV_WRITE, FWD_ATTENTION, FWD_ADD, FWD_GLU,
+    FWD_OUTPUT, FWD_OP_COUNT
+};
+extern const char *const FWD_OP_NAMES[FWD_OP_COUNT];
+
 struct beast_ctx {
     beast_model *m;
     backend *bk;
@@ -53,6 +59,8 @@ struct beast_ctx {
     int32_t *logit_row;
     int logit_row_cap;
     beast_decode_stats stats;
+    int profile;               /* time every op (see beast_ctx_set_profile) */
+    double prof[FWD_OP_COUNT]; /* seconds per op kind since profiling was enabled */
 };
 
 /* Run the forward pass for one micro-batch whose KV slots are reserved. */

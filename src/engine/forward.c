@@ -11,6 +11,24 @@
 #include "engine/engine.h"
 #include "util/util.h"
 
+const char *const FWD_OP_NAMES[FWD_OP_COUNT] = {
+    "embed", "rmsnorm", "matmul", "rope", "kv_write", "attention", "add", "glu", "output",
+};
+
+/* Run one op; with profiling on, wait for it and charge its time to `kind`
+ * (this serialises a GPU backend: profile runs measure, they don't race). */
+#define OP(kind, call)                                                                             \
+    do {                                                                                           \
+        if (c->profile) {                                                                          \
+            double t0_ = time_now();                                                               \
+            call;                                                                                  \
+            op->sync(bk);                                                                          \
+            c->prof[kind] += time_now() - t0_;                                                     \
+        } else {                                                                                   \
+            call;                                                                                  \
+        }                                                                                          \
+    } while (0)
+
 int fwd_run(beast_ctx *c, const fwd_batch *b) {
     const beast_model *m = c->m;
     const model_hparams *hp = &m->hp;
@@ -30,44 +48,44 @@ int fwd_run(beast_ctx *c, const fwd_batch *b) {
         return -1;
     bk_attn_batch ab = {n, d->pos, d->seq_row, d->block_table, b->max_blocks, c->kv->block_size};
 
-    op->embed(bk, d->x, &m->tok_embd, d->ids, n, hp->embd_scale);
+    OP(FWD_EMBED, op->embed(bk, d->x, &m->tok_embd, d->ids, n, hp->embd_scale));
     for (int il = 0; il < hp->n_layer; il++) {
         const model_layer *L = &m->layers[il];
         bool swa = hp->swa_layer[il];
 
-        op->rmsnorm(bk, d->xb, d->x, L->attn_norm.data, n, E, eps);
-        op->matmul(bk, d->q, &L->wq, d->xb, n);
-        op->matmul(bk, d->k, &L->wk, d->xb, n);
-        op->matmul(bk, d->v, &L->wv, d->xb, n);
+        OP(FWD_RMSNORM, op->rmsnorm(bk, d->xb, d->x, L->attn_norm.data, n, E, eps));
+        OP(FWD_MATMUL, op->matmul(bk, d->q, &L->wq, d->xb, n));
+        OP(FWD_MATMUL, op->matmul(bk, d->k, &L->wk, d->xb, n));
+        OP(FWD_MATMUL, op->matmul(bk, d->v, &L->wv, d->xb, n));
         if (hp->qk_norm) {
-            op->rmsnorm(bk, d->q, d->q, L->q_norm.data, n * H, D, eps);
-            op->rmsnorm(bk, d->k, d->k, L->k_norm.data, n * HKV, D, eps);
+            OP(FWD_RMSNORM, op->rmsnorm(bk, d->q, d->q, L->q_norm.data, n * H, D, eps));
+            OP(FWD_RMSNORM, op->rmsnorm(bk, d->k, d->k, L->k_norm.data, n * HKV, D, eps));
         }
         float base = swa ? hp->rope_base_swa : hp->rope_base;
-        op->rope(bk, d->q, d->pos, n, H, D, hp->n_rot, base, hp->rope_freq_scale, hp->rope_neox);
-        op->rope(bk, d->k, d->pos, n, HKV, D, hp->n_rot, base, hp->rope_freq_scale, hp->rope_neox);
-        op->kv_write(bk, &c->kv->layers[il], d->k, d->v, d->slots, n);
-        op->attention(bk, d->att, d->q, &c->kv->layers[il], &ab, H, HKV, D,
-                      swa ? hp->swa_window : 0, hp->attn_scale);
-        op->matmul(bk, d->xb, &L->wo, d->att, n);
-        if (hp->post_norms) op->rmsnorm(bk, d->xb, d->xb, L->post_attn_norm.data, n, E, eps);
-        op->add(bk, d->x, d->xb, (int64_t)n * E);
+        OP(FWD_ROPE, op->rope(bk, d->q, d->pos, n, H, D, hp->n_rot, base, hp->rope_freq_scale, hp->rope_neox));
+        OP(FWD_ROPE, op->rope(bk, d->k, d->pos, n, HKV, D, hp->n_rot, base, hp->rope_freq_scale, hp->rope_neox));
+        OP(FWD_KV_WRITE, op->kv_write(bk, &c->kv->layers[il], d->k, d->v, d->slots, n));
+        OP(FWD_ATTENTION, op->attention(bk, d->att, d->q, &c->kv->layers[il], &ab, H, HKV, D,
+                      swa ? hp->swa_window : 0, hp->attn_scale));
+        OP(FWD_MATMUL, op->matmul(bk, d->xb, &L->wo, d->att, n));
+        if (hp->post_norms) OP(FWD_RMSNORM, op->rmsnorm(bk, d->xb, d->xb, L->post_attn_norm.data, n, E, eps));
+        OP(FWD_ADD, op->add(bk, d->x, d->xb, (int64_t)n * E));
 
-        op->rmsnorm(bk, d->xb, d->x, L->ffn_norm.data, n, E, eps);
-        op->matmul(bk, d->hb, &L->w_gate, d->xb, n);
-        op->matmul(bk, d->hb2, &L->w_up, d->xb, n);
-        op->glu(bk, d->hb, d->hb, d->hb2, (int64_t)n * hp->n_ff, hp->act);
-        op->matmul(bk, d->xb, &L->w_down, d->hb, n);
-        if (hp->post_norms) op->rmsnorm(bk, d->xb, d->xb, L->post_ffn_norm.data, n, E, eps);
-        op->add(bk, d->x, d->xb, (int64_t)n * E);
+        OP(FWD_RMSNORM, op->rmsnorm(bk, d->xb, d->x, L->ffn_norm.data, n, E, eps));
+        OP(FWD_MATMUL, op->matmul(bk, d->hb, &L->w_gate, d->xb, n));
+        OP(FWD_MATMUL, op->matmul(bk, d->hb2, &L->w_up, d->xb, n));
+        OP(FWD_GLU, op->glu(bk, d->hb, d->hb, d->hb2, (int64_t)n * hp->n_ff, hp->act));
+        OP(FWD_MATMUL, op->matmul(bk, d->xb, &L->w_down, d->hb, n));
+        if (hp->post_norms) OP(FWD_RMSNORM, op->rmsnorm(bk, d->xb, d->xb, L->post_ffn_norm.data, n, E, eps));
+        OP(FWD_ADD, op->add(bk, d->x, d->xb, (int64_t)n * E));
     }
 
     if (b->n_out > 0) {
-        op->gather(bk, d->xo, d->x, d->out_rows, b->n_out, E);
-        op->rmsnorm(bk, d->xo, d->xo, m->output_norm.data, b->n_out, E, eps);
+        OP(FWD_OUTPUT, op->gather(bk, d->xo, d->x, d->out_rows, b->n_out, E));
+        OP(FWD_OUTPUT, op->rmsnorm(bk, d->xo, d->xo, m->output_norm.data, b->n_out, E, eps));
         for (int r = 0; r < b->n_out; r += LOGIT_ROWS) {
             int nr = MIN(LOGIT_ROWS, b->n_out - r);
-            op->matmul(bk, d->logits, &m->output, d->xo + (size_t)r * E, nr);
+            OP(FWD_OUTPUT, op->matmul(bk, d->logits, &m->output, d->xo + (size_t)r * E, nr));
             if (op->download(bk, b->logits_out + (size_t)r * hp->n_vocab, d->logits,
                              (size_t)nr * hp->n_vocab * sizeof(float)))
                 return -1;

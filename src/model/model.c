@@ -15,6 +15,7 @@ const char *beast_error(void) { return err_get(); }
 
 beast_model_params beast_model_default_params(void) {
     beast_model_params p = {0};
+    p.n_gpu_layers = -1;
     return p;
 }
 
@@ -108,23 +109,32 @@ void beast_model_free(beast_model *m) {
 }
 
 static int load(beast_model *m, const beast_model_params *p) {
-    if (!(m->file = gguf_open(m->path))) return -1;
-    if (model_read_hparams(m->file, &m->hp)) return -1;
-    if (!(m->vocab = tok_load(m->file))) return -1;
+    if (!(m->file = gguf_open(m->path))) return -1; /* its message names the file */
+    if (model_read_hparams(m->file, &m->hp)) goto named;
+    if (!(m->vocab = tok_load(m->file))) goto named;
     m->hp.n_vocab = tok_n_vocab(m->vocab);
 
     m->n_threads = p->n_threads > 0 ? p->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (m->n_threads < 1) m->n_threads = 1;
-    if (!(m->bk = bk_cpu_new(m->n_threads))) return -1;
+    if (p->n_gpu_layers > 0 && p->n_gpu_layers < m->hp.n_layer) {
+        err_set("partial GPU offload (%d of %d layers) is not supported: use -1 (all) or 0 (CPU)",
+                p->n_gpu_layers, m->hp.n_layer);
+        goto named;
+    }
+    /* the GPU when asked for (default: all layers) and there is one; else the
+     * CPU. Why there was none is kept for `beast run -v` (beast_model_info). */
+    if (p->n_gpu_layers != 0 && !(m->bk = bk_cuda_new(0)))
+        snprintf(m->gpu_note, sizeof m->gpu_note, "%s", err_get());
+    if (!m->bk && !(m->bk = bk_cpu_new(m->n_threads))) goto named;
 
     const model_hparams *hp = &m->hp;
-    if (bind(m, &m->tok_embd, "token_embd.weight", hp->n_vocab, hp->n_embd, 0)) return -1;
-    if (bind(m, &m->output_norm, "output_norm.weight", 0, hp->n_embd, 0)) return -1;
-    if (bind(m, &m->output, "output.weight", hp->n_vocab, hp->n_embd, 1)) return -1;
+    if (bind(m, &m->tok_embd, "token_embd.weight", hp->n_vocab, hp->n_embd, 0)) goto named;
+    if (bind(m, &m->output_norm, "output_norm.weight", 0, hp->n_embd, 0)) goto named;
+    if (bind(m, &m->output, "output.weight", hp->n_vocab, hp->n_embd, 1)) goto named;
     if (!m->output.host) m->output = m->tok_embd; /* tied embeddings */
-    if (!(m->layers = xcalloc((size_t)hp->n_layer, sizeof *m->layers))) return -1;
+    if (!(m->layers = xcalloc((size_t)hp->n_layer, sizeof *m->layers))) goto named;
     for (int il = 0; il < hp->n_layer; il++)
-        if (bind_layer(m, il)) return -1;
+        if (bind_layer(m, il)) goto named;
 
     gguf_str t;
     if (gguf_get_str(m->file, "tokenizer.chat_template", &t)) {
@@ -134,6 +144,9 @@ static int load(beast_model *m, const beast_model_params *p) {
         if (b) m->chat_template = xstrdup(b);
     }
     return 0;
+named:
+    err_prefix("%s", m->path);
+    return -1;
 }
 
 beast_model *beast_model_load(const char *path, const beast_model_params *p) {
@@ -142,7 +155,6 @@ beast_model *beast_model_load(const char *path, const beast_model_params *p) {
     beast_model *m = xcalloc(1, sizeof *m);
     if (!m) return NULL;
     if (!(m->path = xstrdup(path)) || load(m, p)) {
-        err_prefix("%s", path);
         /* the tied output shares tok_embd's binding: release it once */
         if (m->output.host == m->tok_embd.host) memset(&m->output, 0, sizeof m->output);
         beast_model_free(m);
@@ -173,6 +185,8 @@ void beast_model_get_info(const beast_model *m, beast_model_info *o) {
     o->rope_base = hp->rope_base;
     o->file_size = m->file->size;
     o->kv_bytes_per_token = (size_t)hp->n_layer * 2 * hp->n_head_kv * hp->head_dim * 2;
+    o->backend = m->bk->ops->name;
+    o->gpu_note = m->gpu_note;
     for (int64_t i = 0; i < m->file->n_tensors; i++) {
         const gguf_tensor *t = &m->file->tensors[i];
         int64_t ne = 1;
@@ -189,6 +203,12 @@ void beast_model_get_info(const beast_model *m, beast_model_info *o) {
         }
         o->type_counts[k]++;
     }
+    /* a decoded token reads every weight once, but only one embedding row
+     * unless the embedding is also the output matrix */
+    size_t embd = quant_row_size(m->tok_embd.type, m->tok_embd.cols) * (size_t)m->tok_embd.rows;
+    o->bytes_per_token = o->weight_bytes;
+    if (m->output.host != m->tok_embd.host)
+        o->bytes_per_token -= embd - quant_row_size(m->tok_embd.type, m->tok_embd.cols);
 }
 
 /* ---- tokenizer and chat wrappers ---- */

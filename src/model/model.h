@@ -51,6 +51,7 @@ struct beast_model {
     bk_weight tok_embd, output_norm, output;
     model_layer *layers;
     int n_threads;
+    char gpu_note[256]; /* why the GPU is not used, when it is not */
 };
 
 /* Read and check hyperparameters for f's architecture. */

@@ -1,0 +1,865 @@
+/* cuda_backend.cu: the CUDA implementation of the backend interface
+ * (backend.h): device memory, weights copied once to the GPU in their file
+ * (quantized) form, every op as kernels on one stream, and CUDA graphs.
+ *
+ * Ops are not launched when called: each call appends a command (its
+ * arguments, by value) to a queue, and uploads copy their bytes into a pinned
+ * staging area. The queue runs at the points where the host must wait:
+ * download(), sync() and free(). Running a queue:
+ *   - the first time a command sequence is seen, its kernels are launched
+ *     directly (eagerly) and the sequence is remembered;
+ *   - the second time the same sequence (same ops, arguments, pointers and
+ *     sizes; compared byte for byte) comes, it is captured into a CUDA graph,
+ *     which runs this time and every later time it recurs.
+ * A decode step is such a sequence: its buffers and shapes are the same every
+ * step and everything that changes (token ids, positions, block tables) is
+ * data that the step's uploads copy into the same staging offsets, which the
+ * graph's copy nodes read. So graphs come per batch shape (the batch-size
+ * bucket is simply the shape), with no change to the forward pass. Internal
+ * scratch buffers grow only while commands are recorded; a growth drops every
+ * cached graph, and so does any free(). Running a queue also fuses some neighbouring commands into
+ * one launch (run_fused: q/k/v and gate/up mat-vecs, rope of q and k, the
+ * residual add with the next rmsnorm), which a queue makes possible without
+ * changing the interface. In the environment, BEAST_CUDA_GRAPHS=0 turns
+ * graphs off, BEAST_CUDA_FUSE=0 the fusions, BEAST_CUDA_VERBOSE=1 prints
+ * counters when the backend is destroyed, and BEAST_CUDA_PROFILE=1 times
+ * each eager launch by kind (use with graphs off).
+ *
+ * Kernels are launched with programmatic dependent launch where the GPU has
+ * it (cuda_impl.h: cuda_launch), so each kernel's launch overlaps the
+ * previous one and mat-vecs start streaming weights before it ends.
+ *
+ * Matmul: n <= 32 tokens run the register-dequantizing mat-vec kernels
+ * (8 tokens per launch); larger batches dequantize the weight to f32 in
+ * slices of rows and multiply with cuBLAS in TF32 (f32 range for the
+ * activations, 10-bit mantissa products, f32 accumulation). */
+#include "cuda/cuda_impl.h"
+
+#include <cublas_v2.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+extern "C" {
+#include "cuda/cuda.h"
+#include "quant/quant.h"
+}
+
+#define MV_BATCH_MAX     32
+#define GEMM_SCRATCH_MAX ((size_t)32 << 20) /* floats of dequantized weight slice */
+#define BLAS_WORKSPACE   ((size_t)32 << 20)
+#define MAX_GRAPHS       32
+#define PROF_SLOTS       4096
+
+enum {
+    K_UPLOAD,
+    K_DOWNLOAD,
+    K_EMBED,
+    K_RMSNORM,
+    K_MATMUL,
+    K_ROPE,
+    K_KVW,
+    K_ATTN,
+    K_ADD,
+    K_GLU,
+    K_GATHER,
+};
+
+/* One queued op. Zero-filled before use so sequences compare with memcmp. */
+typedef struct {
+    int32_t kind;
+    int32_t i[11];
+    float f[4];
+    int64_t l[3];
+    const void *p[8];
+} cmd;
+
+typedef struct {
+    uint64_t hash;
+    int n;
+    cmd *cmds;
+    cudaGraphExec_t exec;
+    int bad; /* capture failed: always run eagerly */
+    uint64_t last_use;
+} graph_entry;
+
+typedef struct {
+    int device;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    void *blas_ws;
+    cmd *q;
+    int nq, capq;
+    uint8_t *up;     /* pinned upload staging */
+    uint8_t *up_dev; /* its device address (mapped), or NULL */
+    size_t up_cap, up_used;
+    uint8_t *down; /* pinned download staging */
+    size_t down_cap;
+    float *attn_scratch;
+    size_t attn_cap; /* floats */
+    float *gemm_scratch;
+    size_t gemm_cap; /* floats */
+    graph_entry graphs[MAX_GRAPHS];
+    int n_graphs;
+    uint64_t tick;
+    int use_graphs, verbose, fuse, profile;
+    cudaEvent_t prof_ev[2 * PROF_SLOTS];
+    int prof_kind[PROF_SLOTS], prof_used;
+    double prof_ms[K_GATHER + 1][2];
+    long prof_n[K_GATHER + 1][2];
+    int failed;     /* sticky until sync() reports it */
+    void **weights; /* device copies made by weight_init */
+    int n_weights, cap_weights;
+    size_t weight_bytes;
+    long n_eager, n_captures, n_replays;
+} cuda_impl;
+
+static cuda_impl *impl(backend *b) {
+    return (cuda_impl *)b->impl;
+}
+
+static int cu_ok(cudaError_t e, const char *what) {
+    if (e == cudaSuccess) return 1;
+    err_set("cuda: %s: %s", what, cudaGetErrorString(e));
+    return 0;
+}
+
+/* ---- graph cache ---- */
+static void drop_graphs(cuda_impl *c) {
+    for (int k = 0; k < c->n_graphs; k++) {
+        if (c->graphs[k].exec) cudaGraphExecDestroy(c->graphs[k].exec);
+        free(c->graphs[k].cmds);
+    }
+    c->n_graphs = 0;
+}
+
+static uint64_t hash_cmds(const cmd *q, int n) {
+    const uint8_t *p = (const uint8_t *)q;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t k = 0; k < (size_t)n * sizeof(cmd); k++) h = (h ^ p[k]) * 1099511628211ull;
+    return h;
+}
+
+static graph_entry *find_graph(cuda_impl *c, uint64_t h) {
+    for (int k = 0; k < c->n_graphs; k++) {
+        graph_entry *e = &c->graphs[k];
+        if (e->hash == h && e->n == c->nq && !memcmp(e->cmds, c->q, (size_t)c->nq * sizeof(cmd)))
+            return e;
+    }
+    return NULL;
+}
+
+static graph_entry *add_graph(cuda_impl *c, uint64_t h) {
+    graph_entry *e;
+    if (c->n_graphs < MAX_GRAPHS) {
+        e = &c->graphs[c->n_graphs++];
+    } else { /* evict the least recently used */
+        e = &c->graphs[0];
+        for (int k = 1; k < c->n_graphs; k++)
+            if (c->graphs[k].last_use < e->last_use) e = &c->graphs[k];
+        if (e->exec) cudaGraphExecDestroy(e->exec);
+        free(e->cmds);
+    }
+    memset(e, 0, sizeof *e);
+    e->cmds = (cmd *)malloc((size_t)c->nq * sizeof(cmd));
+    if (!e->cmds) {
+        e->bad = 1;
+        return e;
+    }
+    memcpy(e->cmds, c->q, (size_t)c->nq * sizeof(cmd));
+    e->hash = h;
+    e->n = c->nq;
+    return e;
+}
+
+/* ---- buffers that grow while commands are recorded ---- */
+static int grow_device(cuda_impl *c, float **buf, size_t *cap, size_t need) {
+    if (need <= *cap) return 0;
+    size_t n = need + need / 4;
+    void *p = NULL;
+    if (!cu_ok(cudaMalloc(&p, n * sizeof(float)), "scratch allocation")) return -1;
+    /* nothing is in flight while recording: the old buffer is idle */
+    if (*buf) cudaFree(*buf);
+    *buf = (float *)p;
+    *cap = n;
+    drop_graphs(c);
+    return 0;
+}
+
+static int grow_pinned(cuda_impl *c, uint8_t **buf, size_t *cap, size_t need, size_t keep) {
+    if (need <= *cap) return 0;
+    size_t n = need < 65536 ? 65536 : need * 2;
+    void *p = NULL;
+    /* mapped, so kernels can read uploads from it directly (cuda_copy_multi) */
+    if (!cu_ok(cudaHostAlloc(&p, n, cudaHostAllocMapped), "pinned allocation")) return -1;
+    if (*buf) {
+        memcpy(p, *buf, keep);
+        cudaFreeHost(*buf);
+    }
+    *buf = (uint8_t *)p;
+    *cap = n;
+    if (buf == &c->up) {
+        void *d = NULL;
+        c->up_dev = cudaHostGetDevicePointer(&d, p, 0) == cudaSuccess ? (uint8_t *)d : NULL;
+        cudaGetLastError();
+    }
+    drop_graphs(c);
+    return 0;
+}
+
+static cmd *push(cuda_impl *c, int kind) {
+    if (c->nq == c->capq) {
+        int cap = c->capq ? 2 * c->capq : 512;
+        cmd *q = (cmd *)realloc(c->q, (size_t)cap * sizeof(cmd));
+        if (!q) {
+            err_set("out of memory (command queue)");
+            c->failed = 1;
+            return NULL;
+        }
+        c->q = q;
+        c->capq = cap;
+    }
+    cmd *k = &c->q[c->nq++];
+    memset(k, 0, sizeof *k);
+    k->kind = kind;
+    return k;
+}
+
+/* ---- running commands ---- */
+static void run_matmul(cuda_impl *c, const cmd *k) {
+    float *out = (float *)k->p[0];
+    const void *w = k->p[1];
+    const float *x = (const float *)k->p[2];
+    int type = k->i[0], n = k->i[1];
+    int64_t rows = k->l[0], cols = k->l[1];
+    if (n <= MV_BATCH_MAX) {
+        for (int t0 = 0; t0 < n; t0 += CUDA_MV_MAX_NT) {
+            int nt = n - t0 < CUDA_MV_MAX_NT ? n - t0 : CUDA_MV_MAX_NT;
+            if (cuda_matvec(c->stream, out + (size_t)t0 * rows, type, w, rows, cols,
+                            x + (size_t)t0 * cols, nt))
+                c->failed = 1;
+        }
+        return;
+    }
+    const float one = 1.0f, zero = 0.0f;
+    int64_t slice = type == QT_F32 ? rows : (int64_t)(c->gemm_cap / (size_t)cols);
+    if (slice > rows) slice = rows;
+    for (int64_t r0 = 0; r0 < rows; r0 += slice) {
+        int64_t nr = rows - r0 < slice ? rows - r0 : slice;
+        const float *A;
+        if (type == QT_F32) {
+            A = (const float *)w;
+        } else {
+            if (cuda_dequant_rows(c->stream, c->gemm_scratch, type, w, cols, NULL, r0, (int)nr,
+                                  1.0f)) {
+                c->failed = 1;
+                return;
+            }
+            A = c->gemm_scratch;
+        }
+        cublasStatus_t st =
+            cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, n, (int)cols, &one, A,
+                         CUDA_R_32F, (int)cols, x, CUDA_R_32F, (int)cols, &zero, out + r0,
+                         CUDA_R_32F, (int)rows, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT);
+        if (st != CUBLAS_STATUS_SUCCESS) {
+            err_set("cuda: cublasGemmEx failed (status %d)", (int)st);
+            c->failed = 1;
+            return;
+        }
+    }
+}
+
+static void run_cmd(cuda_impl *c, const cmd *k) {
+    cudaStream_t s = c->stream;
+    switch (k->kind) {
+    case K_UPLOAD:
+        cudaMemcpyAsync((void *)k->p[0], c->up + k->l[0], (size_t)k->l[1], cudaMemcpyHostToDevice,
+                        s);
+        break;
+    case K_DOWNLOAD:
+        cudaMemcpyAsync(c->down, k->p[0], (size_t)k->l[0], cudaMemcpyDeviceToHost, s);
+        break;
+    case K_EMBED:
+        if (cuda_dequant_rows(s, (float *)k->p[0], k->i[0], k->p[1], k->l[0],
+                              (const int32_t *)k->p[2], 0, k->i[1], k->f[0]))
+            c->failed = 1;
+        break;
+    case K_RMSNORM:
+        cuda_rmsnorm(s, (float *)k->p[0], (const float *)k->p[1], (const float *)k->p[2], k->i[0],
+                     k->i[1], k->f[0]);
+        break;
+    case K_MATMUL:
+        run_matmul(c, k);
+        break;
+    case K_ROPE:
+        cuda_rope(s, (float *)k->p[0], (const int32_t *)k->p[1], k->i[0], k->i[1], k->i[2], k->i[3],
+                  k->f[0], k->f[1], k->i[4]);
+        break;
+    case K_KVW: {
+        bk_kv_layer kv = {(void *)k->p[3], (void *)k->p[4], k->i[1], k->i[2]};
+        cuda_kv_write(s, &kv, (const float *)k->p[0], (const float *)k->p[1],
+                      (const int32_t *)k->p[2], k->i[0]);
+        break;
+    }
+    case K_ATTN: {
+        bk_kv_layer kv = {(void *)k->p[2], (void *)k->p[3], k->i[0], k->i[1]};
+        bk_attn_batch ab = {k->i[2],
+                            (const int32_t *)k->p[4],
+                            (const int32_t *)k->p[5],
+                            (const int32_t *)k->p[6],
+                            k->i[3],
+                            k->i[4]};
+        if (cuda_attention(s, (float *)k->p[0], (const float *)k->p[1], &kv, &ab, k->i[5], k->i[6],
+                           k->i[7], k->i[8], k->f[0], k->i[9], c->attn_scratch))
+            c->failed = 1;
+        break;
+    }
+    case K_ADD:
+        cuda_add(s, (float *)k->p[0], (const float *)k->p[1], k->l[0]);
+        break;
+    case K_GLU:
+        cuda_glu(s, (float *)k->p[0], (const float *)k->p[1], (const float *)k->p[2], k->l[0],
+                 k->i[0]);
+        break;
+    case K_GATHER:
+        cuda_gather(s, (float *)k->p[0], (const float *)k->p[1], (const int32_t *)k->p[2], k->i[0],
+                    k->i[1]);
+        break;
+    }
+}
+
+/* Fusions of consecutive commands, each equivalent to running them in order:
+ *   matmuls of one type and width reading the same x, n <= 8 (q/k/v,
+ *     gate/up): one mat-vec launch;
+ *   rope of q then rope of k (same positions and parameters): one launch;
+ *   add(x, y) then rmsnorm(out, x) over the same rows: one launch.
+ *   matmul gate, matmul up, glu (n <= 4): one launch that also writes up;
+ * Returns the number of commands consumed (0: none fused). */
+static int run_fused(cuda_impl *c, int k) {
+    const cmd *a = &c->q[k], *b = k + 1 < c->nq ? &c->q[k + 1] : NULL;
+    if (!b) return 0;
+    if (a->kind == K_UPLOAD && b->kind == K_UPLOAD && c->up_dev) {
+        /* a step's small uploads (ids, positions, slots, block tables): one
+         * kernel reading the pinned staging instead of one copy each */
+        void *dst[CUDA_COPY_MAX_JOBS];
+        const void *src[CUDA_COPY_MAX_JOBS];
+        size_t bytes[CUDA_COPY_MAX_JOBS];
+        int m = 0;
+        while (m < CUDA_COPY_MAX_JOBS && k + m < c->nq && c->q[k + m].kind == K_UPLOAD &&
+               c->q[k + m].l[1] <= 65536) {
+            dst[m] = (void *)c->q[k + m].p[0];
+            src[m] = c->up_dev + c->q[k + m].l[0];
+            bytes[m] = (size_t)c->q[k + m].l[1];
+            m++;
+        }
+        if (m < 2) return 0;
+        cuda_copy_multi(c->stream, m, dst, src, bytes);
+        return m;
+    }
+    const cmd *g3 = k + 2 < c->nq ? &c->q[k + 2] : NULL;
+    if (a->kind == K_MATMUL && b->kind == K_MATMUL && g3 && g3->kind == K_GLU && a->i[1] <= 4 &&
+        b->p[2] == a->p[2] && b->i[0] == a->i[0] && b->i[1] == a->i[1] && b->l[0] == a->l[0] &&
+        b->l[1] == a->l[1] && g3->p[0] == a->p[0] && g3->p[1] == a->p[0] && g3->p[2] == b->p[0] &&
+        g3->l[0] == (int64_t)a->i[1] * a->l[0] && a->p[0] != b->p[0] && a->p[0] != a->p[2] &&
+        b->p[0] != a->p[2] && a->l[1] % 32 == 0 && (uintptr_t)a->p[2] % 16 == 0) {
+        /* gate, up, glu: one launch computing both rows and the product */
+        if (cuda_matvec_glu(c->stream, (float *)a->p[0], (float *)b->p[0], a->i[0], a->p[1],
+                            b->p[1], a->l[0], a->l[1], (const float *)a->p[2], a->i[1], g3->i[0]))
+            c->failed = 1;
+        return 3;
+    }
+    if (a->kind == K_MATMUL && a->i[1] <= CUDA_MV_MAX_NT) {
+        int m = 1;
+        while (m < CUDA_MV_MAX_JOBS && k + m < c->nq) {
+            const cmd *e = &c->q[k + m];
+            if (e->kind != K_MATMUL || e->p[2] != a->p[2] || e->i[0] != a->i[0] ||
+                e->i[1] != a->i[1] || e->l[1] != a->l[1])
+                break;
+            int clash = e->p[0] == a->p[2]; /* an output that is the shared input */
+            for (int j = 0; j < m; j++) clash |= c->q[k + j].p[0] == e->p[0];
+            if (clash) break;
+            m++;
+        }
+        if (m < 2 || a->p[0] == a->p[2]) return 0;
+        float *out[CUDA_MV_MAX_JOBS];
+        const void *w[CUDA_MV_MAX_JOBS];
+        int64_t rows[CUDA_MV_MAX_JOBS];
+        for (int j = 0; j < m; j++) {
+            out[j] = (float *)c->q[k + j].p[0];
+            w[j] = c->q[k + j].p[1];
+            rows[j] = c->q[k + j].l[0];
+        }
+        if (cuda_matvec_multi(c->stream, m, out, a->i[0], w, rows, a->l[1], (const float *)a->p[2],
+                              a->i[1]))
+            c->failed = 1;
+        return m;
+    }
+    if (a->kind == K_ROPE && b->kind == K_ROPE && a->p[1] == b->p[1] && a->p[0] != b->p[0] &&
+        a->i[0] == b->i[0] && a->i[2] == b->i[2] && a->i[3] == b->i[3] && a->i[4] == b->i[4] &&
+        a->f[0] == b->f[0] && a->f[1] == b->f[1]) {
+        cuda_rope2(c->stream, (float *)a->p[0], a->i[1], (float *)b->p[0], b->i[1],
+                   (const int32_t *)a->p[1], a->i[0], a->i[2], a->i[3], a->f[0], a->f[1], a->i[4]);
+        return 2;
+    }
+    if (a->kind == K_ADD && b->kind == K_RMSNORM && b->p[1] == a->p[0] &&
+        (int64_t)b->i[0] * b->i[1] == a->l[0] && a->p[0] != a->p[1] && b->p[0] != a->p[0] &&
+        b->p[2] != a->p[0] && b->p[2] != a->p[1]) {
+        cuda_add_rmsnorm(c->stream, (float *)a->p[0], (const float *)a->p[1], (float *)b->p[0],
+                         (const float *)b->p[2], b->i[0], b->i[1], b->f[0]);
+        return 2;
+    }
+    return 0;
+}
+
+static const char *const KIND_NAMES[] = {"upload", "download", "embed",    "rmsnorm",
+                                         "matmul", "rope",     "kv_write", "attention",
+                                         "add",    "glu",      "gather"};
+
+/* BEAST_CUDA_PROFILE=1 (eager runs only): time every launch group with
+ * events, summed per kind (fused groups under their first command's kind,
+ * marked +). Printed at destroy. */
+static void prof_begin(cuda_impl *c, int slot) {
+    if (!c->prof_ev[2 * slot]) {
+        cudaEventCreate(&c->prof_ev[2 * slot]);
+        cudaEventCreate(&c->prof_ev[2 * slot + 1]);
+    }
+    cudaEventRecord(c->prof_ev[2 * slot], c->stream);
+}
+
+static void run_all(cuda_impl *c, int profile) {
+    int slots = 0;
+    for (int k = 0; k < c->nq;) {
+        int prof = profile && slots < PROF_SLOTS;
+        if (prof) prof_begin(c, slots);
+        int used = c->fuse ? run_fused(c, k) : 0;
+        int fused = used > 1;
+        if (!used) {
+            run_cmd(c, &c->q[k]);
+            used = 1;
+        }
+        if (prof) {
+            cudaEventRecord(c->prof_ev[2 * slots + 1], c->stream);
+            c->prof_kind[slots++] = c->q[k].kind + (fused ? 100 : 0);
+        }
+        k += used;
+    }
+    c->prof_used = slots;
+}
+
+static void prof_collect(cuda_impl *c) {
+    for (int k = 0; k < c->prof_used; k++) {
+        float ms = 0;
+        if (cudaEventElapsedTime(&ms, c->prof_ev[2 * k], c->prof_ev[2 * k + 1]) == cudaSuccess) {
+            int kind = c->prof_kind[k] % 100, f = c->prof_kind[k] >= 100;
+            c->prof_ms[kind][f] += ms;
+            c->prof_n[kind][f]++;
+        }
+    }
+    c->prof_used = 0;
+}
+
+static void run_eager(cuda_impl *c) {
+    run_all(c, c->profile);
+    c->n_eager++;
+}
+
+/* Capture the queue into e->exec; 0 or -1 (then e->bad is set). */
+static int capture(cuda_impl *c, graph_entry *e) {
+    cudaGraph_t g = NULL;
+    int failed_before = c->failed;
+    if (cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess)
+        goto bad;
+    run_all(c, 0);
+    if (cudaStreamEndCapture(c->stream, &g) != cudaSuccess || !g || c->failed != failed_before)
+        goto bad;
+    if (cudaGraphInstantiate(&e->exec, g, 0) != cudaSuccess) goto bad;
+    cudaGraphDestroy(g);
+    c->n_captures++;
+    return 0;
+bad:
+    if (g) cudaGraphDestroy(g);
+    cudaGetLastError(); /* clear the capture error */
+    e->exec = NULL;
+    e->bad = 1;
+    c->failed = failed_before;
+    return -1;
+}
+
+/* Run everything queued and wait for it. 0, or -1 with err_set. */
+static int flush_sync(cuda_impl *c) {
+    if (c->nq > 0) {
+        graph_entry *e = NULL;
+        if (c->use_graphs) {
+            uint64_t h = hash_cmds(c->q, c->nq);
+            e = find_graph(c, h);
+            if (!e) {
+                add_graph(c, h);
+                e = NULL; /* first sighting: eager */
+            } else if (!e->exec && !e->bad) {
+                capture(c, e);
+            }
+            if (e) e->last_use = ++c->tick;
+        }
+        if (e && e->exec) {
+            if (cudaGraphLaunch(e->exec, c->stream) != cudaSuccess) {
+                cudaGetLastError();
+                e->bad = 1;
+                cudaGraphExecDestroy(e->exec);
+                e->exec = NULL;
+                run_eager(c);
+            } else {
+                c->n_replays++;
+            }
+        } else {
+            run_eager(c);
+        }
+    }
+    cudaError_t err = cudaStreamSynchronize(c->stream);
+    if (err == cudaSuccess) err = cudaGetLastError();
+    if (c->prof_used) prof_collect(c);
+    c->nq = 0;
+    c->up_used = 0;
+    if (err != cudaSuccess) {
+        err_set("cuda: %s", cudaGetErrorString(err));
+        c->failed = 1;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- memory ---- */
+static void *cu_alloc(backend *b, size_t n) {
+    void *p = NULL;
+    if (cudaMalloc(&p, n ? n : 256) != cudaSuccess) {
+        cudaGetLastError();
+        err_set("cuda: out of device memory (asked for %zu bytes)", n);
+        return NULL;
+    }
+    if (!cu_ok(cudaMemset(p, 0, n ? n : 256), "memset")) {
+        cudaFree(p);
+        return NULL;
+    }
+    (void)b;
+    return p;
+}
+
+/* Cached graphs hold on to the allocations their copy nodes were captured
+ * with (a launch after that memory is freed crashed in the driver, even when
+ * an identical sequence had reused the address): any free drops them. Frees
+ * come at context and model teardown, not per step. */
+static void cu_free(backend *b, void *p) {
+    if (!p) return;
+    cuda_impl *c = impl(b);
+    flush_sync(c);
+    drop_graphs(c);
+    cudaFree(p);
+}
+
+static int cu_upload(backend *b, void *dst, const void *src, size_t n) {
+    cuda_impl *c = impl(b);
+    if (n == 0) return 0;
+    size_t off = (c->up_used + 15) & ~(size_t)15;
+    if (grow_pinned(c, &c->up, &c->up_cap, off + n, c->up_used)) return -1;
+    memcpy(c->up + off, src, n);
+    c->up_used = off + n;
+    cmd *k = push(c, K_UPLOAD);
+    if (!k) return -1;
+    k->p[0] = dst;
+    k->l[0] = (int64_t)off;
+    k->l[1] = (int64_t)n;
+    return 0;
+}
+
+static int cu_download(backend *b, void *dst, const void *src, size_t n) {
+    cuda_impl *c = impl(b);
+    if (n > 0) {
+        if (grow_pinned(c, &c->down, &c->down_cap, n, 0)) return -1;
+        cmd *k = push(c, K_DOWNLOAD);
+        if (!k) return -1;
+        k->p[0] = src;
+        k->l[0] = (int64_t)n;
+    }
+    if (flush_sync(c)) return -1;
+    if (c->failed) {
+        c->failed = 0;
+        return -1;
+    }
+    if (n > 0) memcpy(dst, c->down, n);
+    return 0;
+}
+
+static int cu_weight_init(backend *b, bk_weight *w) {
+    cuda_impl *c = impl(b);
+    if (!cuda_type_supported(w->type)) {
+        const quant_traits *qt = quant_get(w->type);
+        err_set("the CUDA backend does not compute with type %s", qt ? qt->name : "?");
+        return -1;
+    }
+    size_t n = quant_row_size(w->type, w->cols) * (size_t)w->rows;
+    if (!n) return -1;
+    void *p = NULL;
+    if (cudaMalloc(&p, n) != cudaSuccess) {
+        cudaGetLastError();
+        err_set("cuda: out of device memory for a %lld x %lld weight (%zu MiB; %zu MiB of weights "
+                "already on the device)",
+                (long long)w->rows, (long long)w->cols, n >> 20, c->weight_bytes >> 20);
+        return -1;
+    }
+    if (!cu_ok(cudaMemcpy(p, w->host, n, cudaMemcpyHostToDevice), "weight upload")) {
+        cudaFree(p);
+        return -1;
+    }
+    if (c->n_weights == c->cap_weights) {
+        int cap = c->cap_weights ? 2 * c->cap_weights : 64;
+        void **nw = (void **)realloc(c->weights, (size_t)cap * sizeof *nw);
+        if (!nw) {
+            cudaFree(p);
+            err_set("out of memory");
+            return -1;
+        }
+        c->weights = nw;
+        c->cap_weights = cap;
+    }
+    c->weights[c->n_weights++] = p;
+    c->weight_bytes += n;
+    w->data = p;
+    return 0;
+}
+
+/* Weights may be bound twice (tied embeddings share one copy): free each
+ * device copy once. */
+static void cu_weight_release(backend *b, bk_weight *w) {
+    cuda_impl *c = impl(b);
+    for (int k = 0; k < c->n_weights; k++)
+        if (c->weights[k] == w->data) {
+            flush_sync(c);
+            drop_graphs(c);
+            cudaFree(c->weights[k]);
+            c->weights[k] = c->weights[--c->n_weights];
+            break;
+        }
+    w->data = NULL;
+}
+
+/* ---- compute: record ---- */
+static void cu_embed(backend *b, float *out, const bk_weight *w, const int32_t *ids, int n,
+                     float scale) {
+    cmd *k = push(impl(b), K_EMBED);
+    if (!k) return;
+    k->p[0] = out, k->p[1] = w->data, k->p[2] = ids;
+    k->i[0] = w->type, k->i[1] = n;
+    k->l[0] = w->cols;
+    k->f[0] = scale;
+}
+
+static void cu_rmsnorm(backend *b, float *out, const float *x, const float *w, int rows, int dim,
+                       float eps) {
+    cmd *k = push(impl(b), K_RMSNORM);
+    if (!k) return;
+    k->p[0] = out, k->p[1] = x, k->p[2] = w;
+    k->i[0] = rows, k->i[1] = dim;
+    k->f[0] = eps;
+}
+
+static void cu_matmul(backend *b, float *out, const bk_weight *w, const float *x, int n) {
+    cuda_impl *c = impl(b);
+    if (n > MV_BATCH_MAX && w->type != QT_F32) {
+        size_t need = (size_t)w->rows * (size_t)w->cols;
+        if (need > GEMM_SCRATCH_MAX) need = GEMM_SCRATCH_MAX - GEMM_SCRATCH_MAX % (size_t)w->cols;
+        if (need < (size_t)w->cols) need = (size_t)w->cols;
+        if (grow_device(c, &c->gemm_scratch, &c->gemm_cap, need)) {
+            c->failed = 1;
+            return;
+        }
+    }
+    cmd *k = push(c, K_MATMUL);
+    if (!k) return;
+    k->p[0] = out, k->p[1] = w->data, k->p[2] = x;
+    k->i[0] = w->type, k->i[1] = n;
+    k->l[0] = w->rows, k->l[1] = w->cols;
+}
+
+static void cu_rope(backend *b, float *x, const int32_t *pos, int n, int n_heads, int head_dim,
+                    int n_rot, float base, float freq_scale, int neox) {
+    cmd *k = push(impl(b), K_ROPE);
+    if (!k) return;
+    k->p[0] = x, k->p[1] = pos;
+    k->i[0] = n, k->i[1] = n_heads, k->i[2] = head_dim, k->i[3] = n_rot, k->i[4] = neox;
+    k->f[0] = base, k->f[1] = freq_scale;
+}
+
+static void cu_kv_write(backend *b, const bk_kv_layer *kv, const float *kk, const float *v,
+                        const int32_t *slots, int n) {
+    cmd *k = push(impl(b), K_KVW);
+    if (!k) return;
+    k->p[0] = kk, k->p[1] = v, k->p[2] = slots, k->p[3] = kv->k, k->p[4] = kv->v;
+    k->i[0] = n, k->i[1] = kv->kv_dim, k->i[2] = kv->type;
+}
+
+static void cu_attention(backend *b, float *out, const float *q, const bk_kv_layer *kv,
+                         const bk_attn_batch *ab, int n_head, int n_head_kv, int head_dim,
+                         int window, float scale) {
+    cuda_impl *c = impl(b);
+    int splits = cuda_attn_splits(ab->n_tokens, n_head_kv, ab->max_blocks * ab->block_size);
+    size_t need = cuda_attn_scratch(ab->n_tokens, n_head, head_dim, splits);
+    if (need && grow_device(c, &c->attn_scratch, &c->attn_cap, need)) {
+        c->failed = 1;
+        return;
+    }
+    cmd *k = push(c, K_ATTN);
+    if (!k) return;
+    k->p[0] = out, k->p[1] = q, k->p[2] = kv->k, k->p[3] = kv->v;
+    k->p[4] = ab->pos, k->p[5] = ab->seq_row, k->p[6] = ab->block_table;
+    k->i[0] = kv->kv_dim, k->i[1] = kv->type, k->i[2] = ab->n_tokens, k->i[3] = ab->max_blocks;
+    k->i[4] = ab->block_size, k->i[5] = n_head, k->i[6] = n_head_kv, k->i[7] = head_dim;
+    k->i[8] = window, k->i[9] = splits;
+    k->f[0] = scale;
+}
+
+static void cu_add(backend *b, float *x, const float *y, int64_t n) {
+    cmd *k = push(impl(b), K_ADD);
+    if (!k) return;
+    k->p[0] = x, k->p[1] = y;
+    k->l[0] = n;
+}
+
+static void cu_glu(backend *b, float *out, const float *gate, const float *up, int64_t n,
+                   bk_act act) {
+    cmd *k = push(impl(b), K_GLU);
+    if (!k) return;
+    k->p[0] = out, k->p[1] = gate, k->p[2] = up;
+    k->l[0] = n;
+    k->i[0] = (int)act;
+}
+
+static void cu_gather(backend *b, float *out, const float *x, const int32_t *rows, int n, int dim) {
+    cmd *k = push(impl(b), K_GATHER);
+    if (!k) return;
+    k->p[0] = out, k->p[1] = x, k->p[2] = rows;
+    k->i[0] = n, k->i[1] = dim;
+}
+
+static int cu_sync(backend *b) {
+    cuda_impl *c = impl(b);
+    int rc = flush_sync(c);
+    if (c->failed) rc = -1;
+    c->failed = 0;
+    return rc;
+}
+
+static void cu_destroy(backend *b) {
+    cuda_impl *c = impl(b);
+    flush_sync(c);
+    if (c->verbose)
+        fprintf(stderr, "beast cuda: %ld eager runs, %ld graph captures, %ld graph replays\n",
+                c->n_eager, c->n_captures, c->n_replays);
+    if (c->profile) {
+        double total = 0;
+        for (int k = 0; k <= K_GATHER; k++) total += c->prof_ms[k][0] + c->prof_ms[k][1];
+        fprintf(stderr, "beast cuda profile (eager launches, device time between events):\n");
+        for (int k = 0; k <= K_GATHER; k++)
+            for (int f = 0; f < 2; f++)
+                if (c->prof_n[k][f])
+                    fprintf(stderr, "  %-10s%s %8ld launches %10.3f ms %6.1f%% %8.2f us each\n",
+                            KIND_NAMES[k], f ? "+" : " ", c->prof_n[k][f], c->prof_ms[k][f],
+                            100 * c->prof_ms[k][f] / (total > 0 ? total : 1),
+                            1e3 * c->prof_ms[k][f] / c->prof_n[k][f]);
+    }
+    for (int k = 0; k < 2 * PROF_SLOTS; k++)
+        if (c->prof_ev[k]) cudaEventDestroy(c->prof_ev[k]);
+    drop_graphs(c);
+    for (int k = 0; k < c->n_weights; k++) cudaFree(c->weights[k]);
+    free(c->weights);
+    if (c->attn_scratch) cudaFree(c->attn_scratch);
+    if (c->gemm_scratch) cudaFree(c->gemm_scratch);
+    if (c->up) cudaFreeHost(c->up);
+    if (c->down) cudaFreeHost(c->down);
+    if (c->blas) cublasDestroy(c->blas);
+    if (c->blas_ws) cudaFree(c->blas_ws);
+    if (c->stream) cudaStreamDestroy(c->stream);
+    free(c->q);
+    free(c);
+    free(b);
+}
+
+static const bk_ops CUDA_OPS = {
+    .name = "cuda",
+    .destroy = cu_destroy,
+    .alloc = cu_alloc,
+    .free = cu_free,
+    .upload = cu_upload,
+    .download = cu_download,
+    .weight_init = cu_weight_init,
+    .weight_release = cu_weight_release,
+    .embed = cu_embed,
+    .rmsnorm = cu_rmsnorm,
+    .matmul = cu_matmul,
+    .rope = cu_rope,
+    .kv_write = cu_kv_write,
+    .attention = cu_attention,
+    .add = cu_add,
+    .glu = cu_glu,
+    .gather = cu_gather,
+    .sync = cu_sync,
+};
+
+static int env_flag(const char *name, int def) {
+    const char *v = getenv(name);
+    return v && *v ? atoi(v) != 0 : def;
+}
+
+extern "C" backend *bk_cuda_new(int device) {
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0) {
+        cudaGetLastError();
+        err_set("no CUDA device (%s)", e != cudaSuccess ? cudaGetErrorString(e) : "none found");
+        return NULL;
+    }
+    if (device < 0 || device >= count) {
+        err_set("CUDA device %d does not exist (%d found)", device, count);
+        return NULL;
+    }
+    backend *b = (backend *)calloc(1, sizeof *b);
+    cuda_impl *c = (cuda_impl *)calloc(1, sizeof *c);
+    if (!b || !c) {
+        free(b);
+        free(c);
+        err_set("out of memory");
+        return NULL;
+    }
+    b->ops = &CUDA_OPS;
+    b->impl = c;
+    c->device = device;
+    c->use_graphs = env_flag("BEAST_CUDA_GRAPHS", 1);
+    c->verbose = env_flag("BEAST_CUDA_VERBOSE", 0);
+    c->fuse = env_flag("BEAST_CUDA_FUSE", 1);
+    c->profile = env_flag("BEAST_CUDA_PROFILE", 0);
+    if (!cu_ok(cudaSetDevice(device), "set device") ||
+        !cu_ok(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "stream") ||
+        !cu_ok(cudaMalloc(&c->blas_ws, BLAS_WORKSPACE), "cuBLAS workspace"))
+        goto fail;
+    if (cublasCreate(&c->blas) != CUBLAS_STATUS_SUCCESS ||
+        cublasSetStream(c->blas, c->stream) != CUBLAS_STATUS_SUCCESS ||
+        cublasSetWorkspace(c->blas, c->blas_ws, BLAS_WORKSPACE) != CUBLAS_STATUS_SUCCESS) {
+        err_set("cuda: cuBLAS initialisation failed");
+        goto fail;
+    }
+    return b;
+fail:
+    cu_destroy(b);
+    return NULL;
+}
+
+extern "C" void bk_cuda_get_stats(backend *b, bk_cuda_stats *out) {
+    memset(out, 0, sizeof *out);
+    if (!b || b->ops != &CUDA_OPS) return;
+    cuda_impl *c = impl(b);
+    out->eager_runs = c->n_eager;
+    out->graph_captures = c->n_captures;
+    out->graph_replays = c->n_replays;
+    out->weight_bytes = c->weight_bytes;
+}
+
+extern "C" int bk_is_cuda(const backend *b) {
+    return b && b->ops == &CUDA_OPS;
+}

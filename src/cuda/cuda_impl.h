@@ -1,0 +1,109 @@
+/* cuda_impl.h: what the files of src/cuda/ share (CUDA C++ only; not for
+ * other modules): the kernel launchers. Each launcher queues its kernels on
+ * the given stream and returns 0, or -1 with err_set() when the arguments
+ * cannot be handled (an unsupported type or shape); launch errors are found
+ * later by cudaGetLastError / the stream. dev/cuda/ calls these too. */
+#ifndef BEAST_CUDA_IMPL_H
+#define BEAST_CUDA_IMPL_H
+
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+extern "C" {
+#include "backend/backend.h"
+#include "util/util.h"
+}
+
+/* ---- launching (cuda_ops.cu) ----
+ * Programmatic dependent launch (compute capability 9.0 and up): kernels
+ * started with cuda_launch() may be scheduled while the previous kernel of
+ * the stream is still running, so launch latency overlaps work. Every kernel
+ * of the backend therefore calls cuda_pdl_wait() before it reads or writes
+ * activation memory (reading weights before it is fine: nothing writes
+ * them); the wait returns once the previous kernel has completed and its
+ * writes are visible. cuda_pdl() says whether the device does it (cached
+ * device property; BEAST_CUDA_PDL=0 in the environment turns it off). */
+int cuda_pdl(void);
+
+static __device__ __forceinline__ void cuda_pdl_wait(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+template <typename... KArgs, typename... Args>
+static inline void cuda_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                               cudaStream_t s, Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cfg.attrs = attr;
+    cfg.numAttrs = cuda_pdl() ? 1 : 0;
+    cudaLaunchKernelEx(&cfg, kernel, ((KArgs)args)...);
+}
+
+/* Copy n_jobs <= CUDA_COPY_MAX_JOBS small buffers in one kernel; sources
+ * may be pinned host memory (read by the GPU through unified addressing). */
+#define CUDA_COPY_MAX_JOBS 8
+void cuda_copy_multi(cudaStream_t s, int n_jobs, void *const *dst, const void *const *src,
+                     const size_t *bytes);
+
+/* ---- cuda_matvec.cu ---- */
+
+/* out[t][r] = sum_c W[r][c] * x[t][c] for t < n <= CUDA_MV_MAX_NT, reading
+ * the weights once for all n tokens. x must be 16-byte aligned. */
+#define CUDA_MV_MAX_NT 8
+int cuda_matvec(cudaStream_t s, float *out, int type, const void *w, int64_t rows, int64_t cols,
+                const float *x, int n);
+/* The same for n_jobs <= CUDA_MV_MAX_JOBS weights of one type and width that
+ * read the same x (out[k] = W_k x), in one launch. */
+#define CUDA_MV_MAX_JOBS 3
+int cuda_matvec_multi(cudaStream_t s, int n_jobs, float *const *out, int type, const void *const *w,
+                      const int64_t *rows, int64_t cols, const float *x, int n);
+/* gate = W_gate x, up = W_up x (same shape and type), then gate = act(gate) *
+ * up, in one launch (n <= 4): the forward pass's gate, up and glu ops. */
+int cuda_matvec_glu(cudaStream_t s, float *gate_out, float *up_out, int type, const void *w_gate,
+                    const void *w_up, int64_t rows, int64_t cols, const float *x, int n, int act);
+/* out[i][:] = scale * dequant(W[row_i]) with row_i = ids[i] (ids in device
+ * memory), or row0 + i when ids is NULL; i < n. */
+int cuda_dequant_rows(cudaStream_t s, float *out, int type, const void *w, int64_t cols,
+                      const int32_t *ids, int64_t row0, int n, float scale);
+/* Whether cuda_matvec / cuda_dequant_rows handle this type. */
+int cuda_type_supported(int type);
+
+/* ---- cuda_ops.cu ---- */
+void cuda_rmsnorm(cudaStream_t s, float *out, const float *x, const float *w, int rows, int dim,
+                  float eps);
+void cuda_rope(cudaStream_t s, float *x, const int32_t *pos, int n, int n_heads, int head_dim,
+               int n_rot, float base, float freq_scale, int neox);
+/* rope of two tensors of the same tokens (q and k) in one launch */
+void cuda_rope2(cudaStream_t s, float *x, int n_heads, float *x2, int n_heads2, const int32_t *pos,
+                int n, int head_dim, int n_rot, float base, float freq_scale, int neox);
+/* x += y, then out = rmsnorm(x) * w (rows of dim); out may be y */
+void cuda_add_rmsnorm(cudaStream_t s, float *x, const float *y, float *out, const float *w,
+                      int rows, int dim, float eps);
+void cuda_kv_write(cudaStream_t s, const bk_kv_layer *kv, const float *k, const float *v,
+                   const int32_t *slots, int n);
+void cuda_add(cudaStream_t s, float *x, const float *y, int64_t n);
+void cuda_glu(cudaStream_t s, float *out, const float *gate, const float *up, int64_t n, int act);
+void cuda_gather(cudaStream_t s, float *out, const float *x, const int32_t *rows, int n, int dim);
+
+/* ---- cuda_attn.cu ---- */
+
+/* Splits of the sequence (flash-decoding) the attention uses for a batch of
+ * n_tokens with n_head_kv heads and at most max_len positions a sequence. */
+int cuda_attn_splits(int n_tokens, int n_head_kv, int max_len);
+/* Scratch floats the attention needs (partial results of the splits). */
+size_t cuda_attn_scratch(int n_tokens, int n_head, int head_dim, int splits);
+int cuda_attention(cudaStream_t s, float *out, const float *q, const bk_kv_layer *kv,
+                   const bk_attn_batch *ab, int n_head, int n_head_kv, int head_dim, int window,
+                   float scale, int splits, float *scratch);
+
+#endif

@@ -1,0 +1,274 @@
+/* cuda_ops.cu: the small kernels of the CUDA backend: rmsnorm, rope,
+ * kv_write, add, glu, gather. Each follows the CPU backend's definition
+ * (src/cpu/cpu_backend.c); where that one computes in double (RoPE angles),
+ * so does this one, so long positions keep their accuracy. */
+#include "cuda/cuda_impl.h"
+
+#include <cuda_fp16.h>
+#include <stdlib.h>
+
+int cuda_pdl(void) {
+    static int on = -1; /* a device property, read once */
+    if (on < 0) {
+        int dev = 0, major = 0;
+        const char *e = getenv("BEAST_CUDA_PDL");
+        cudaGetDevice(&dev);
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+        on = major >= 9 && !(e && *e && atoi(e) == 0);
+    }
+    return on;
+}
+
+/* ---- small copies (the uploads of a step) ---- */
+struct copy_jobs {
+    void *dst[CUDA_COPY_MAX_JOBS];
+    const void *src[CUDA_COPY_MAX_JOBS];
+    size_t bytes[CUDA_COPY_MAX_JOBS];
+};
+
+__global__ void copy_kernel(const copy_jobs j) {
+    cuda_pdl_wait();
+    uint8_t *d = (uint8_t *)j.dst[blockIdx.x];
+    const uint8_t *s = (const uint8_t *)j.src[blockIdx.x];
+    size_t n = j.bytes[blockIdx.x];
+    if (((uintptr_t)d | (uintptr_t)s | n) % 16 == 0) {
+        for (size_t i = threadIdx.x; i < n / 16; i += blockDim.x)
+            ((uint4 *)d)[i] = ((const uint4 *)s)[i];
+    } else {
+        for (size_t i = threadIdx.x; i < n; i += blockDim.x) d[i] = s[i];
+    }
+}
+
+void cuda_copy_multi(cudaStream_t s, int n_jobs, void *const *dst, const void *const *src,
+                     const size_t *bytes) {
+    copy_jobs j;
+    memset(&j, 0, sizeof j);
+    for (int k = 0; k < n_jobs; k++) j.dst[k] = dst[k], j.src[k] = src[k], j.bytes[k] = bytes[k];
+    cuda_launch(copy_kernel, dim3(n_jobs), dim3(256), 0, s, j);
+}
+
+/* ---- rmsnorm: a warp per row for short rows, a CTA per row otherwise ---- */
+__global__ void rmsnorm_warp_kernel(float *out, const float *x, const float *w, int rows, int dim,
+                                    float eps) {
+    cuda_pdl_wait();
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const float *xr = x + (size_t)row * dim;
+    float ss = 0.0f;
+    for (int i = lane; i < dim; i += 32) ss = fmaf(xr[i], xr[i], ss);
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    float s = (float)(1.0 / sqrt((double)ss / dim + eps));
+    float *orow = out + (size_t)row * dim;
+    for (int i = lane; i < dim; i += 32) orow[i] = xr[i] * s * w[i];
+}
+
+__global__ void rmsnorm_block_kernel(float *out, const float *x, const float *w, int dim,
+                                     float eps) {
+    cuda_pdl_wait();
+    __shared__ float red[32];
+    const float *xr = x + (size_t)blockIdx.x * dim;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) ss = fmaf(xr[i], xr[i], ss);
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        float v = threadIdx.x < blockDim.x / 32 ? red[threadIdx.x] : 0.0f;
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (threadIdx.x == 0) red[0] = v;
+    }
+    __syncthreads();
+    float s = (float)(1.0 / sqrt((double)red[0] / dim + eps));
+    float *orow = out + (size_t)blockIdx.x * dim;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) orow[i] = xr[i] * s * w[i];
+}
+
+void cuda_rmsnorm(cudaStream_t s, float *out, const float *x, const float *w, int rows, int dim,
+                  float eps) {
+    if (rows < 1 || dim < 1) return;
+    if (dim <= 1024)
+        cuda_launch(rmsnorm_warp_kernel, dim3((rows + 3) / 4), dim3(128), 0, s, out, x, w, rows,
+                    dim, eps);
+    else
+        cuda_launch(rmsnorm_block_kernel, dim3(rows), dim3(256), 0, s, out, x, w, dim, eps);
+}
+
+/* ---- add + rmsnorm (the residual add and the next layer's input norm) ---- */
+__global__ void add_rmsnorm_kernel(float *x, const float *y, float *out, const float *w, int dim,
+                                   float eps) {
+    cuda_pdl_wait();
+    __shared__ float red[32];
+    float *xr = x + (size_t)blockIdx.x * dim;
+    const float *yr = y + (size_t)blockIdx.x * dim;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        float v = xr[i] + yr[i];
+        xr[i] = v;
+        ss = fmaf(v, v, ss);
+    }
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        float v = threadIdx.x < blockDim.x / 32 ? red[threadIdx.x] : 0.0f;
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (threadIdx.x == 0) red[0] = v;
+    }
+    __syncthreads();
+    float s = (float)(1.0 / sqrt((double)red[0] / dim + eps));
+    float *orow = out + (size_t)blockIdx.x * dim;
+    /* each thread rewrites only the elements it read: out may alias y */
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) orow[i] = xr[i] * s * w[i];
+}
+
+void cuda_add_rmsnorm(cudaStream_t s, float *x, const float *y, float *out, const float *w,
+                      int rows, int dim, float eps) {
+    if (rows < 1 || dim < 1) return;
+    cuda_launch(add_rmsnorm_kernel, dim3(rows), dim3(dim >= 1024 ? 512 : 128), 0, s, x, y, out, w,
+                dim, eps);
+}
+
+/* ---- rope: a thread per (token, head, pair) ----
+ * The angle pos * freq_scale * base^(-2k/n_rot) is formed in double
+ * (base^x as exp2(x * log2(base)), log2(base) from the host), reduced modulo
+ * 2 pi in double, and only then given to the float sincos, so positions in
+ * the hundreds of thousands keep float accuracy (the CPU evaluates cos/sin of
+ * the double angle; the two agree to a few 1e-7). */
+__global__ void rope_kernel(float *x, const int32_t *pos, int n, int n_heads, int head_dim,
+                            int n_rot, double log2_base, float freq_scale, int neox, float *x2,
+                            int n_heads2) {
+    cuda_pdl_wait();
+    int half = n_rot / 2, heads = n_heads + n_heads2;
+    int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (int64_t)n * heads * half) return;
+    int k = (int)(idx % half), h = (int)(idx / half % heads), i = (int)(idx / half / heads);
+    double theta = (double)pos[i] * (double)freq_scale * exp2(-2.0 * k / n_rot * log2_base);
+    const double two_pi = 6.283185307179586;
+    double r = fma(-rint(theta / two_pi), two_pi, theta);
+    float sn, cs;
+    sincosf((float)r, &sn, &cs);
+    int a = neox ? k : 2 * k, b = neox ? k + half : 2 * k + 1;
+    float *v = h < n_heads ? x + ((size_t)i * n_heads + h) * head_dim
+                           : x2 + ((size_t)i * n_heads2 + (h - n_heads)) * head_dim;
+    float x0 = v[a], x1 = v[b];
+    v[a] = x0 * cs - x1 * sn;
+    v[b] = x0 * sn + x1 * cs;
+}
+
+void cuda_rope(cudaStream_t s, float *x, const int32_t *pos, int n, int n_heads, int head_dim,
+               int n_rot, float base, float freq_scale, int neox) {
+    cuda_rope2(s, x, n_heads, NULL, 0, pos, n, head_dim, n_rot, base, freq_scale, neox);
+}
+
+void cuda_rope2(cudaStream_t s, float *x, int n_heads, float *x2, int n_heads2, const int32_t *pos,
+                int n, int head_dim, int n_rot, float base, float freq_scale, int neox) {
+    int64_t total = (int64_t)n * (n_heads + n_heads2) * (n_rot / 2);
+    if (total < 1) return;
+    cuda_launch(rope_kernel, dim3((unsigned)((total + 127) / 128)), dim3(128), 0, s, x, pos, n,
+                n_heads, head_dim, n_rot, log2((double)base), freq_scale, neox, x2, n_heads2);
+}
+
+/* ---- kv_write: a thread per element ---- */
+__global__ void kv_write_kernel(void *K, void *V, int kv_dim, int f16, const float *k,
+                                const float *v, const int32_t *slots, int n) {
+    cuda_pdl_wait();
+    int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (int64_t)n * kv_dim) return;
+    int i = (int)(idx / kv_dim), e = (int)(idx % kv_dim);
+    size_t off = (size_t)slots[i] * kv_dim + e;
+    if (f16) {
+        ((__half *)K)[off] = __float2half_rn(k[idx]);
+        ((__half *)V)[off] = __float2half_rn(v[idx]);
+    } else {
+        ((float *)K)[off] = k[idx];
+        ((float *)V)[off] = v[idx];
+    }
+}
+
+void cuda_kv_write(cudaStream_t s, const bk_kv_layer *kv, const float *k, const float *v,
+                   const int32_t *slots, int n) {
+    int64_t total = (int64_t)n * kv->kv_dim;
+    if (total < 1) return;
+    cuda_launch(kv_write_kernel, dim3((unsigned)((total + 255) / 256)), dim3(256), 0, s, kv->k,
+                kv->v, kv->kv_dim, (int)(kv->type == 1 /* QT_F16 */), k, v, slots, n);
+}
+
+/* ---- elementwise ---- */
+__global__ void add_kernel(float *x, const float *y, int64_t n) {
+    cuda_pdl_wait();
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] += y[i];
+}
+
+__global__ void add4_kernel(float4 *x, const float4 *y, int64_t n4) {
+    cuda_pdl_wait();
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n4) {
+        float4 a = x[i], b = y[i];
+        a.x += b.x, a.y += b.y, a.z += b.z, a.w += b.w;
+        x[i] = a;
+    }
+}
+
+void cuda_add(cudaStream_t s, float *x, const float *y, int64_t n) {
+    if (n < 1) return;
+    if (n % 4 == 0 && (uintptr_t)x % 16 == 0 && (uintptr_t)y % 16 == 0)
+        cuda_launch(add4_kernel, dim3((unsigned)((n / 4 + 255) / 256)), dim3(256), 0, s,
+                    (float4 *)x, (const float4 *)y, n / 4);
+    else
+        cuda_launch(add_kernel, dim3((unsigned)((n + 255) / 256)), dim3(256), 0, s, x, y, n);
+}
+
+static __device__ __forceinline__ float act_fn(float g, int act) {
+    if (act == 0) return g / (1.0f + expf(-g)); /* SiLU */
+    const float c = 0.7978845608028654f;        /* sqrt(2/pi) */
+    return 0.5f * g * (1.0f + tanhf(c * (g + 0.044715f * g * g * g)));
+}
+
+__global__ void glu_kernel(float *out, const float *gate, const float *up, int64_t n, int act) {
+    cuda_pdl_wait();
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = act_fn(gate[i], act) * up[i];
+}
+
+void cuda_glu(cudaStream_t s, float *out, const float *gate, const float *up, int64_t n, int act) {
+    if (n < 1) return;
+    cuda_launch(glu_kernel, dim3((unsigned)((n + 255) / 256)), dim3(256), 0, s, out, gate, up, n,
+                act);
+}
+
+/* ---- gather ---- */
+__global__ void gather_kernel(float *out, const float *x, const int32_t *rows, int dim) {
+    cuda_pdl_wait();
+    const float *src = x + (size_t)rows[blockIdx.x] * dim;
+    float *dst = out + (size_t)blockIdx.x * dim;
+    for (int e = threadIdx.x; e < dim; e += blockDim.x) dst[e] = src[e];
+}
+
+/* in place (out overlaps x): rows one after another, as memmove in order */
+__global__ void gather_seq_kernel(float *out, const float *x, const int32_t *rows, int n, int dim) {
+    cuda_pdl_wait();
+    extern __shared__ float buf[];
+    for (int i = 0; i < n; i++) {
+        const float *src = x + (size_t)rows[i] * dim;
+        float *dst = out + (size_t)i * dim;
+        for (int e0 = 0; e0 < dim; e0 += 4096) {
+            int m = min(4096, dim - e0);
+            for (int e = threadIdx.x; e < m; e += blockDim.x) buf[e] = src[e0 + e];
+            __syncthreads();
+            for (int e = threadIdx.x; e < m; e += blockDim.x) dst[e0 + e] = buf[e];
+            __syncthreads();
+        }
+    }
+}
+
+void cuda_gather(cudaStream_t s, float *out, const float *x, const int32_t *rows, int n, int dim) {
+    if (n < 1 || dim < 1) return;
+    /* the source rows lie somewhere in x; treat any x/out overlap of the
+     * addressed extent conservatively by the sequential kernel */
+    if (out == x)
+        cuda_launch(gather_seq_kernel, dim3(1), dim3(256), 4096 * sizeof(float), s, out, x, rows, n,
+                    dim);
+    else
+        cuda_launch(gather_kernel, dim3(n), dim3(256), 0, s, out, x, rows, dim);
+}

@@ -1,0 +1,772 @@
+/* test_cuda.c: the CUDA backend against the CPU backend, op by op on fresh
+ * random inputs (a new seed each run, printed; BEAST_TEST_SEED repeats one),
+ * then whole models: generated tiny llama / gemma3 files (and the real
+ * default models when $BEAST_MODELS_DIR has them), GPU logits vs. CPU logits
+ * through prefill and greedy decoding, several sequences at once, and CUDA
+ * graph replay vs. plain launches (bit-identical). Exit 77 (skipped) when no
+ * CUDA device is usable or the library was built without CUDA.
+ *
+ * The reference is the CPU backend's scalar path (BEAST_CPU_SCALAR=1: each
+ * weight row dequantized, then float dot products), which computes the
+ * op's definition in float. The default CPU backend (SIMD kernels that
+ * round the activations to 8-bit blocks or to the weight's float format) is
+ * compared too, with its rounding added to the tolerance.
+ *
+ * Tolerances. Let S = sum_c |w[r][c] * x[t][c]| (the size of the terms of
+ * one dot product).
+ *   matmul, mat-vec path (n <= 32): both backends sum the same float
+ *     products in float, in different orders: random rounding errors of
+ *     about sqrt(cols) * 2^-24 * S (< 4e-6 S at 4096 columns); we allow
+ *     2e-5 S. Against the SIMD CPU backend we add its activation rounding:
+ *     8-bit blocks err by at most amax(block)/254 per element, so
+ *     sum_c |w[r][c]| * amax256(x[t], c) / 254 (blocks of 256 bound those of
+ *     32); f16 / bf16 activations by 2^-11 / 2^-8 relative (allowed: 2^-10 S
+ *     and 2^-7 S).
+ *   matmul, cuBLAS path (n > 32): TF32 products keep 10 mantissa bits of
+ *     each operand (rounded or truncated: relative error <= 2^-10 each), so
+ *     |error| <= 2 * 2^-10 * S plus float accumulation: we allow 2.5e-3 S.
+ *   embed: the same float operations as the reference dequantizer: 1e-6
+ *     relative (it is normally bit-exact; the count is printed).
+ *   rmsnorm, rope, glu, add: float evaluation of the same formulas: 1e-5
+ *     relative to the row's largest value (add and gather: exact).
+ *   attention: a convex combination of V rows computed with float softmax in
+ *     another order: 2e-5 of max |V|.
+ *   whole model: logits differ by the matmul errors above carried through
+ *     the layers; prompt prefill takes the TF32 path. We require
+ *     ||gpu - cpu|| / ||cpu|| < 1e-2 per step and that the GPU's top token is
+ *     within twice the largest logit difference of the CPU's top logit. */
+#include "backend/backend.h"
+#include "beast.h"
+#include "cuda/cuda.h"
+#include "model/gen.h"
+#include "model/model.h"
+#include "quant/quant.h"
+#include "util/util.h"
+
+#include <execinfo.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+static int failures;
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            failures++;                                                                            \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
+            printf(__VA_ARGS__);                                                                   \
+            printf("\n");                                                                          \
+        }                                                                                          \
+    } while (0)
+
+static uint64_t rng_state;
+static double urand(void) {
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(rng_state >> 11) / 9007199254740992.0;
+}
+static float nrand(void) {
+    double u = urand() + 1e-12, v = urand();
+    return (float)(sqrt(-2 * log(u)) * cos(2 * M_PI * v));
+}
+static void fill(float *x, size_t n, float s) {
+    for (size_t i = 0; i < n; i++) x[i] = s * nrand();
+}
+static int irand(int n) {
+    return (int)(urand() * n);
+}
+
+static backend *G, *C, *R; /* GPU, CPU (SIMD) and CPU (scalar reference) backends */
+
+/* The CPU backends run on one thread: the reference needs no speed, and the
+ * thread pool's scheduling is not what this test is about. */
+static backend *cpu_scalar_backend(void) {
+    setenv("BEAST_CPU_SCALAR", "1", 1);
+    backend *b = bk_cpu_new(1);
+    unsetenv("BEAST_CPU_SCALAR");
+    return b;
+}
+
+/* device copy of host data */
+static void *dput(const void *h, size_t bytes) {
+    void *d = G->ops->alloc(G, bytes);
+    if (!d) {
+        printf("FAIL: alloc %zu: %s\n", bytes, err_get());
+        exit(1);
+    }
+    if (G->ops->upload(G, d, h, bytes)) {
+        printf("FAIL: upload: %s\n", err_get());
+        exit(1);
+    }
+    return d;
+}
+static void dget(void *h, const void *d, size_t bytes) {
+    CHECK(G->ops->download(G, h, d, bytes) == 0, "download: %s", err_get());
+}
+static void dfree(void *d) {
+    G->ops->free(G, d);
+}
+
+/* max |a - b| / scale */
+static double max_diff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= m)) m = d; /* NaN propagates */
+    }
+    return m;
+}
+static double max_abs(const float *a, size_t n) {
+    double m = 1e-30;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(a[i]));
+    return m;
+}
+
+/* ---- matmul ---- */
+static const int TYPES[] = {QT_F32,  QT_F16,  QT_BF16, QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1,
+                            QT_Q8_0, QT_Q2_K, QT_Q3_K, QT_Q4_K, QT_Q5_K, QT_Q6_K};
+
+/* activation-rounding bound of the SIMD CPU kernels for row r, token t */
+static double act_bound(int type, const float *deq_row, const float *x, int cols) {
+    if (type == QT_F32) return 0;
+    if (type == QT_F16 || type == QT_BF16) {
+        double S = 0;
+        for (int c = 0; c < cols; c++) S += fabs((double)deq_row[c] * x[c]);
+        return S * (type == QT_F16 ? 1.0 / 1024 : 1.0 / 128);
+    }
+    double e = 0;
+    for (int c0 = 0; c0 < cols; c0 += 256) {
+        int c1 = MIN(cols, c0 + 256);
+        double amax = 0, wsum = 0;
+        for (int c = c0; c < c1; c++) {
+            amax = fmax(amax, fabs(x[c]));
+            wsum += fabs(deq_row[c]);
+        }
+        e += wsum * amax / 254 * 1.01;
+    }
+    return e;
+}
+
+static void check_matmul(int type, int rows, int cols, const int *ns, int n_ns) {
+    const quant_traits *qt = quant_get(type);
+    size_t rs = quant_row_size(type, cols);
+    float *w = malloc((size_t)rows * cols * 4), *deq = malloc((size_t)rows * cols * 4);
+    char *q = malloc(rs * rows);
+    fill(w, (size_t)rows * cols, 0.5f);
+    for (int r = 0; r < rows; r++) qt->quant(w + (size_t)r * cols, q + r * rs, cols);
+    for (int r = 0; r < rows; r++) qt->dequant(q + r * rs, deq + (size_t)r * cols, cols);
+    bk_weight Wc = {type, rows, cols, NULL, q}, Wr = Wc, Wg = Wc;
+    CHECK(C->ops->weight_init(C, &Wc) == 0 && R->ops->weight_init(R, &Wr) == 0, "cpu weight_init");
+    if (G->ops->weight_init(G, &Wg)) {
+        CHECK(0, "cuda weight_init %s: %s", qt->name, err_get());
+        goto done;
+    }
+    for (int k = 0; k < n_ns; k++) {
+        int n = ns[k];
+        float *x = malloc((size_t)n * cols * 4), *oc = malloc((size_t)n * rows * 4),
+              *orf = malloc((size_t)n * rows * 4), *og = malloc((size_t)n * rows * 4);
+        fill(x, (size_t)n * cols, 1.0f);
+        C->ops->matmul(C, oc, &Wc, x, n);
+        C->ops->sync(C);
+        R->ops->matmul(R, orf, &Wr, x, n);
+        R->ops->sync(R);
+        for (size_t i = 0; i < (size_t)n * rows; i++) og[i] = NAN; /* poison the output */
+        float *xd = dput(x, (size_t)n * cols * 4), *od = dput(og, (size_t)n * rows * 4);
+        G->ops->matmul(G, od, &Wg, xd, n);
+        CHECK(G->ops->sync(G) == 0, "sync: %s", err_get());
+        dget(og, od, (size_t)n * rows * 4);
+        double tol = n > 32 ? 2.5e-3 : 2e-5, worst = 0, worst_c = 0;
+        for (int t = 0; t < n; t++)
+            for (int r = 0; r < rows; r++) {
+                const float *dr = deq + (size_t)r * cols, *xt = x + (size_t)t * cols;
+                double S = 1e-30;
+                for (int c = 0; c < cols; c++) S += fabs((double)dr[c] * xt[c]);
+                size_t o = (size_t)t * rows + r;
+                double e = fabs((double)og[o] - orf[o]) / S;
+                if (!(e <= worst)) worst = e;
+                double ec = fabs((double)og[o] - oc[o]) / (tol * S + act_bound(type, dr, xt, cols));
+                if (!(ec <= worst_c)) worst_c = ec;
+            }
+        CHECK(worst < tol, "matmul %s %dx%d n=%d: error %.3g S vs the reference (tolerance %.3g S)",
+              qt->name, rows, cols, n, worst, tol);
+        CHECK(worst_c <= 1, "matmul %s %dx%d n=%d: error %.3g x the bound vs the SIMD CPU",
+              qt->name, rows, cols, n, worst_c);
+        dfree(xd), dfree(od);
+        free(x), free(oc), free(orf), free(og);
+    }
+    G->ops->weight_release(G, &Wg);
+done:
+    free(w), free(deq), free(q);
+}
+
+/* The backend fuses consecutive matmuls reading one x (q/k/v), rope of q
+ * then k, and add then rmsnorm: the fused launches must give the results
+ * of the single ops (matmul: bit-identical; the others vs. the CPU). */
+static void test_fusions(void) {
+    const int types[] = {QT_Q4_K, QT_Q6_K, QT_Q8_0, QT_F16};
+    for (size_t ti = 0; ti < ARRAY_LEN(types); ti++)
+        for (int n = 1; n <= 8; n += 4) {
+            int type = types[ti], cols = 512, rows[3] = {64, 16, 16 + irand(40)};
+            const quant_traits *qt = quant_get(type);
+            size_t rs = quant_row_size(type, cols);
+            bk_weight W[3];
+            char *q[3];
+            float *x = malloc((size_t)n * cols * 4), *od[3], *ref[3], *got = malloc(64 * 8 * 4 * 2);
+            fill(x, (size_t)n * cols, 1.0f);
+            float *xd = dput(x, (size_t)n * cols * 4);
+            for (int j = 0; j < 3; j++) {
+                float *w = malloc((size_t)rows[j] * cols * 4);
+                fill(w, (size_t)rows[j] * cols, 0.5f);
+                q[j] = malloc(rs * rows[j]);
+                for (int r = 0; r < rows[j]; r++)
+                    qt->quant(w + (size_t)r * cols, q[j] + r * rs, cols);
+                free(w);
+                W[j] = (bk_weight){type, rows[j], cols, NULL, q[j]};
+                CHECK(G->ops->weight_init(G, &W[j]) == 0, "weight_init");
+                od[j] = G->ops->alloc(G, (size_t)n * rows[j] * 4);
+                ref[j] = malloc((size_t)n * rows[j] * 4);
+                G->ops->matmul(G, od[j], &W[j], xd, n); /* alone */
+                dget(ref[j], od[j], (size_t)n * rows[j] * 4);
+            }
+            for (int j = 0; j < 3; j++) G->ops->matmul(G, od[j], &W[j], xd, n); /* fused */
+            CHECK(G->ops->sync(G) == 0, "sync");
+            for (int j = 0; j < 3; j++) {
+                dget(got, od[j], (size_t)n * rows[j] * 4);
+                CHECK(!memcmp(got, ref[j], (size_t)n * rows[j] * 4),
+                      "fused matmul %s n=%d weight %d differs from the single launch", qt->name, n,
+                      j);
+                G->ops->weight_release(G, &W[j]);
+                dfree(od[j]);
+                free(ref[j]), free(q[j]);
+            }
+            dfree(xd);
+            free(x), free(got);
+        }
+
+    /* gate, up, glu: one launch; the same bits as the three ops alone */
+    for (int n = 1; n <= 4; n += 3)
+        for (int act = 0; act < 2; act++) {
+            int type = act ? QT_Q6_K : QT_Q4_K, cols = 512, rows = 48;
+            const quant_traits *qt = quant_get(type);
+            size_t rs = quant_row_size(type, cols), m = (size_t)n * rows;
+            float *w = malloc((size_t)rows * cols * 4), *x = malloc((size_t)n * cols * 4);
+            char *qg = malloc(rs * rows), *qu = malloc(rs * rows);
+            fill(x, (size_t)n * cols, 1.0f);
+            fill(w, (size_t)rows * cols, 0.5f);
+            for (int r = 0; r < rows; r++) qt->quant(w + (size_t)r * cols, qg + r * rs, cols);
+            fill(w, (size_t)rows * cols, 0.5f);
+            for (int r = 0; r < rows; r++) qt->quant(w + (size_t)r * cols, qu + r * rs, cols);
+            bk_weight Wg = {type, rows, cols, NULL, qg}, Wu = {type, rows, cols, NULL, qu};
+            G->ops->weight_init(G, &Wg);
+            G->ops->weight_init(G, &Wu);
+            float *xd = dput(x, (size_t)n * cols * 4), *hb = G->ops->alloc(G, m * 4),
+                  *hb2 = G->ops->alloc(G, m * 4);
+            float *r1 = malloc(m * 4), *r2 = malloc(m * 4), *g1 = malloc(m * 4),
+                  *g2 = malloc(m * 4);
+            G->ops->matmul(G, hb, &Wg, xd, n);
+            G->ops->sync(G);
+            G->ops->matmul(G, hb2, &Wu, xd, n);
+            G->ops->sync(G);
+            G->ops->glu(G, hb, hb, hb2, (int64_t)m, act);
+            dget(r1, hb, m * 4);
+            dget(r2, hb2, m * 4);
+            G->ops->matmul(G, hb, &Wg, xd, n); /* fused */
+            G->ops->matmul(G, hb2, &Wu, xd, n);
+            G->ops->glu(G, hb, hb, hb2, (int64_t)m, act);
+            dget(g1, hb, m * 4);
+            dget(g2, hb2, m * 4);
+            CHECK(!memcmp(g1, r1, m * 4) && !memcmp(g2, r2, m * 4),
+                  "fused gate/up/glu %s n=%d act=%d differs from the three ops (%g, %g)", qt->name,
+                  n, act, max_diff(g1, r1, m), max_diff(g2, r2, m));
+            G->ops->weight_release(G, &Wg);
+            G->ops->weight_release(G, &Wu);
+            dfree(xd), dfree(hb), dfree(hb2);
+            free(w), free(x), free(qg), free(qu), free(r1), free(r2), free(g1), free(g2);
+        }
+
+    /* rope q then k */
+    {
+        int n = 3, hq = 8, hk = 2, hd = 64;
+        int32_t pos[3] = {5, 900 + irand(100), 40000 + irand(1000)};
+        size_t mq = (size_t)n * hq * hd, mk = (size_t)n * hk * hd;
+        float *xq = malloc(mq * 4), *xk = malloc(mk * 4), *g = malloc(mq * 4);
+        fill(xq, mq, 1.0f), fill(xk, mk, 1.0f);
+        float *qd = dput(xq, mq * 4), *kd = dput(xk, mk * 4);
+        int32_t *pd = dput(pos, sizeof pos);
+        for (int neox = 0; neox < 2; neox++) {
+            C->ops->rope(C, xq, pos, n, hq, hd, hd, 500000.0f, 1.0f, neox);
+            C->ops->rope(C, xk, pos, n, hk, hd, hd, 500000.0f, 1.0f, neox);
+            G->ops->rope(G, qd, pd, n, hq, hd, hd, 500000.0f, 1.0f, neox);
+            G->ops->rope(G, kd, pd, n, hk, hd, hd, 500000.0f, 1.0f, neox);
+            dget(g, qd, mq * 4);
+            CHECK(max_diff(g, xq, mq) / max_abs(xq, mq) < 1e-5, "fused rope q neox=%d", neox);
+            dget(g, kd, mk * 4);
+            CHECK(max_diff(g, xk, mk) / max_abs(xk, mk) < 1e-5, "fused rope k neox=%d", neox);
+        }
+        dfree(qd), dfree(kd), dfree(pd);
+        free(xq), free(xk), free(g);
+    }
+
+    /* add then rmsnorm of the sum, the output over the added branch */
+    for (int dim = 320; dim <= 4096; dim *= 4) {
+        int rows = 3;
+        size_t m = (size_t)rows * dim;
+        float *x = malloc(m * 4), *y = malloc(m * 4), *w = malloc(dim * 4), *g = malloc(m * 4);
+        fill(x, m, 2.0f), fill(y, m, 1.0f), fill(w, dim, 1.0f);
+        float *xd = dput(x, m * 4), *yd = dput(y, m * 4), *wd = dput(w, dim * 4);
+        C->ops->add(C, x, y, (int64_t)m);
+        C->ops->rmsnorm(C, y, x, w, rows, dim, 1e-5f);
+        G->ops->add(G, xd, yd, (int64_t)m);
+        G->ops->rmsnorm(G, yd, xd, wd, rows, dim, 1e-5f);
+        dget(g, xd, m * 4);
+        CHECK(max_diff(g, x, m) == 0, "fused add: sum differs (dim %d)", dim);
+        dget(g, yd, m * 4);
+        CHECK(max_diff(g, y, m) / max_abs(y, m) < 1e-5, "fused add+rmsnorm dim %d: %g", dim,
+              max_diff(g, y, m) / max_abs(y, m));
+        dfree(xd), dfree(yd), dfree(wd);
+        free(x), free(y), free(w), free(g);
+    }
+    printf("fusions: done\n");
+}
+
+static void test_matmul(void) {
+    const int ns[] = {1, 2, 3, 4, 5, 8, 13, 32, 33, 40};
+    for (size_t ti = 0; ti < ARRAY_LEN(TYPES); ti++) {
+        check_matmul(TYPES[ti], 67, 256, ns, (int)ARRAY_LEN(ns));
+        check_matmul(TYPES[ti], 35, 4096, ns, 3);
+    }
+    /* the float fallback (columns not a multiple of 32) */
+    const int ns2[] = {1, 3, 40};
+    check_matmul(QT_F32, 19, 200, ns2, 3);
+    check_matmul(QT_F16, 19, 200, ns2, 3);
+    check_matmul(QT_BF16, 19, 200, ns2, 3);
+    /* a weight larger than the cuBLAS path's dequantization slice */
+    const int ns3[] = {33};
+    check_matmul(QT_Q8_0, 16500, 2048, ns3, 1);
+    printf("matmul: %zu types checked\n", ARRAY_LEN(TYPES));
+}
+
+/* ---- embed ---- */
+static void test_embed(void) {
+    int exact = 0, total = 0;
+    for (size_t ti = 0; ti < ARRAY_LEN(TYPES); ti++)
+        for (int dim = 256; dim >= 200; dim -= 56) {
+            int type = TYPES[ti];
+            if (dim % 256 && type != QT_F32 && type != QT_F16 && type != QT_BF16) continue;
+            const quant_traits *qt = quant_get(type);
+            int vocab = 50, n = 7;
+            size_t rs = quant_row_size(type, dim);
+            float *w = malloc((size_t)vocab * dim * 4), *oc = malloc((size_t)n * dim * 4),
+                  *og = malloc((size_t)n * dim * 4);
+            char *q = malloc(rs * vocab);
+            fill(w, (size_t)vocab * dim, 1.0f);
+            for (int r = 0; r < vocab; r++) qt->quant(w + (size_t)r * dim, q + r * rs, dim);
+            bk_weight Wc = {type, vocab, dim, NULL, q}, Wg = Wc;
+            C->ops->weight_init(C, &Wc);
+            CHECK(G->ops->weight_init(G, &Wg) == 0, "weight_init: %s", err_get());
+            int32_t ids[7];
+            for (int i = 0; i < n; i++) ids[i] = irand(vocab);
+            ids[0] = vocab - 1;
+            float scale = 0.5f + (float)urand() * 3;
+            C->ops->embed(C, oc, &Wc, ids, n, scale);
+            int32_t *idd = dput(ids, sizeof ids);
+            float *od = G->ops->alloc(G, (size_t)n * dim * 4);
+            G->ops->embed(G, od, &Wg, idd, n, scale);
+            dget(og, od, (size_t)n * dim * 4);
+            double e = max_diff(og, oc, (size_t)n * dim) / max_abs(oc, (size_t)n * dim);
+            CHECK(e < 1e-6, "embed %s dim %d: rel err %g", qt->name, dim, e);
+            exact += e == 0;
+            total++;
+            dfree(idd), dfree(od);
+            G->ops->weight_release(G, &Wg);
+            free(w), free(oc), free(og), free(q);
+        }
+    printf("embed: %d of %d cases bit-identical to the CPU\n", exact, total);
+}
+
+/* ---- small ops ---- */
+static void test_small_ops(void) {
+    /* rmsnorm: warp-per-row and block-per-row kernels, in place too */
+    const int dims[] = {64, 96, 2048, 3000};
+    for (size_t k = 0; k < ARRAY_LEN(dims); k++) {
+        int rows = 5, dim = dims[k];
+        float *x = malloc((size_t)rows * dim * 4), *w = malloc(dim * 4),
+              *oc = malloc((size_t)rows * dim * 4), *og = malloc((size_t)rows * dim * 4);
+        fill(x, (size_t)rows * dim, 3.0f);
+        fill(w, dim, 1.0f);
+        C->ops->rmsnorm(C, oc, x, w, rows, dim, 1e-6f);
+        float *xd = dput(x, (size_t)rows * dim * 4), *wd = dput(w, dim * 4),
+              *od = G->ops->alloc(G, (size_t)rows * dim * 4);
+        G->ops->rmsnorm(G, od, xd, wd, rows, dim, 1e-6f);
+        dget(og, od, (size_t)rows * dim * 4);
+        double e = max_diff(og, oc, (size_t)rows * dim) / max_abs(oc, (size_t)rows * dim);
+        CHECK(e < 1e-5, "rmsnorm dim %d: %g", dim, e);
+        G->ops->rmsnorm(G, xd, xd, wd, rows, dim, 1e-6f);
+        dget(og, xd, (size_t)rows * dim * 4);
+        e = max_diff(og, oc, (size_t)rows * dim) / max_abs(oc, (size_t)rows * dim);
+        CHECK(e < 1e-5, "rmsnorm in place dim %d: %g", dim, e);
+        dfree(xd), dfree(wd), dfree(od);
+        free(x), free(w), free(oc), free(og);
+    }
+
+    /* rope: both layouts, partial rotation, long positions */
+    for (int neox = 0; neox < 2; neox++)
+        for (int hd = 64; hd <= 128; hd += 64)
+            for (int n_rot = hd; n_rot >= 32; n_rot -= hd - 32) {
+                int n = 5, heads = 3;
+                int32_t pos[5] = {0, 1, 77, 4095, 100000 + irand(30000)};
+                size_t m = (size_t)n * heads * hd;
+                float *x = malloc(m * 4), *og = malloc(m * 4);
+                fill(x, m, 1.0f);
+                float *xd = dput(x, m * 4);
+                int32_t *pd = dput(pos, sizeof pos);
+                float base = 10000.0f + (float)irand(500000), fs = urand() < 0.5 ? 1.0f : 0.25f;
+                C->ops->rope(C, x, pos, n, heads, hd, n_rot, base, fs, neox);
+                G->ops->rope(G, xd, pd, n, heads, hd, n_rot, base, fs, neox);
+                dget(og, xd, m * 4);
+                double e = max_diff(og, x, m) / max_abs(x, m);
+                CHECK(e < 1e-5, "rope neox=%d hd=%d n_rot=%d: %g", neox, hd, n_rot, e);
+                dfree(xd), dfree(pd);
+                free(x), free(og);
+            }
+
+    /* add, glu (both activations), aligned and odd lengths */
+    for (int64_t n = 40000; n <= 40001; n++) {
+        float *a = malloc(n * 4), *b = malloc(n * 4), *oc = malloc(n * 4), *og = malloc(n * 4);
+        fill(a, n, 3.0f);
+        fill(b, n, 1.0f);
+        float *ad = dput(a, n * 4), *bd = dput(b, n * 4), *od = G->ops->alloc(G, n * 4);
+        for (int act = 0; act < 2; act++) {
+            C->ops->glu(C, oc, a, b, n, act);
+            G->ops->glu(G, od, ad, bd, n, act);
+            dget(og, od, n * 4);
+            double e = max_diff(og, oc, n) / max_abs(oc, n);
+            CHECK(e < 1e-5, "glu act %d n %lld: %g", act, (long long)n, e);
+        }
+        G->ops->glu(G, ad, ad, bd, n, BK_ACT_SILU); /* out = gate, as the forward pass does */
+        C->ops->glu(C, oc, a, b, n, BK_ACT_SILU);
+        dget(og, ad, n * 4);
+        CHECK(max_diff(og, oc, n) / max_abs(oc, n) < 1e-5, "glu in place");
+        G->ops->upload(G, ad, a, n * 4);
+        C->ops->add(C, a, b, n);
+        G->ops->add(G, ad, bd, n);
+        dget(og, ad, n * 4);
+        CHECK(max_diff(og, a, n) == 0, "add n %lld", (long long)n);
+        dfree(ad), dfree(bd), dfree(od);
+        free(a), free(b), free(oc), free(og);
+    }
+
+    /* gather (repeated and permuted rows) */
+    int dim = 96, n = 6;
+    int32_t rows[6] = {5, 0, 5, 3, 1, 2};
+    float *x = malloc(6 * dim * 4), *oc = malloc(n * dim * 4), *og = malloc(n * dim * 4);
+    fill(x, 6 * dim, 1.0f);
+    C->ops->gather(C, oc, x, rows, n, dim);
+    float *xd = dput(x, 6 * dim * 4), *od = G->ops->alloc(G, n * dim * 4);
+    int32_t *rd = dput(rows, sizeof rows);
+    G->ops->gather(G, od, xd, rd, n, dim);
+    dget(og, od, n * dim * 4);
+    CHECK(max_diff(og, oc, n * dim) == 0, "gather");
+    /* in place, compacting as the forward pass may: rows ascending */
+    int32_t up[3] = {1, 3, 4};
+    C->ops->gather(C, x, x, up, 3, dim);
+    G->ops->upload(G, rd, up, sizeof up);
+    G->ops->gather(G, xd, xd, rd, 3, dim);
+    dget(og, xd, 3 * dim * 4);
+    CHECK(max_diff(og, x, 3 * dim) == 0, "gather in place");
+    dfree(xd), dfree(od), dfree(rd);
+    free(x), free(oc), free(og);
+    printf("small ops: done\n");
+}
+
+/* ---- kv_write + attention ---- */
+typedef struct {
+    int n_head, n_head_kv, hd, window, kv_type;
+} attn_cfg;
+
+static void check_attention(const attn_cfg *cf) {
+    const int bs = 16, n_seq = 3;
+    const int lens[3] = {1 + irand(8), 200 + irand(200), 1500 + irand(1500)}; /* before the batch */
+    const int add[3] = {3, 1, 2};                                             /* batch tokens */
+    int max_blocks = (lens[2] + 8) / bs + 2, n_blocks = n_seq * max_blocks + 5;
+    if (max_blocks < 1 || max_blocks > 1000) return;
+    int kv_dim = cf->n_head_kv * cf->hd;
+    size_t esize = cf->kv_type == QT_F16 ? 2 : 4, cache = (size_t)n_blocks * bs * kv_dim * esize;
+    bk_kv_layer Lc = {C->ops->alloc(C, cache), C->ops->alloc(C, cache), kv_dim, cf->kv_type};
+    bk_kv_layer Lg = {G->ops->alloc(G, cache), G->ops->alloc(G, cache), kv_dim, cf->kv_type};
+    int *perm = malloc(n_blocks * sizeof(int));
+    for (int i = 0; i < n_blocks; i++) perm[i] = i;
+    for (int i = n_blocks - 1; i > 0; i--) {
+        int j = irand(i + 1), t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    int32_t *bt = malloc((size_t)n_seq * max_blocks * 4);
+    for (int i = 0; i < n_seq * max_blocks; i++) bt[i] = perm[i];
+    /* history, written in one kv_write per sequence */
+    for (int s = 0; s < n_seq; s++) {
+        int n = lens[s];
+        float *K = malloc((size_t)n * kv_dim * 4), *V = malloc((size_t)n * kv_dim * 4);
+        int32_t *slot = malloc(n * 4);
+        fill(K, (size_t)n * kv_dim, 1.0f);
+        fill(V, (size_t)n * kv_dim, 1.0f);
+        for (int p = 0; p < n; p++) slot[p] = bt[s * max_blocks + p / bs] * bs + p % bs;
+        C->ops->kv_write(C, &Lc, K, V, slot, n);
+        float *Kd = dput(K, (size_t)n * kv_dim * 4), *Vd = dput(V, (size_t)n * kv_dim * 4);
+        int32_t *sd = dput(slot, n * 4);
+        G->ops->kv_write(G, &Lg, Kd, Vd, sd, n);
+        G->ops->sync(G);
+        dfree(Kd), dfree(Vd), dfree(sd);
+        free(K), free(V), free(slot);
+    }
+    /* the batch: its own K/V first, then attention (as the forward pass) */
+    int n = add[0] + add[1] + add[2];
+    int32_t *pos = malloc(n * 4), *row = malloc(n * 4), *slot = malloc(n * 4);
+    int t = 0;
+    for (int s = 0; s < n_seq; s++)
+        for (int k = 0; k < add[s]; k++, t++) {
+            pos[t] = lens[s] + k;
+            row[t] = s;
+            slot[t] = bt[s * max_blocks + pos[t] / bs] * bs + pos[t] % bs;
+        }
+    size_t qn = (size_t)n * cf->n_head * cf->hd;
+    float *K = malloc((size_t)n * kv_dim * 4), *V = malloc((size_t)n * kv_dim * 4);
+    float *Q = malloc(qn * 4), *oc = malloc(qn * 4), *og = malloc(qn * 4);
+    fill(K, (size_t)n * kv_dim, 1.0f);
+    fill(V, (size_t)n * kv_dim, 1.0f);
+    fill(Q, qn, 1.0f);
+    C->ops->kv_write(C, &Lc, K, V, slot, n);
+    bk_attn_batch abc = {n, pos, row, bt, max_blocks, bs};
+    float scale = 1.0f / sqrtf((float)cf->hd);
+    C->ops->attention(C, oc, Q, &Lc, &abc, cf->n_head, cf->n_head_kv, cf->hd, cf->window, scale);
+    C->ops->sync(C);
+    float *Kd = dput(K, (size_t)n * kv_dim * 4), *Vd = dput(V, (size_t)n * kv_dim * 4),
+          *Qd = dput(Q, qn * 4), *od = G->ops->alloc(G, qn * 4);
+    int32_t *pd = dput(pos, n * 4), *rd = dput(row, n * 4), *sd = dput(slot, n * 4),
+            *btd = dput(bt, (size_t)n_seq * max_blocks * 4);
+    G->ops->kv_write(G, &Lg, Kd, Vd, sd, n);
+    bk_attn_batch abg = {n, pd, rd, btd, max_blocks, bs};
+    G->ops->attention(G, od, Qd, &Lg, &abg, cf->n_head, cf->n_head_kv, cf->hd, cf->window, scale);
+    CHECK(G->ops->sync(G) == 0, "attention sync: %s", err_get());
+    dget(og, od, qn * 4);
+    double e = max_diff(og, oc, qn);
+    CHECK(e < 2e-5 * 5, "attention heads %d/%d hd %d window %d kv %s (lens %d %d %d): max diff %g",
+          cf->n_head, cf->n_head_kv, cf->hd, cf->window, cf->kv_type == QT_F16 ? "f16" : "f32",
+          lens[0], lens[1], lens[2], e);
+    dfree(Kd), dfree(Vd), dfree(Qd), dfree(od), dfree(pd), dfree(rd), dfree(sd), dfree(btd);
+    dfree(Lg.k), dfree(Lg.v);
+    C->ops->free(C, Lc.k), C->ops->free(C, Lc.v);
+    free(perm), free(bt), free(pos), free(row), free(slot), free(K), free(V), free(Q), free(oc),
+        free(og);
+}
+
+static void test_attention(void) {
+    const attn_cfg cfgs[] = {
+        {4, 2, 64, 0, QT_F16},    {4, 2, 64, 0, QT_F32},   {32, 8, 64, 0, QT_F16},
+        {8, 8, 128, 0, QT_F16},   {4, 1, 256, 0, QT_F16},  {4, 1, 256, 512, QT_F16},
+        {9, 3, 64, 0, QT_F16},    {16, 2, 128, 0, QT_F16}, {8, 1, 64, 0, QT_F32},
+        {4, 4, 32, 0, QT_F32},    {4, 2, 64, 33, QT_F16},  {14, 2, 128, 0, QT_F16},
+        {32, 2, 64, 100, QT_F16},
+    };
+    for (size_t k = 0; k < ARRAY_LEN(cfgs); k++) check_attention(&cfgs[k]);
+    printf("attention: %zu configurations checked\n", ARRAY_LEN(cfgs));
+}
+
+/* ---- whole models ---- */
+
+/* Greedy decoding with the CPU's choices fed to both models; compares the
+ * logits of every step. n_seq sequences run together (their prompts differ). */
+static void compare_models(const char *path, const char *label, int kv_f32) {
+    beast_model_params mp = beast_model_default_params();
+    mp.n_gpu_layers = 0;
+    mp.n_threads = 1;
+    setenv("BEAST_CPU_SCALAR", "1", 1); /* the reference: float dot products */
+    beast_model *mc = beast_model_load(path, &mp);
+    unsetenv("BEAST_CPU_SCALAR");
+    beast_model *md = beast_model_load(path, &mp); /* SIMD CPU, for information */
+    mp.n_gpu_layers = -1;
+    beast_model *mg = beast_model_load(path, &mp);
+    setenv("BEAST_CUDA_GRAPHS", "0", 1);
+    beast_model *me = beast_model_load(path, &mp); /* GPU without graphs */
+    unsetenv("BEAST_CUDA_GRAPHS");
+    CHECK(mc && md && mg && me, "%s: load: %s", label, beast_error());
+    if (!mc || !md || !mg || !me) goto out;
+    {
+        int n_vocab = beast_n_vocab(mc), n_seq = 3, prompt = 40, steps = 24;
+        beast_ctx_params cp = beast_ctx_default_params();
+        cp.n_ctx = 256;
+        cp.n_seq = n_seq;
+        cp.n_batch = 64;
+        cp.kv_type = kv_f32 ? BEAST_KV_F32 : BEAST_KV_F16;
+        beast_ctx *cc = beast_ctx_new(mc, &cp), *cg = beast_ctx_new(mg, &cp),
+                  *ce = beast_ctx_new(me, &cp), *cd = beast_ctx_new(md, &cp);
+        CHECK(cc && cg && ce && cd, "%s: ctx: %s", label, beast_error());
+        beast_batch *b = beast_batch_new(n_seq * prompt);
+        int32_t *next = malloc(n_seq * sizeof *next);
+        double worst = 0, worst_simd = 0;
+        int bad_top = 0, not_identical = 0;
+        for (int step = 0; cc && cg && ce && cd && step <= steps; step++) {
+            beast_batch_clear(b);
+            for (int s = 0; s < n_seq; s++) {
+                if (step == 0) /* prompts of different lengths */
+                    for (int i = 0; i < prompt - 7 * s; i++)
+                        beast_batch_add(b, irand(n_vocab), s, i == prompt - 7 * s - 1);
+                else
+                    beast_batch_add(b, next[s], s, true);
+            }
+            int rc = beast_decode(cc, b) | beast_decode(cg, b) | beast_decode(ce, b) |
+                     beast_decode(cd, b);
+            CHECK(rc == 0, "%s: decode step %d: %s", label, step, beast_error());
+            if (rc) break;
+            for (int s = 0; s < n_seq; s++) {
+                int i = s;
+                if (step == 0) {
+                    int at = 0;
+                    for (int k = 0; k <= s; k++) at += prompt - 7 * k;
+                    i = at - 1;
+                }
+                const float *lc = beast_logits(cc, i), *lg = beast_logits(cg, i),
+                            *le = beast_logits(ce, i), *ld = beast_logits(cd, i);
+                if (!lc || !lg || !le || !ld) {
+                    CHECK(0, "%s: no logits for entry %d", label, i);
+                    continue;
+                }
+                double d2 = 0, c2 = 0, md = 0, s2 = 0;
+                int top_c = 0, top_g = 0;
+                for (int v = 0; v < n_vocab; v++) {
+                    double d = (double)lg[v] - lc[v], ds = (double)ld[v] - lc[v];
+                    d2 += d * d;
+                    s2 += ds * ds;
+                    c2 += (double)lc[v] * lc[v];
+                    md = fmax(md, fabs(d));
+                    if (lc[v] > lc[top_c]) top_c = v;
+                    if (lg[v] > lg[top_g]) top_g = v;
+                }
+                double rel = sqrt(d2 / fmax(c2, 1e-30));
+                if (!(rel <= worst)) worst = rel;
+                worst_simd = fmax(worst_simd, sqrt(s2 / fmax(c2, 1e-30)));
+                if (!(lc[top_g] >= lc[top_c] - 2 * md - 1e-6)) bad_top++;
+                if (memcmp(lg, le, (size_t)n_vocab * sizeof(float))) not_identical++;
+                next[s] = top_c;
+            }
+        }
+        CHECK(worst < 1e-2, "%s: logits rel error %g", label, worst);
+        CHECK(bad_top == 0, "%s: %d steps where the GPU's top token is not a CPU top", label,
+              bad_top);
+        CHECK(not_identical == 0, "%s: %d graph-replay logits differ from plain launches", label,
+              not_identical);
+        bk_cuda_stats sg, se;
+        bk_cuda_get_stats(mg->bk, &sg);
+        bk_cuda_get_stats(me->bk, &se);
+        CHECK(sg.graph_replays >= steps - 2 && se.graph_captures == 0,
+              "%s: graph replays %ld (of %d steps), captures with graphs off %ld", label,
+              sg.graph_replays, steps, se.graph_captures);
+        printf("%s: %d steps x %d sequences, worst logits rel error %.3g (SIMD CPU: %.3g), "
+               "graphs: %ld captures %ld replays\n",
+               label, steps + 1, n_seq, worst, worst_simd, sg.graph_captures, sg.graph_replays);
+        beast_batch_free(b);
+        free(next);
+        beast_ctx_free(cc);
+        beast_ctx_free(cg);
+        beast_ctx_free(ce);
+        beast_ctx_free(cd);
+    }
+out:
+    beast_model_free(md);
+    beast_model_free(mc);
+    beast_model_free(mg);
+    beast_model_free(me);
+}
+
+static void test_generated(void) {
+    struct {
+        const char *preset;
+        int wtype;
+        int kv_f32;
+    } cases[] = {
+        {"tiny-llama", GEN_MIX_Q4_K_M, 0},  {"tiny-llama", QT_Q8_0, 1},  {"tiny-llama", QT_F16, 0},
+        {"tiny-gemma3", GEN_MIX_Q4_K_M, 0}, {"tiny-gemma3", QT_BF16, 0},
+    };
+    for (size_t k = 0; k < ARRAY_LEN(cases); k++) {
+        char path[64];
+        snprintf(path, sizeof path, "/tmp/beast_test_cuda_XXXXXX");
+        int fd = mkstemp(path);
+        if (fd < 0) {
+            CHECK(0, "mkstemp");
+            return;
+        }
+        close(fd);
+        gen_params p = {0};
+        p.shape = gen_shape_preset(cases[k].preset);
+        p.wtype = cases[k].wtype;
+        p.embd_type = -1;
+        p.seed = rng_state;
+        p.n_threads = 4;
+        p.untied_output = (int)(k & 1);
+        int rc = gen_write(path, &p);
+        CHECK(rc == 0, "gen_write %s: %s", cases[k].preset, err_get());
+        if (!rc) {
+            char label[96];
+            snprintf(label, sizeof label, "%s %s%s", cases[k].preset, gen_type_name(cases[k].wtype),
+                     cases[k].kv_f32 ? " (f32 KV)" : "");
+            compare_models(path, label, cases[k].kv_f32);
+        }
+        unlink(path);
+    }
+}
+
+static void test_real_models(void) {
+    const char *dir = getenv("BEAST_MODELS_DIR");
+    const char *names[] = {"SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf"};
+    for (size_t k = 0; dir && k < ARRAY_LEN(names); k++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, names[k]);
+        if (access(path, R_OK)) {
+            printf("%s: not present, skipped\n", names[k]);
+            continue;
+        }
+        compare_models(path, names[k], 0);
+    }
+}
+
+/* a crash prints where it happened (addresses: addr2line -e test_cuda) */
+static void on_crash(int sig) {
+    void *frames[64];
+    int n = backtrace(frames, 64);
+    fprintf(stderr, "test_cuda: signal %d, backtrace:\n", sig);
+    backtrace_symbols_fd(frames, n, 2);
+    _exit(128 + sig);
+}
+
+int main(void) {
+    setvbuf(stdout, NULL, _IONBF, 0);
+    signal(SIGSEGV, on_crash);
+    signal(SIGABRT, on_crash);
+    const char *s = getenv("BEAST_TEST_SEED");
+    rng_state = s && *s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    printf("seed %llu (BEAST_TEST_SEED repeats it)\n", (unsigned long long)rng_state);
+    G = bk_cuda_new(0);
+    if (!G) {
+        printf("skipped: no CUDA backend: %s\n", err_get());
+        return 77;
+    }
+    C = bk_cpu_new(1);
+    R = cpu_scalar_backend();
+    if (!C || !R) {
+        printf("FAIL: cpu backend: %s\n", err_get());
+        return 1;
+    }
+    test_small_ops();
+    test_embed();
+    test_attention();
+    test_fusions();
+    test_matmul();
+    G->ops->destroy(G);
+    C->ops->destroy(C);
+    R->ops->destroy(R);
+    test_generated();
+    test_real_models();
+    printf("%s: %d failures\n", failures ? "FAIL" : "ok", failures);
+    return failures ? 1 : 0;
+}
