@@ -12,16 +12,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-static int failures;
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            failures++;                                                                            \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
+
 
 static uint64_t rng_state;
 static double urand(void) {
@@ -306,6 +298,5 @@ int main(void) {
         test_attention(bk, QT_F16, 5);
         bk->ops->destroy(bk);
     }
-    printf("%s: %d failures\n", failures ? "FAIL" : "ok", failures);
-    return failures ? 1 : 0;
+    return check_done();
 }

@@ -24,16 +24,8 @@
 #include <string.h>
 #include <unistd.h>
 
-static int failures;
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            failures++;                                                                            \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
+
 
 /* max |a-b| / max |b| over one logit vector */
 static double diff(const float *a, const float *b, int n) {
@@ -189,6 +181,5 @@ int main(void) {
         run_model("tiny-llama", seed);
         run_model("tiny-gemma3", seed);
     }
-    printf("%s: %d failures\n", failures ? "FAIL" : "ok", failures);
-    return failures ? 1 : 0;
+    return check_done();
 }

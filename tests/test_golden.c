@@ -30,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
+
 #define NEAR_TIE 0.1f
 #define CLOSE_CALL 0.5f
 #define MAX_PROMPTS 32
@@ -38,16 +40,6 @@
 #define EXACT_TOL 0.002
 #define FAST_TOL 0.08
 
-static int failures;
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            failures++;                                                                            \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-        }                                                                                          \
-    } while (0)
 
 typedef struct {
     char *text; /* unescaped */
@@ -437,6 +429,5 @@ int main(void) {
         run_exact("SmolLM2-135M-Instruct.Q4_1", scalar);
         run_exact("gemma-3-270m-q4_k_m", scalar);
     }
-    printf("%s: %d failures\n", failures ? "FAIL" : "ok", failures);
-    return failures ? 1 : 0;
+    return check_done();
 }
