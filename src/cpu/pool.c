@@ -45,7 +45,9 @@ static void work(pool *p, int thread, unsigned job) {
     for (;;) {
         uint64_t v = atomic_load_explicit(&p->next, memory_order_acquire);
         do {
-            if ((unsigned)(v >> 32) != job || (int)(uint32_t)v >= atomic_load_explicit(&p->n_tasks, memory_order_relaxed)) return;
+            if ((unsigned)(v >> 32) != job ||
+                (uint32_t)v >= (uint32_t)atomic_load_explicit(&p->n_tasks, memory_order_relaxed))
+                return;
         } while (!atomic_compare_exchange_weak_explicit(&p->next, &v, v + 1, memory_order_acq_rel,
                                                         memory_order_acquire));
         p->fn(p->ctx, (int)(uint32_t)v, thread);
@@ -129,9 +131,15 @@ void pool_run(pool *p, pool_fn fn, void *ctx, int n_tasks) {
         return;
     }
     unsigned job = atomic_load(&p->gen) + 1;
+    /* First retire the previous job's claim word: a thread still in work()
+     * for it may have read `next` and be about to read n_tasks; once `next`
+     * has changed its claim (a CAS on the old value) can only fail, so it
+     * never runs a task with the new job's fn or count. Index 0xffffffff
+     * also keeps this job closed until its fields are written. */
+    atomic_store_explicit(&p->next, ((uint64_t)job << 32) | 0xffffffffu, memory_order_seq_cst);
     p->fn = fn;
     p->ctx = ctx;
-    p->n_tasks = n_tasks;
+    atomic_store_explicit(&p->n_tasks, n_tasks, memory_order_relaxed);
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     atomic_store_explicit(&p->next, (uint64_t)job << 32, memory_order_release);
     pthread_mutex_lock(&p->mu);
