@@ -29,7 +29,7 @@ const char *beast_error(void);
 
 /* ---- model ---- */
 typedef struct {
-    int n_threads; /* CPU threads for compute; 0 = all cores */
+    int n_threads;    /* CPU threads for compute; 0 = all cores */
     int n_gpu_layers; /* -1 = all when a GPU is present (default), 0 = CPU only */
 } beast_model_params;
 
@@ -87,9 +87,9 @@ int beast_chat_render(const beast_model *m, const beast_chat_msg *msgs, int n,
 typedef enum { BEAST_KV_F16 = 0, BEAST_KV_F32 = 1 } beast_kv_type;
 
 typedef struct {
-    int n_ctx;   /* max positions per sequence; 0 = the model's training length */
-    int n_seq;   /* max concurrent sequences (ids 0..n_seq-1) */
-    int n_batch; /* max tokens per forward pass (larger batches are split) */
+    int n_ctx;       /* max positions per sequence; 0 = the model's training length */
+    int n_seq;       /* max concurrent sequences (ids 0..n_seq-1) */
+    int n_batch;     /* max tokens per forward pass (larger batches are split) */
     int n_kv_tokens; /* KV capacity in positions over all sequences; 0 = n_ctx * n_seq */
     beast_kv_type kv_type;
 } beast_ctx_params;

@@ -14,7 +14,6 @@
 
 #include "check.h"
 
-
 static uint64_t rng_state;
 static double urand(void) {
     rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
@@ -63,8 +62,8 @@ static double mm_allowed(const quant_traits *qt, const float *w, const float *x,
 }
 
 static void test_matmul(backend *bk) {
-    int types[] = {QT_F32, QT_F16, QT_BF16, QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1, QT_Q8_0,
-                   QT_Q2_K, QT_Q3_K, QT_Q4_K, QT_Q5_K, QT_Q6_K};
+    int types[] = {QT_F32,  QT_F16,  QT_BF16, QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1,
+                   QT_Q8_0, QT_Q2_K, QT_Q3_K, QT_Q4_K, QT_Q5_K, QT_Q6_K};
     for (size_t ti = 0; ti < ARRAY_LEN(types); ti++) {
         const quant_traits *qt = quant_get(types[ti]);
         if (!qt || !qt->quant) {

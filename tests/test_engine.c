@@ -26,7 +26,6 @@
 
 #include "check.h"
 
-
 /* max |a-b| / max |b| over one logit vector */
 static double diff(const float *a, const float *b, int n) {
     double md = 0, mb = 1e-30;
@@ -174,8 +173,10 @@ int main(void) {
     int seed = (int)getpid() ^ (int)(time_now() * 1000);
     printf("seed %d\n", seed);
     for (int exact = 1; exact >= 0; exact--) {
-        if (exact) setenv("BEAST_CPU_SCALAR", "1", 1);
-        else unsetenv("BEAST_CPU_SCALAR");
+        if (exact)
+            setenv("BEAST_CPU_SCALAR", "1", 1);
+        else
+            unsetenv("BEAST_CPU_SCALAR");
         TOL = exact ? 1e-4 : 0.05;
         printf("%s path, tolerance %g\n", exact ? "exact" : "fast", TOL);
         run_model("tiny-llama", seed);

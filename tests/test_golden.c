@@ -32,14 +32,13 @@
 
 #include "check.h"
 
-#define NEAR_TIE 0.1f
-#define CLOSE_CALL 0.5f
+#define NEAR_TIE    0.1f
+#define CLOSE_CALL  0.5f
 #define MAX_PROMPTS 32
-#define MEDIAN_TOL 0.03
-#define FULL_TOL 0.05
-#define EXACT_TOL 0.002
-#define FAST_TOL 0.08
-
+#define MEDIAN_TOL  0.03
+#define FULL_TOL    0.05
+#define EXACT_TOL   0.002
+#define FAST_TOL    0.08
 
 typedef struct {
     char *text; /* unescaped */
@@ -58,10 +57,14 @@ static char *unescape(const char *s) {
             continue;
         }
         char c = s[++i];
-        if (c == 'n') *p++ = '\n';
-        else if (c == 't') *p++ = '\t';
-        else if (c == 'r') *p++ = '\r';
-        else if (c == '\\') *p++ = '\\';
+        if (c == 'n')
+            *p++ = '\n';
+        else if (c == 't')
+            *p++ = '\t';
+        else if (c == 'r')
+            *p++ = '\r';
+        else if (c == '\\')
+            *p++ = '\\';
         else if (c == 'x' && i + 2 < n) {
             char h[3] = {s[i + 1], s[i + 2], 0};
             *p++ = (char)strtol(h, NULL, 16);
@@ -193,7 +196,9 @@ static double stat_quantile(stat *s, double q) {
     return s->v[(long)(q * (s->n - 1))];
 }
 
-static int read_all(FILE *f, void *p, size_t n) { return fread(p, 1, n, f) == n ? 0 : -1; }
+static int read_all(FILE *f, void *p, size_t n) {
+    return fread(p, 1, n, f) == n ? 0 : -1;
+}
 
 static void run(const char *name, int quick) {
     const char *dir = getenv("BEAST_MODELS_DIR");
@@ -253,8 +258,8 @@ static void run(const char *name, int quick) {
                            name, p, k, gap, gp[p].gaps[k]);
                 } else {
                     bad_div++;
-                    CHECK(0, "%s prompt %d: step %d: got %d, llama.cpp %d (gaps %.3f / %.3f)",
-                          name, p, k, best, gp[p].gen[k], gap, gp[p].gaps[k]);
+                    CHECK(0, "%s prompt %d: step %d: got %d, llama.cpp %d (gaps %.3f / %.3f)", name,
+                          p, k, best, gp[p].gen[k], gap, gp[p].gaps[k]);
                 }
                 break;
             }
@@ -349,8 +354,8 @@ static void run(const char *name, int quick) {
           name);
     free(topk.v);
     free(full.v);
-    for (int p = 0; p < np; p++) free(gp[p].text), free(gp[p].prompt), free(gp[p].gen),
-                                 free(gp[p].gaps);
+    for (int p = 0; p < np; p++)
+        free(gp[p].text), free(gp[p].prompt), free(gp[p].gen), free(gp[p].gaps);
     beast_batch_free(b);
     beast_ctx_free(c);
     beast_model_free(m);
@@ -409,8 +414,8 @@ static void run_exact(const char *name, int scalar) {
                "argmax %d / %d\n",
                name, scalar ? "exact" : "fast", n, err, rel_l2(l, ref, NULL, nv), best, rbest);
         CHECK(best == rbest || !scalar, "%s: exact path argmax %d, float64 %d", name, best, rbest);
-        CHECK(err < (scalar ? EXACT_TOL : FAST_TOL), "%s: %s path too far from float64 (%g)",
-              name, scalar ? "exact" : "fast", err);
+        CHECK(err < (scalar ? EXACT_TOL : FAST_TOL), "%s: %s path too far from float64 (%g)", name,
+              scalar ? "exact" : "fast", err);
         free(toks);
     }
     free(ref);

@@ -10,7 +10,6 @@
 
 #include "check.h"
 
-
 int main(void) {
     backend *bk = bk_cpu_new(1);
     /* 3 sequences, 100 positions each at most, 160 slots = 10 blocks of 16 */

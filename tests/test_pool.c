@@ -37,7 +37,8 @@ int main(void) {
             for (int i = 0; i < MAX_TASKS; i++)
                 if (atomic_load(&hits[i]) != (i < n)) bad = 1;
         }
-        CHECK(!bad, "%d threads: a task ran twice, not at all, or after pool_run returned", threads);
+        CHECK(!bad, "%d threads: a task ran twice, not at all, or after pool_run returned",
+              threads);
         pool_free(p);
     }
     return check_done();

@@ -19,10 +19,10 @@
 typedef struct backend backend;
 
 typedef struct {
-    int type;          /* quant_type */
+    int type; /* quant_type */
     int64_t rows, cols;
-    const void *data;  /* backend memory */
-    const void *host;  /* the bytes in the mapped file */
+    const void *data; /* backend memory */
+    const void *host; /* the bytes in the mapped file */
 } bk_weight;
 
 typedef enum { BK_ACT_SILU = 0, BK_ACT_GELU_TANH = 1 } bk_act;
@@ -77,8 +77,8 @@ typedef struct {
      * [max(0, pos - window + 1), pos] (window 0 = unlimited); q and out are
      * [n][n_head * head_dim], grouped-query: head h reads kv head h / (n_head/n_head_kv) */
     void (*attention)(backend *b, float *out, const float *q, const bk_kv_layer *kv,
-                      const bk_attn_batch *ab, int n_head, int n_head_kv, int head_dim,
-                      int window, float scale);
+                      const bk_attn_batch *ab, int n_head, int n_head_kv, int head_dim, int window,
+                      float scale);
     /* x += y */
     void (*add)(backend *b, float *x, const float *y, int64_t n);
     /* out = act(gate) * up */

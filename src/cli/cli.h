@@ -12,7 +12,7 @@
 #include <stdio.h>
 
 #define CLI_MAX_STOPS 16
-#define CLI_MAX_BIAS 64
+#define CLI_MAX_BIAS  64
 
 typedef struct {
     const char *model; /* NULL: the default model */
@@ -31,16 +31,18 @@ void cli_common_init(cli_common *o);
 int cli_common_parse(cli_common *o, int opt, const char *arg);
 extern const char CLI_COMMON_HELP[];
 #define CLI_COMMON_LONGOPTS                                                                        \
-    {"model", required_argument, 0, 'm'}, {"threads", required_argument, 0, 't'},                 \
-        {"ctx-size", required_argument, 0, 'c'}, {"n-predict", required_argument, 0, 'n'},        \
-        {"batch-size", required_argument, 0, 'b'}, {"temp", required_argument, 0, 1001},          \
-        {"top-k", required_argument, 0, 1002}, {"top-p", required_argument, 0, 1003},             \
-        {"min-p", required_argument, 0, 1004}, {"repeat-penalty", required_argument, 0, 1005},    \
-        {"repeat-last-n", required_argument, 0, 1006},                                            \
-        {"presence-penalty", required_argument, 0, 1007},                                         \
-        {"frequency-penalty", required_argument, 0, 1008}, {"seed", required_argument, 0, 's'},   \
-        {"stop", required_argument, 0, 1009}, {"logit-bias", required_argument, 0, 1010},         \
-        {"verbose", no_argument, 0, 'v'}, {"greedy", no_argument, 0, 1011}
+    {"model", required_argument, 0, 'm'}, {"threads", required_argument, 0, 't'},                  \
+        {"ctx-size", required_argument, 0, 'c'}, {"n-predict", required_argument, 0, 'n'},         \
+        {"batch-size", required_argument, 0, 'b'}, {"temp", required_argument, 0, 1001},           \
+        {"top-k", required_argument, 0, 1002}, {"top-p", required_argument, 0, 1003},              \
+        {"min-p", required_argument, 0, 1004}, {"repeat-penalty", required_argument, 0, 1005},     \
+        {"repeat-last-n", required_argument, 0, 1006},                                             \
+        {"presence-penalty", required_argument, 0, 1007},                                          \
+        {"frequency-penalty", required_argument, 0, 1008}, {"seed", required_argument, 0, 's'},    \
+        {"stop", required_argument, 0, 1009}, {"logit-bias", required_argument, 0, 1010},          \
+        {"verbose", no_argument, 0, 'v'}, {                                                        \
+        "greedy", no_argument, 0, 1011                                                             \
+    }
 #define CLI_COMMON_SHORTOPTS "m:t:c:n:b:s:v"
 
 /* The model path to use: o->model, $BEAST_MODEL, or the default model in
@@ -63,8 +65,8 @@ typedef struct {
  * the context, then generate up to n_predict tokens, streaming text to out.
  * Generated tokens are appended to *hist (capacity *hist_cap, grown). */
 int cli_generate(beast_ctx *c, const beast_model *m, sampler *s, const cli_common *o,
-                 const int32_t *prompt, int n_prompt, FILE *out, cli_gen_stats *st,
-                 int32_t **gen, int *n_gen_cap);
+                 const int32_t *prompt, int n_prompt, FILE *out, cli_gen_stats *st, int32_t **gen,
+                 int *n_gen_cap);
 
 void cli_print_stats(FILE *f, double load_ms, const cli_gen_stats *st);
 

@@ -112,9 +112,9 @@ typedef struct {
     const char *model;
     beast_model_info info;
     int threads, n_prompt, n_gen, depth, reps;
-    double mean, sd;   /* tokens/s */
-    double gbps;       /* tg: weight + KV bytes read per second */
-    double bytes_tok;  /* tg: bytes read per token */
+    double mean, sd;  /* tokens/s */
+    double gbps;      /* tg: weight + KV bytes read per second */
+    double bytes_tok; /* tg: bytes read per token */
 } result;
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -201,8 +201,10 @@ static void profile(beast_ctx *c, beast_batch *b, int nv, int depth, int n_promp
 }
 
 static void human_size(char *buf, size_t n, double bytes) {
-    if (bytes >= 1 << 30) snprintf(buf, n, "%.2f GiB", bytes / (1 << 30));
-    else snprintf(buf, n, "%.2f MiB", bytes / (1 << 20));
+    if (bytes >= 1 << 30)
+        snprintf(buf, n, "%.2f GiB", bytes / (1 << 30));
+    else
+        snprintf(buf, n, "%.2f MiB", bytes / (1 << 20));
 }
 
 static const char *base_name(const char *p) {
@@ -212,8 +214,10 @@ static const char *base_name(const char *p) {
 
 static void print_result(const result *r, const char *fmt, double copy_bw) {
     char test[64];
-    if (r->n_prompt) snprintf(test, sizeof test, "pp%d", r->n_prompt);
-    else snprintf(test, sizeof test, "tg%d", r->n_gen);
+    if (r->n_prompt)
+        snprintf(test, sizeof test, "pp%d", r->n_prompt);
+    else
+        snprintf(test, sizeof test, "tg%d", r->n_gen);
     if (r->depth) snprintf(test + strlen(test), sizeof test - strlen(test), " @ d%d", r->depth);
     if (!strcmp(fmt, "csv")) {
         printf("%s,%zu,%lld,%s,%d,%d,%d,%d,%.3f,%.3f,%.0f,%.3f,%.3f\n", base_name(r->model),
@@ -225,16 +229,16 @@ static void print_result(const result *r, const char *fmt, double copy_bw) {
                "\"threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"depth\": %d, "
                "\"avg_ts\": %.3f, \"stddev_ts\": %.3f, \"bytes_per_token\": %.0f, "
                "\"gbps\": %.3f, \"copy_gbps\": %.3f}",
-               base_name(r->model), r->info.file_size, (long long)r->info.n_params,
-               r->info.backend, r->threads, r->n_prompt, r->n_gen, r->depth, r->mean, r->sd,
-               r->bytes_tok, r->gbps, copy_bw / 1e9);
+               base_name(r->model), r->info.file_size, (long long)r->info.n_params, r->info.backend,
+               r->threads, r->n_prompt, r->n_gen, r->depth, r->mean, r->sd, r->bytes_tok, r->gbps,
+               copy_bw / 1e9);
     } else {
         char size[32], gb[32] = "";
         human_size(size, sizeof size, (double)r->info.file_size);
         if (r->n_gen) snprintf(gb, sizeof gb, "%.2f", r->gbps);
         printf("| %-32s | %10s | %7.1f M | %-4s | %7d | %12s | %9.2f ± %-7.2f | %6s |\n",
-               base_name(r->model), size, r->info.n_params / 1e6, r->info.backend, r->threads,
-               test, r->mean, r->sd, gb);
+               base_name(r->model), size, r->info.n_params / 1e6, r->info.backend, r->threads, test,
+               r->mean, r->sd, gb);
     }
 }
 
@@ -243,13 +247,17 @@ int cmd_bench(int argc, char **argv) {
     int n_models = 0, depth = 0, reps = 5, n_batch = 512, do_profile = 0;
     intlist pp = {{512}, 1}, tg = {{128}, 1}, th = {{0}, 0};
     const char *fmt = "md";
-    static const struct option longopts[] = {
-        {"model", required_argument, 0, 'm'},   {"n-prompt", required_argument, 0, 'p'},
-        {"n-gen", required_argument, 0, 'n'},   {"threads", required_argument, 0, 't'},
-        {"depth", required_argument, 0, 'd'},   {"repetitions", required_argument, 0, 'r'},
-        {"batch-size", required_argument, 0, 'b'}, {"output", required_argument, 0, 'o'},
-        {"profile", no_argument, 0, 1001},      {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
+                                             {"n-prompt", required_argument, 0, 'p'},
+                                             {"n-gen", required_argument, 0, 'n'},
+                                             {"threads", required_argument, 0, 't'},
+                                             {"depth", required_argument, 0, 'd'},
+                                             {"repetitions", required_argument, 0, 'r'},
+                                             {"batch-size", required_argument, 0, 'b'},
+                                             {"output", required_argument, 0, 'o'},
+                                             {"profile", no_argument, 0, 1001},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "m:p:n:t:d:r:b:o:h", longopts, NULL)) != -1) {
@@ -286,9 +294,15 @@ int cmd_bench(int argc, char **argv) {
             }
             fmt = optarg;
             break;
-        case 1001: do_profile = 1; break;
-        case 'h': printf("%s", BENCH_HELP); return 0;
-        default: fprintf(stderr, "%s", BENCH_HELP); return 2;
+        case 1001:
+            do_profile = 1;
+            break;
+        case 'h':
+            printf("%s", BENCH_HELP);
+            return 0;
+        default:
+            fprintf(stderr, "%s", BENCH_HELP);
+            return 2;
         }
     }
     if (optind < argc) {
@@ -315,8 +329,8 @@ int cmd_bench(int argc, char **argv) {
                copy_bw / 1e9);
         printf("| %-32s | %10s | %9s | %-4s | %7s | %12s | %19s | %6s |\n", "model", "size",
                "params", "bk", "threads", "test", "t/s", "GB/s");
-        printf("|%s|%s|%s|%s|%s|%s|%s|%s|\n", "----------------------------------",
-               "------------", "-----------", "------", "--------:", "--------------",
+        printf("|%s|%s|%s|%s|%s|%s|%s|%s|\n", "----------------------------------", "------------",
+               "-----------", "------", "--------:", "--------------",
                "--------------------:", "-------:");
     } else if (!strcmp(fmt, "csv")) {
         printf("model,size,params,backend,threads,n_prompt,n_gen,depth,avg_ts,stddev_ts,"

@@ -78,9 +78,9 @@ int cmd_chat(int argc, char **argv) {
     cli_common_init(&o);
     const char *system = NULL;
     static const struct option longopts[] = {CLI_COMMON_LONGOPTS,
-                                              {"system", required_argument, 0, 2002},
-                                              {"help", no_argument, 0, 'h'},
-                                              {0, 0, 0, 0}};
+                                             {"system", required_argument, 0, 2002},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
     int opt;
     optind = 1;
     o.n_predict = -1;
@@ -89,9 +89,15 @@ int cmd_chat(int argc, char **argv) {
         if (r < 0) return 2;
         if (r > 0) continue;
         switch (opt) {
-        case 2002: system = optarg; break;
-        case 'h': printf("%s\n%s", CHAT_HELP, CLI_COMMON_HELP); return 0;
-        default: fprintf(stderr, "%s", CHAT_HELP); return 2;
+        case 2002:
+            system = optarg;
+            break;
+        case 'h':
+            printf("%s\n%s", CHAT_HELP, CLI_COMMON_HELP);
+            return 0;
+        default:
+            fprintf(stderr, "%s", CHAT_HELP);
+            return 2;
         }
     }
     if (optind < argc) {
@@ -201,7 +207,8 @@ int cmd_chat(int argc, char **argv) {
         if (reply) reply[len] = 0;
         /* the tokens generated are in the cache but the next rendering
          * decides what stays: keep them in the list so the prefix matches */
-        toklist_push(&ctx_toks, gen, st.n_gen > 0 && strcmp(st.finish, "stop") ? st.n_gen : MAX(st.n_gen - 1, 0));
+        toklist_push(&ctx_toks, gen,
+                     st.n_gen > 0 && strcmp(st.finish, "stop") ? st.n_gen : MAX(st.n_gen - 1, 0));
         ctx_toks.n = MIN(ctx_toks.n, beast_seq_len(c, 0));
         convo_add(&cv, "assistant", reply ? reply : "");
         free(reply);

@@ -38,8 +38,12 @@ int cmd_info(int argc, char **argv) {
             n_ctx = (int)v;
             break;
         }
-        case 'h': printf("%s", INFO_HELP); return 0;
-        default: fprintf(stderr, "%s", INFO_HELP); return 2;
+        case 'h':
+            printf("%s", INFO_HELP);
+            return 0;
+        default:
+            fprintf(stderr, "%s", INFO_HELP);
+            return 2;
         }
     }
     if (optind != argc - 1) {

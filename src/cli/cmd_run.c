@@ -43,11 +43,11 @@ int cmd_run(int argc, char **argv) {
     const char *prompt = NULL, *system = NULL;
     bool chat = false;
     static const struct option longopts[] = {CLI_COMMON_LONGOPTS,
-                                              {"prompt", required_argument, 0, 'p'},
-                                              {"chat", no_argument, 0, 2001},
-                                              {"system", required_argument, 0, 2002},
-                                              {"help", no_argument, 0, 'h'},
-                                              {0, 0, 0, 0}};
+                                             {"prompt", required_argument, 0, 'p'},
+                                             {"chat", no_argument, 0, 2001},
+                                             {"system", required_argument, 0, 2002},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORTOPTS "p:h", longopts, NULL)) != -1) {
@@ -55,11 +55,21 @@ int cmd_run(int argc, char **argv) {
         if (r < 0) return 2;
         if (r > 0) continue;
         switch (opt) {
-        case 'p': prompt = optarg; break;
-        case 2001: chat = true; break;
-        case 2002: system = optarg; break;
-        case 'h': printf("%s\n%s", RUN_HELP, CLI_COMMON_HELP); return 0;
-        default: fprintf(stderr, "%s", RUN_HELP); return 2;
+        case 'p':
+            prompt = optarg;
+            break;
+        case 2001:
+            chat = true;
+            break;
+        case 2002:
+            system = optarg;
+            break;
+        case 'h':
+            printf("%s\n%s", RUN_HELP, CLI_COMMON_HELP);
+            return 0;
+        default:
+            fprintf(stderr, "%s", RUN_HELP);
+            return 2;
         }
     }
     if (optind < argc) {

@@ -71,21 +71,39 @@ static int parse_float(const char *name, const char *arg, float *out) {
 int cli_common_parse(cli_common *o, int opt, const char *arg) {
     sampler_params *sp = &o->sp;
     switch (opt) {
-    case 'm': o->model = arg; return 1;
-    case 't': return parse_int("threads", arg, 1, 1024, &o->n_threads) ? -1 : 1;
-    case 'c': return parse_int("ctx-size", arg, 1, 1 << 24, &o->n_ctx) ? -1 : 1;
-    case 'b': return parse_int("batch-size", arg, 1, 65536, &o->n_batch) ? -1 : 1;
-    case 'n': return parse_int("n-predict", arg, -1, 1 << 24, &o->n_predict) ? -1 : 1;
-    case 'v': o->verbose = true; return 1;
-    case 1001: return parse_float("temp", arg, &sp->temperature) ? -1 : 1;
-    case 1011: sp->temperature = 0; return 1;
-    case 1002: return parse_int("top-k", arg, 0, 1 << 30, &sp->top_k) ? -1 : 1;
-    case 1003: return parse_float("top-p", arg, &sp->top_p) ? -1 : 1;
-    case 1004: return parse_float("min-p", arg, &sp->min_p) ? -1 : 1;
-    case 1005: return parse_float("repeat-penalty", arg, &sp->repeat_penalty) ? -1 : 1;
-    case 1006: return parse_int("repeat-last-n", arg, -1, 1 << 24, &sp->repeat_last_n) ? -1 : 1;
-    case 1007: return parse_float("presence-penalty", arg, &sp->presence_penalty) ? -1 : 1;
-    case 1008: return parse_float("frequency-penalty", arg, &sp->frequency_penalty) ? -1 : 1;
+    case 'm':
+        o->model = arg;
+        return 1;
+    case 't':
+        return parse_int("threads", arg, 1, 1024, &o->n_threads) ? -1 : 1;
+    case 'c':
+        return parse_int("ctx-size", arg, 1, 1 << 24, &o->n_ctx) ? -1 : 1;
+    case 'b':
+        return parse_int("batch-size", arg, 1, 65536, &o->n_batch) ? -1 : 1;
+    case 'n':
+        return parse_int("n-predict", arg, -1, 1 << 24, &o->n_predict) ? -1 : 1;
+    case 'v':
+        o->verbose = true;
+        return 1;
+    case 1001:
+        return parse_float("temp", arg, &sp->temperature) ? -1 : 1;
+    case 1011:
+        sp->temperature = 0;
+        return 1;
+    case 1002:
+        return parse_int("top-k", arg, 0, 1 << 30, &sp->top_k) ? -1 : 1;
+    case 1003:
+        return parse_float("top-p", arg, &sp->top_p) ? -1 : 1;
+    case 1004:
+        return parse_float("min-p", arg, &sp->min_p) ? -1 : 1;
+    case 1005:
+        return parse_float("repeat-penalty", arg, &sp->repeat_penalty) ? -1 : 1;
+    case 1006:
+        return parse_int("repeat-last-n", arg, -1, 1 << 24, &sp->repeat_last_n) ? -1 : 1;
+    case 1007:
+        return parse_float("presence-penalty", arg, &sp->presence_penalty) ? -1 : 1;
+    case 1008:
+        return parse_float("frequency-penalty", arg, &sp->frequency_penalty) ? -1 : 1;
     case 's': {
         char *end;
         errno = 0;
@@ -116,8 +134,10 @@ int cli_common_parse(cli_common *o, int opt, const char *arg) {
         memcpy(idbuf, arg, (size_t)(eq - arg));
         idbuf[eq - arg] = 0;
         if (parse_int("logit-bias", idbuf, 0, 1 << 30, &id)) return -1;
-        if (!strcmp(eq + 1, "-inf")) b = -INFINITY;
-        else if (parse_float("logit-bias", eq + 1, &b)) return -1;
+        if (!strcmp(eq + 1, "-inf"))
+            b = -INFINITY;
+        else if (parse_float("logit-bias", eq + 1, &b))
+            return -1;
         if (o->sp.n_bias == CLI_MAX_BIAS) {
             fprintf(stderr, "beast: at most %d --logit-bias entries\n", CLI_MAX_BIAS);
             return -1;
@@ -182,8 +202,7 @@ beast_model *cli_load_model(const cli_common *o, const char *argv0, double *load
         fprintf(stderr, "beast: %s\n", beast_error());
         return NULL;
     }
-    if (load_ms)
-        *load_ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+    if (load_ms) *load_ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
     return m;
 }
 
@@ -230,8 +249,8 @@ static double now_s(void) {
 }
 
 int cli_generate(beast_ctx *c, const beast_model *m, sampler *s, const cli_common *o,
-                 const int32_t *prompt, int n_prompt, FILE *out, cli_gen_stats *st,
-                 int32_t **gen, int *gen_cap) {
+                 const int32_t *prompt, int n_prompt, FILE *out, cli_gen_stats *st, int32_t **gen,
+                 int *gen_cap) {
     memset(st, 0, sizeof *st);
     st->finish = "error";
     double t1 = now_s();
@@ -328,6 +347,6 @@ fail:
 
 void cli_print_stats(FILE *f, double load_ms, const cli_gen_stats *st) {
     fprintf(f, "\nload %.0f ms | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s\n",
-            load_ms, st->n_prompt, st->prompt_s > 0 ? st->n_prompt / st->prompt_s : 0.0,
-            st->n_gen, st->gen_s > 0 ? st->n_gen / st->gen_s : 0.0);
+            load_ms, st->n_prompt, st->prompt_s > 0 ? st->n_prompt / st->prompt_s : 0.0, st->n_gen,
+            st->gen_s > 0 ? st->n_gen / st->gen_s : 0.0);
 }

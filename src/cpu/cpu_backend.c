@@ -18,6 +18,7 @@
 #include "cpu/pool.h"
 #include "cpu/q8.h"
 #include "cpu/simd.h"
+#include "cpu/vec.h"
 #include "quant/quant.h"
 #include "util/util.h"
 
@@ -436,6 +437,7 @@ typedef struct {
     const float *a, *b;
     int64_t n;
     bk_act act;
+    int simd;
 } ew_job;
 
 static void add_task(void *ctx, int task, int t) {
@@ -446,7 +448,7 @@ static void add_task(void *ctx, int task, int t) {
 }
 
 static void cpu_add(backend *b, float *x, const float *y, int64_t n) {
-    ew_job j = {x, y, NULL, n, 0};
+    ew_job j = {x, y, NULL, n, 0, 0};
     pool_run(impl(b)->pool, add_task, &j, (int)((n + EW_CHUNK - 1) / EW_CHUNK));
 }
 
@@ -459,6 +461,12 @@ static void glu_task(void *ctx, int task, int t) {
     (void)t;
     ew_job *j = ctx;
     int64_t i0 = (int64_t)task * EW_CHUNK, i1 = MIN(i0 + EW_CHUNK, j->n);
+#if SIMD_X86
+    if (j->simd) {
+        vec_glu_avx2(j->out + i0, j->a + i0, j->b + i0, i1 - i0, j->act == BK_ACT_SILU ? 0 : 1);
+        return;
+    }
+#endif
     for (int64_t i = i0; i < i1; i++) {
         float g = j->a[i];
         float a = j->act == BK_ACT_SILU ? g / (1.0f + expf(-g)) : gelu_tanh(g);
@@ -468,7 +476,7 @@ static void glu_task(void *ctx, int task, int t) {
 
 static void cpu_glu(backend *b, float *out, const float *gate, const float *up, int64_t n,
                     bk_act act) {
-    ew_job j = {out, gate, up, n, act};
+    ew_job j = {out, gate, up, n, act, impl(b)->simd};
     pool_run(impl(b)->pool, glu_task, &j, (int)((n + EW_CHUNK - 1) / EW_CHUNK));
 }
 

@@ -19,9 +19,9 @@ struct pool {
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t wake;
-    atomic_uint gen;        /* job generation */
-    _Atomic uint64_t next;  /* (generation << 32) | next task index */
-    atomic_int done; /* tasks finished */
+    atomic_uint gen;       /* job generation */
+    _Atomic uint64_t next; /* (generation << 32) | next task index */
+    atomic_int done;       /* tasks finished */
     atomic_int stop;
     pool_fn fn;
     void *ctx;
@@ -122,7 +122,9 @@ void pool_free(pool *p) {
     free(p);
 }
 
-int pool_threads(const pool *p) { return p->n_threads; }
+int pool_threads(const pool *p) {
+    return p->n_threads;
+}
 
 void pool_run(pool *p, pool_fn fn, void *ctx, int n_tasks) {
     if (n_tasks <= 0) return;

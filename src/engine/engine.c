@@ -21,10 +21,11 @@ beast_ctx_params beast_ctx_default_params(void) {
 
 static void free_bufs(beast_ctx *c) {
     void **bufs[] = {
-        (void **)&c->d.x,        (void **)&c->d.xb,    (void **)&c->d.q,       (void **)&c->d.k,
-        (void **)&c->d.v,        (void **)&c->d.att,   (void **)&c->d.hb,      (void **)&c->d.hb2,
-        (void **)&c->d.xo,       (void **)&c->d.logits, (void **)&c->d.ids,    (void **)&c->d.pos,
-        (void **)&c->d.slots,    (void **)&c->d.seq_row, (void **)&c->d.out_rows,
+        (void **)&c->d.x,           (void **)&c->d.xb,      (void **)&c->d.q,
+        (void **)&c->d.k,           (void **)&c->d.v,       (void **)&c->d.att,
+        (void **)&c->d.hb,          (void **)&c->d.hb2,     (void **)&c->d.xo,
+        (void **)&c->d.logits,      (void **)&c->d.ids,     (void **)&c->d.pos,
+        (void **)&c->d.slots,       (void **)&c->d.seq_row, (void **)&c->d.out_rows,
         (void **)&c->d.block_table,
     };
     for (size_t i = 0; i < ARRAY_LEN(bufs); i++)
@@ -74,8 +75,8 @@ beast_ctx *beast_ctx_new(beast_model *m, const beast_ctx_params *pp) {
     c->n_batch = p.n_batch;
     c->max_blocks = (p.n_ctx + KV_BLOCK - 1) / KV_BLOCK;
     int kv_dim = hp->n_head_kv * hp->head_dim;
-    c->kv = kv_new(c->bk, hp->n_layer, kv_dim, p.kv_type == BEAST_KV_F32 ? QT_F32 : QT_F16,
-                   p.n_seq, p.n_ctx, (int)kv_tokens, KV_BLOCK);
+    c->kv = kv_new(c->bk, hp->n_layer, kv_dim, p.kv_type == BEAST_KV_F32 ? QT_F32 : QT_F16, p.n_seq,
+                   p.n_ctx, (int)kv_tokens, KV_BLOCK);
     if (!c->kv) goto fail;
 
     size_t nb = (size_t)p.n_batch, E = hp->n_embd, Q = (size_t)hp->n_head * hp->head_dim,
@@ -110,7 +111,8 @@ beast_ctx *beast_ctx_new(beast_model *m, const beast_ctx_params *pp) {
     c->h_out_rows = xmalloc(nb * 4);
     c->h_block_table = xmalloc(rows * c->max_blocks * 4);
     c->h_row_of = xmalloc((size_t)p.n_seq * sizeof(int));
-    if (!c->h_row_of || !c->h_pos || !c->h_slots || !c->h_seq_row || !c->h_out_rows || !c->h_block_table)
+    if (!c->h_row_of || !c->h_pos || !c->h_slots || !c->h_seq_row || !c->h_out_rows ||
+        !c->h_block_table)
         goto fail;
     return c;
 fail:
@@ -119,7 +121,9 @@ fail:
     return NULL;
 }
 
-int beast_ctx_n_ctx(const beast_ctx *c) { return c->n_ctx; }
+int beast_ctx_n_ctx(const beast_ctx *c) {
+    return c->n_ctx;
+}
 
 /* ---- batches ---- */
 beast_batch *beast_batch_new(int cap) {
@@ -145,7 +149,9 @@ void beast_batch_free(beast_batch *b) {
     free(b);
 }
 
-void beast_batch_clear(beast_batch *b) { b->n = 0; }
+void beast_batch_clear(beast_batch *b) {
+    b->n = 0;
+}
 
 int beast_batch_add(beast_batch *b, int32_t token, int seq, bool want_logits) {
     if (b->n == b->cap) {
@@ -191,7 +197,9 @@ const float *beast_logits(beast_ctx *c, int i) {
     return c->logits + (size_t)c->logit_row[i] * c->m->hp.n_vocab;
 }
 
-void beast_last_stats(const beast_ctx *c, beast_decode_stats *out) { *out = c->stats; }
+void beast_last_stats(const beast_ctx *c, beast_decode_stats *out) {
+    *out = c->stats;
+}
 
 void beast_ctx_set_profile(beast_ctx *c, bool on) {
     c->profile = on;

@@ -24,22 +24,30 @@ typedef struct {
 /* Host-side description of one micro-batch. */
 typedef struct {
     int n;
-    const int32_t *ids;  /* [n] */
-    int32_t *pos;        /* [n] */
-    int32_t *slots;      /* [n] */
-    int32_t *seq_row;    /* [n] */
+    const int32_t *ids;   /* [n] */
+    int32_t *pos;         /* [n] */
+    int32_t *slots;       /* [n] */
+    int32_t *seq_row;     /* [n] */
     int32_t *block_table; /* [n_rows][max_blocks] */
     int n_rows, max_blocks;
-    int32_t *out_rows;   /* [n_out] tokens that want logits */
+    int32_t *out_rows; /* [n_out] tokens that want logits */
     int n_out;
-    float *logits_out;   /* host destination, n_out * n_vocab */
+    float *logits_out; /* host destination, n_out * n_vocab */
 } fwd_batch;
 
 #define LOGIT_ROWS 32
 
 enum {
-    FWD_EMBED, FWD_RMSNORM, FWD_MATMUL, FWD_ROPE, FWD_KV_WRITE, FWD_ATTENTION, FWD_ADD, FWD_GLU,
-    FWD_OUTPUT, FWD_OP_COUNT
+    FWD_EMBED,
+    FWD_RMSNORM,
+    FWD_MATMUL,
+    FWD_ROPE,
+    FWD_KV_WRITE,
+    FWD_ATTENTION,
+    FWD_ADD,
+    FWD_GLU,
+    FWD_OUTPUT,
+    FWD_OP_COUNT
 };
 extern const char *const FWD_OP_NAMES[FWD_OP_COUNT];
 

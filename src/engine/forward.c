@@ -62,13 +62,16 @@ int fwd_run(beast_ctx *c, const fwd_batch *b) {
             OP(FWD_RMSNORM, op->rmsnorm(bk, d->k, d->k, L->k_norm.data, n * HKV, D, eps));
         }
         float base = swa ? hp->rope_base_swa : hp->rope_base;
-        OP(FWD_ROPE, op->rope(bk, d->q, d->pos, n, H, D, hp->n_rot, base, hp->rope_freq_scale, hp->rope_neox));
-        OP(FWD_ROPE, op->rope(bk, d->k, d->pos, n, HKV, D, hp->n_rot, base, hp->rope_freq_scale, hp->rope_neox));
+        OP(FWD_ROPE, op->rope(bk, d->q, d->pos, n, H, D, hp->n_rot, base, hp->rope_freq_scale,
+                              hp->rope_neox));
+        OP(FWD_ROPE, op->rope(bk, d->k, d->pos, n, HKV, D, hp->n_rot, base, hp->rope_freq_scale,
+                              hp->rope_neox));
         OP(FWD_KV_WRITE, op->kv_write(bk, &c->kv->layers[il], d->k, d->v, d->slots, n));
         OP(FWD_ATTENTION, op->attention(bk, d->att, d->q, &c->kv->layers[il], &ab, H, HKV, D,
-                      swa ? hp->swa_window : 0, hp->attn_scale));
+                                        swa ? hp->swa_window : 0, hp->attn_scale));
         OP(FWD_MATMUL, op->matmul(bk, d->xb, &L->wo, d->att, n));
-        if (hp->post_norms) OP(FWD_RMSNORM, op->rmsnorm(bk, d->xb, d->xb, L->post_attn_norm.data, n, E, eps));
+        if (hp->post_norms)
+            OP(FWD_RMSNORM, op->rmsnorm(bk, d->xb, d->xb, L->post_attn_norm.data, n, E, eps));
         OP(FWD_ADD, op->add(bk, d->x, d->xb, (int64_t)n * E));
 
         OP(FWD_RMSNORM, op->rmsnorm(bk, d->xb, d->x, L->ffn_norm.data, n, E, eps));
@@ -76,7 +79,8 @@ int fwd_run(beast_ctx *c, const fwd_batch *b) {
         OP(FWD_MATMUL, op->matmul(bk, d->hb2, &L->w_up, d->xb, n));
         OP(FWD_GLU, op->glu(bk, d->hb, d->hb, d->hb2, (int64_t)n * hp->n_ff, hp->act));
         OP(FWD_MATMUL, op->matmul(bk, d->xb, &L->w_down, d->hb, n));
-        if (hp->post_norms) OP(FWD_RMSNORM, op->rmsnorm(bk, d->xb, d->xb, L->post_ffn_norm.data, n, E, eps));
+        if (hp->post_norms)
+            OP(FWD_RMSNORM, op->rmsnorm(bk, d->xb, d->xb, L->post_ffn_norm.data, n, E, eps));
         OP(FWD_ADD, op->add(bk, d->x, d->xb, (int64_t)n * E));
     }
 

@@ -5,8 +5,8 @@
 
 #include <stdlib.h>
 
-kv_cache *kv_new(backend *bk, int n_layer, int kv_dim, int type, int n_seq, int n_ctx,
-                 int n_tokens, int block_size) {
+kv_cache *kv_new(backend *bk, int n_layer, int kv_dim, int type, int n_seq, int n_ctx, int n_tokens,
+                 int block_size) {
     if (n_seq < 1 || n_ctx < 1 || n_tokens < 1 || block_size < 1) {
         err_set("kv cache: bad size (n_seq %d, n_ctx %d, tokens %d)", n_seq, n_ctx, n_tokens);
         return NULL;
@@ -106,4 +106,6 @@ void kv_truncate(kv_cache *kv, int seq, int len) {
     s->len = len;
 }
 
-int kv_n_free(const kv_cache *kv) { return kv->n_free; }
+int kv_n_free(const kv_cache *kv) {
+    return kv->n_free;
+}

@@ -35,8 +35,8 @@ typedef struct {
 
 /* n_ctx: max positions per sequence; n_tokens: total slots over all
  * sequences (rounded up to whole blocks). */
-kv_cache *kv_new(backend *bk, int n_layer, int kv_dim, int type, int n_seq, int n_ctx,
-                 int n_tokens, int block_size);
+kv_cache *kv_new(backend *bk, int n_layer, int kv_dim, int type, int n_seq, int n_ctx, int n_tokens,
+                 int block_size);
 void kv_free(kv_cache *kv);
 
 /* Make room for n more positions in seq (allocating blocks). 0, or -1 with

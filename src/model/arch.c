@@ -81,10 +81,14 @@ int model_read_hparams(const gguf_file *f, model_hparams *hp) {
         int *dst;
         int required;
     } ints[] = {
-        {"block_count", &hp->n_layer, 1},         {"embedding_length", &hp->n_embd, 1},
-        {"feed_forward_length", &hp->n_ff, 1},    {"attention.head_count", &hp->n_head, 1},
-        {"attention.head_count_kv", &hp->n_head_kv, 0}, {"context_length", &hp->n_ctx_train, 0},
-        {"attention.key_length", &hp->head_dim, 0}, {"rope.dimension_count", &hp->n_rot, 0},
+        {"block_count", &hp->n_layer, 1},
+        {"embedding_length", &hp->n_embd, 1},
+        {"feed_forward_length", &hp->n_ff, 1},
+        {"attention.head_count", &hp->n_head, 1},
+        {"attention.head_count_kv", &hp->n_head_kv, 0},
+        {"context_length", &hp->n_ctx_train, 0},
+        {"attention.key_length", &hp->head_dim, 0},
+        {"rope.dimension_count", &hp->n_rot, 0},
     };
     for (size_t i = 0; i < ARRAY_LEN(ints); i++) {
         if (!get_i(f, arch, ints[i].key, &v)) {
@@ -132,7 +136,8 @@ int model_read_hparams(const gguf_file *f, model_hparams *hp) {
             err_set("unsupported rope scaling type '%.*s'", (int)st.len, st.ptr);
             return -1;
         }
-        if (!gguf_get_str(f, k, &st) || gguf_str_eq(st, "linear")) hp->rope_freq_scale = 1.0f / (float)d;
+        if (!gguf_get_str(f, k, &st) || gguf_str_eq(st, "linear"))
+            hp->rope_freq_scale = 1.0f / (float)d;
     }
     hp->norm_eps = get_f(f, arch, "attention.layer_norm_rms_epsilon", &d) ? (float)d : 1e-5f;
     ARCHS[row].fill(f, hp);

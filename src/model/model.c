@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-const char *beast_error(void) { return err_get(); }
+const char *beast_error(void) {
+    return err_get();
+}
 
 beast_model_params beast_model_default_params(void) {
     beast_model_params p = {0};
@@ -212,10 +214,18 @@ void beast_model_get_info(const beast_model *m, beast_model_info *o) {
 }
 
 /* ---- tokenizer and chat wrappers ---- */
-int beast_n_vocab(const beast_model *m) { return m->hp.n_vocab; }
-int32_t beast_token_bos(const beast_model *m) { return tok_bos(m->vocab); }
-int32_t beast_token_eos(const beast_model *m) { return tok_eos(m->vocab); }
-bool beast_token_is_eog(const beast_model *m, int32_t t) { return tok_is_eog(m->vocab, t); }
+int beast_n_vocab(const beast_model *m) {
+    return m->hp.n_vocab;
+}
+int32_t beast_token_bos(const beast_model *m) {
+    return tok_bos(m->vocab);
+}
+int32_t beast_token_eos(const beast_model *m) {
+    return tok_eos(m->vocab);
+}
+bool beast_token_is_eog(const beast_model *m, int32_t t) {
+    return tok_is_eog(m->vocab, t);
+}
 
 int beast_tokenize(const beast_model *m, const char *text, size_t len, bool add_special,
                    bool parse_special, int32_t *out, int max) {
@@ -247,6 +257,6 @@ int beast_chat_render(const beast_model *m, const beast_chat_msg *msgs, int n,
         int k = tok_piece(m->vocab, e, eos, sizeof eos - 1, true);
         eos[k > 0 && k < (int)sizeof eos ? k : 0] = 0;
     }
-    return chat_render(m->chat_template, (const chat_msg *)msgs, n, add_generation_prompt, bos,
-                       eos, out);
+    return chat_render(m->chat_template, (const chat_msg *)msgs, n, add_generation_prompt, bos, eos,
+                       out);
 }

@@ -24,14 +24,14 @@ typedef struct {
     int n_head, n_head_kv, head_dim; /* head_dim = key/value length */
     int n_rot;                       /* rotary dims per head */
     float rope_base, rope_base_swa, rope_freq_scale;
-    bool rope_neox;     /* rotate halves (NeoX) instead of interleaved pairs */
+    bool rope_neox; /* rotate halves (NeoX) instead of interleaved pairs */
     float norm_eps;
-    float embd_scale;   /* input embedding multiplier (Gemma: sqrt(n_embd)) */
-    float attn_scale;   /* q.k multiplier */
-    bk_act act;         /* feed-forward gate activation */
-    bool qk_norm;       /* per-head RMSNorm of q and k (Gemma 3) */
-    bool post_norms;    /* RMSNorm after attention and FFN, before the residual */
-    int swa_window;     /* sliding window for layers marked in swa_layer */
+    float embd_scale; /* input embedding multiplier (Gemma: sqrt(n_embd)) */
+    float attn_scale; /* q.k multiplier */
+    bk_act act;       /* feed-forward gate activation */
+    bool qk_norm;     /* per-head RMSNorm of q and k (Gemma 3) */
+    bool post_norms;  /* RMSNorm after attention and FFN, before the residual */
+    int swa_window;   /* sliding window for layers marked in swa_layer */
     bool swa_layer[MODEL_MAX_LAYERS];
 } model_hparams;
 

@@ -32,8 +32,12 @@ void err_prefix(const char *fmt, ...) {
     err_buf[k + no] = 0;
 }
 
-const char *err_get(void) { return err_buf[0] ? err_buf : "unknown error"; }
-void err_clear(void) { err_buf[0] = 0; }
+const char *err_get(void) {
+    return err_buf[0] ? err_buf : "unknown error";
+}
+void err_clear(void) {
+    err_buf[0] = 0;
+}
 
 void *xmalloc(size_t n) {
     void *p = malloc(n ? n : 1);
@@ -53,7 +57,9 @@ void *xrealloc(void *p, size_t n) {
     return q;
 }
 
-char *xstrdup(const char *s) { return xstrndup(s, strlen(s)); }
+char *xstrdup(const char *s) {
+    return xstrndup(s, strlen(s));
+}
 
 char *xstrndup(const char *s, size_t n) {
     char *p = xmalloc(n + 1);

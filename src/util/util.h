@@ -44,7 +44,10 @@ static inline float fp16_to_f32(uint16_t h) {
             bits = sign;
         } else { /* subnormal: normalise */
             int e = -1;
-            do { man <<= 1; e++; } while (!(man & 0x400));
+            do {
+                man <<= 1;
+                e++;
+            } while (!(man & 0x400));
             bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ff) << 13);
         }
     } else if (exp == 31) {
@@ -65,8 +68,8 @@ static inline uint16_t f32_to_fp16(float f) {
     uint32_t ax = x & 0x7fffffffu;
     if (ax >= 0x7f800000u) return (uint16_t)(sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 : 0));
     if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); /* rounds to >= 65520 */
-    if (ax < 0x38800000u) {                                 /* below smallest normal half */
-        if (ax < 0x33000000u) return (uint16_t)sign;        /* rounds to 0 */
+    if (ax < 0x38800000u) {                                  /* below smallest normal half */
+        if (ax < 0x33000000u) return (uint16_t)sign;         /* rounds to 0 */
         uint32_t e = ax >> 23, m = (ax & 0x7fffff) | 0x800000;
         uint32_t shift = 126 - e; /* 14..24 */
         uint32_t half = m >> shift, rem = m & ((1u << shift) - 1), mid = 1u << (shift - 1);
@@ -91,8 +94,8 @@ static inline uint16_t f32_to_bf16(float f) {
     return (uint16_t)((x + 0x7fff + ((x >> 16) & 1)) >> 16);
 }
 
-#define MIN(a, b) ((a) < (b) ? (a) : (b))
-#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define MIN(a, b)    ((a) < (b) ? (a) : (b))
+#define MAX(a, b)    ((a) > (b) ? (a) : (b))
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif
