@@ -12,7 +12,7 @@ bd="$root/build-fuzz"
 san="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g"
 mkdir -p "$bd"
 
-if ! { CC=clang cmake -S "$root" -B "$bd" -DBEAST_FUZZ=ON -DBEAST_NATIVE=OFF \
+if ! { CC=clang cmake -S "$root" -B "$bd" -DBEAST_FUZZ=ON -DBEAST_NATIVE=OFF -DBEAST_CUDA=OFF \
         -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS="$san" >"$bd/cmake.log" 2>&1 &&
        cmake --build "$bd" --target fuzz_gguf -j2 >>"$bd/cmake.log" 2>&1; }; then
     # The library may not build while other modules are in progress: build
