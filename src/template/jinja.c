@@ -77,8 +77,8 @@ typedef struct jx {
     jmp_buf jb;
 } jx;
 
-static void jx_fail(jx *x, const char *fmt, ...) BEAST_PRINTF(2, 3);
-static void jx_fail(jx *x, const char *fmt, ...) {
+static _Noreturn void jx_fail(jx *x, const char *fmt, ...) BEAST_PRINTF(2, 3);
+static _Noreturn void jx_fail(jx *x, const char *fmt, ...) {
     char msg[768];
     va_list ap;
     va_start(ap, fmt);

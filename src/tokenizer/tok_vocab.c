@@ -153,15 +153,15 @@ static void detect_special(tok_vocab *v, const gguf_file *f) {
                                             "<EOT>",
                                             "_<EOT>",
                                             "[EOT]",
-                                            "<\xef\xbd\x9c"
-                                            "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+                                            ("<\xef\xbd\x9c"
+                                             "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"),
                                             "<end_of_utterance>"};
     static const char *const fim_pre[] = {"<|fim_prefix|>",
                                           "<fim-prefix>",
                                           "<fim_prefix>",
-                                          "<\xef\xbd\x9c"
-                                          "fim\xe2\x96\x81"
-                                          "begin\xef\xbd\x9c>",
+                                          ("<\xef\xbd\x9c"
+                                           "fim\xe2\x96\x81"
+                                           "begin\xef\xbd\x9c>"),
                                           "<PRE>",
                                           "\xe2\x96\x81<PRE>",
                                           "<|code_prefix|>",
@@ -169,8 +169,8 @@ static void detect_special(tok_vocab *v, const gguf_file *f) {
     static const char *const fim_suf[] = {"<|fim_suffix|>",
                                           "<fim-suffix>",
                                           "<fim_suffix>",
-                                          "<\xef\xbd\x9c"
-                                          "fim\xe2\x96\x81hole\xef\xbd\x9c>",
+                                          ("<\xef\xbd\x9c"
+                                           "fim\xe2\x96\x81hole\xef\xbd\x9c>"),
                                           "<SUF>",
                                           "\xe2\x96\x81<SUF>",
                                           "<|code_suffix|>",
@@ -210,8 +210,8 @@ static void detect_special(tok_vocab *v, const gguf_file *f) {
                                             "<eos>",
                                             "<turn|>",
                                             "<|tool_response>",
-                                            "<\xef\xbd\x9c"
-                                            "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+                                            ("<\xef\xbd\x9c"
+                                             "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"),
                                             "[e~["};
 
     int n = v->n;
