@@ -13,7 +13,7 @@ paths; the weight repacking that llama.cpp applies when it loads a model
 CPU time of the calling thread (ggml runs single-threaded graphs on it), as
 matmul.c's single-thread columns; with more threads, wall time.
 
-usage: ggml_ref.py [-t threads] [-r reps] [-q] [TYPE...]
+usage: ggml_ref.py [-t threads] [-r reps] [-s ROWS,K,N] [TYPE...]
 """
 import ctypes as C
 import glob
@@ -102,19 +102,28 @@ def measure(base, cpu, tname, rows, k, n, threads, reps, rng):
 
 def main():
     args = sys.argv[1:]
-    threads, reps, types = 2, 5, []
+    threads, reps, types, custom = 2, 5, [], None
     i = 0
     while i < len(args):
         if args[i] == "-t":
             threads = int(args[i + 1]); i += 2
         elif args[i] == "-r":
             reps = int(args[i + 1]); i += 2
+        elif args[i] == "-s":
+            custom = [int(v) for v in args[i + 1].split(",")]; i += 2
         else:
             types.append(args[i]); i += 1
     types = types or ORDER
     base, cpu = load()
     rng = np.random.default_rng(1)
     print(f"ggml (llama.cpp CPU backend), {threads} threads, min of {reps} runs")
+    if custom:
+        rows, k, n = custom
+        for tn in types:
+            t, b = measure(base, cpu, tn, rows, k, n, threads, reps, rng)
+            print(f"{tn:5} | {rows}x{k} n={n}: {b / t * 1e-9:.2f} GB/s, "
+                  f"{2 * rows * k * n / t * 1e-9:.2f} GFLOP/s", flush=True)
+        return
     print(f"{'type':5} | {'2048x2048 GB/s':>14} | {'8192x2048 GB/s':>14} | {'batch512 GFLOP/s':>16}")
     for tn in types:
         t1, b1 = measure(base, cpu, tn, 2048, 2048, 1, threads, reps, rng)

@@ -11,8 +11,10 @@
  * The bk columns use T threads (-t, default 2) and wall time; the others run
  * on the calling thread and are timed in its CPU time (see harness.h).
  *
- * Usage: matmul [-t threads] [-r reps] [-q] [TYPE...]
- *   -q: quick (skip the slow ref/bk-ref batch columns). */
+ * Usage: matmul [-t threads] [-r reps] [-q] [-s ROWS,K,N] [TYPE...]
+ *   -q: quick (skip the slow ref and bk-ref columns).
+ *   -s: one custom shape instead of the table's three (e.g. a gemma output
+ *       matrix, 262144,640,1: larger than the L3, so decode reads DRAM). */
 #include "harness.h"
 
 static const int ALL[] = {QT_F32,  QT_F16,  QT_BF16, QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1,
@@ -73,6 +75,7 @@ static double measure(h_fn fn, job *j, const float *ref, int reps, double tol, i
 
 int main(int argc, char **argv) {
     int threads = 2, reps = 5, quick = 0, types[32], nt = 0;
+    long long custom[3] = {0, 0, 0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-t") && i + 1 < argc)
             threads = atoi(argv[++i]);
@@ -80,6 +83,8 @@ int main(int argc, char **argv) {
             reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-q"))
             quick = 1;
+        else if (!strcmp(argv[i], "-s") && i + 1 < argc)
+            sscanf(argv[++i], "%lld,%lld,%lld", &custom[0], &custom[1], &custom[2]);
         else
             for (size_t t = 0; t < sizeof ALL / sizeof *ALL; t++)
                 if (!strcmp(argv[i], quant_get(ALL[t])->name)) types[nt++] = ALL[t];
@@ -109,10 +114,19 @@ int main(int argc, char **argv) {
         double tol = kr->act == MM_ACT_F32 ? 1e-5 : 3e-2;
         printf("%-5s |", quant_get(type)->name);
         fflush(stdout);
-        const int64_t shapes[3][3] = {{2048, 2048, 1}, {8192, 2048, 1}, {2048, 2048, 512}};
-        for (int s = 0; s < 3; s++) {
+        int64_t shapes[3][3] = {{2048, 2048, 1}, {8192, 2048, 1}, {2048, 2048, 512}};
+        int n_shapes = 3;
+        if (custom[0] > 0) {
+            shapes[0][0] = custom[0], shapes[0][1] = custom[1], shapes[0][2] = custom[2];
+            n_shapes = 1;
+        }
+        for (int s = 0; s < n_shapes; s++) {
             int64_t rows = shapes[s][0], k = shapes[s][1];
             int n = (int)shapes[s][2];
+            if (k % quant_get(type)->block) {
+                printf(" k %% %d != 0\n", quant_get(type)->block);
+                continue;
+            }
             h_weight w = h_weight_new(type, rows, k);
             float *x = h_act(n, k), *out = h_alloc(sizeof(float) * n * rows);
             float *ref = h_alloc(sizeof(float) * n * rows), *row = h_alloc(sizeof(float) * k);
@@ -121,7 +135,7 @@ int main(int argc, char **argv) {
             h_ref_matmul(&w, x, n, ref, row);
             double t_ref = -1, t_tok = -1, t_bkref = -1;
             int r_slow = n > 1 ? 1 : reps; /* the reference batch takes seconds */
-            if (!(quick && n > 1)) {
+            if (!quick) {
                 t_ref = measure(run_ref, &j, ref, r_slow, 1e-5, 1);
                 j.bk = bk_ref;
                 t_bkref = measure(run_bk, &j, ref, r_slow, 1e-5, 0);
@@ -133,8 +147,11 @@ int main(int argc, char **argv) {
             double unit = n == 1 ? bytes * 1e-9 : flop * 1e-9;
 #define COL(t) ((t) > 0 ? unit / (t) : 0.0)
             if (n == 1)
-                printf(" %6.2f %6.2f %6.2f %6.2f |", COL(t_ref), COL(t_avx2), COL(t_bkref),
-                       COL(t_bk));
+                printf(" %6.2f %6.2f %6.2f %6.2f |%s", COL(t_ref), COL(t_avx2), COL(t_bkref),
+                       COL(t_bk), n_shapes == 1 ? "  (GB/s)\n" : "");
+            else if (n_shapes == 1)
+                printf(" %6.2f %6.2f %6.2f %6.2f %6.2f  (GFLOP/s)\n", COL(t_ref), COL(t_tok),
+                       COL(t_avx2), COL(t_bkref), COL(t_bk));
             else
                 printf(" %6.2f %6.2f %6.2f %6.2f %6.2f\n", COL(t_ref), COL(t_tok), COL(t_avx2),
                        COL(t_bkref), COL(t_bk));

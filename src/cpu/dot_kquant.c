@@ -208,6 +208,7 @@ SIMD_INLINE void kq_row(int type, int C, int64_t k, const uint8_t *w, const mm_a
     for (int64_t sb = 0; sb < nsb; sb++) {
         kq_block kb;
         __m256i isum[KQ_MC];
+        simd_prefetch(w + sb * bytes + SIMD_PREFETCH, bytes);
         kq_prepare(type, w + sb * bytes, &kb);
         SIMD_UNROLL for (int c = 0; c < C; c++) isum[c] = _mm256_setzero_si256();
         SIMD_UNROLL for (int g = 0; g < 8; g++) {
@@ -319,8 +320,9 @@ typedef void (*kq_pack_fn)(const uint8_t *w, size_t ws, int nr, int64_t sb0, int
     KQ_MICRO(t, 1, 3)                                                                              \
     KQ_MICRO(t, 1, 4)                                                                              \
     KQ_ROW(t, 1)                                                                                   \
-    KQ_ROW(t, 2) KQ_ROW(t, 3) KQ_ROW(t, 4) static void kq_pack_##t(                                \
-        const uint8_t *w, size_t ws, int nr, int64_t sb0, int nsb, uint8_t *pw) {                  \
+    KQ_ROW(t, 2)                                                                                   \
+    KQ_ROW(t, 3) KQ_ROW(t, 4) static void kq_pack_##t(const uint8_t *w, size_t ws, int nr,         \
+                                                      int64_t sb0, int nsb, uint8_t *pw) {         \
         kq_pack(QT_##t, w, ws, nr, sb0, nsb, pw);                                                  \
     }                                                                                              \
     static const kq_micro_fn kq_micros_##t[4] = {kq_micro_##t##_1_1, kq_micro_##t##_1_2,           \

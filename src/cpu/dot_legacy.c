@@ -131,6 +131,7 @@ SIMD_INLINE void leg_row(int type, int C, int64_t k, const uint8_t *w, const mm_
     for (; b + 8 <= nb; b += 8) {
         const uint8_t *blk = w + b * bytes;
         __m256i p[MC][8];
+        simd_prefetch(blk + SIMD_PREFETCH, 8 * bytes);
         SIMD_UNROLL for (int i = 0; i < 8; i++) {
             __m256i wv = leg_ints(type, blk + i * bytes);
             __m256i wabs = type == QT_Q8_0 ? _mm256_sign_epi8(wv, wv) : wv;
@@ -247,9 +248,10 @@ typedef void (*leg_pack_fn)(const uint8_t *w, size_t ws, int nr, int64_t b0, int
     LEG_MICRO(t, 1, 3)                                                                             \
     LEG_MICRO(t, 1, 4)                                                                             \
     LEG_MICRO(t, 2, 1)                                                                             \
-    LEG_MICRO(t, 2, 2) LEG_MICRO(t, 2, 3) LEG_MICRO(t, 2, 4) LEG_ROW(t, 1) LEG_ROW(t, 2)           \
-        LEG_ROW(t, 3) LEG_ROW(t, 4) static void leg_pack_##t(                                      \
-            const uint8_t *w, size_t ws, int nr, int64_t b0, int nb, uint8_t *pw, float *off) {    \
+    LEG_MICRO(t, 2, 2)                                                                             \
+    LEG_MICRO(t, 2, 3) LEG_MICRO(t, 2, 4) LEG_ROW(t, 1) LEG_ROW(t, 2) LEG_ROW(t, 3)                \
+        LEG_ROW(t, 4) static void leg_pack_##t(const uint8_t *w, size_t ws, int nr, int64_t b0,    \
+                                               int nb, uint8_t *pw, float *off) {                  \
         leg_pack(QT_##t, w, ws, nr, b0, nb, pw, off);                                              \
     }                                                                                              \
     static const leg_micro_fn leg_micros_##t[2][4] = {                                             \

@@ -46,8 +46,7 @@ static const mm_kernel avx2_kernels[QT_COUNT] = {
 
 const mm_kernel *mm_kernel_get(int type, int simd) {
 #if SIMD_X86
-    if (simd && type >= 0 && type < QT_COUNT && avx2_kernels[type].fn)
-        return &avx2_kernels[type];
+    if (simd && type >= 0 && type < QT_COUNT && avx2_kernels[type].fn) return &avx2_kernels[type];
 #else
     (void)type, (void)simd;
 #endif
