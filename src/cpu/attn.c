@@ -3,8 +3,8 @@
  *
  * Pass 1: the slot of every position (block table lookup once), then the
  * scores of up to 4 heads per sweep over the K rows: 8 K elements are
- * converted once and multiplied into 4 accumulators. Softmax: max, expf,
- * sum in double, like the scalar reference. Pass 2: for 4 heads x 16
+ * converted once and multiplied into 4 accumulators. Softmax: max, e^x
+ * (simd_exp, a few ulp), sum in 8 float lanes. Pass 2: for 4 heads x 16
  * dimensions at a time, 8 accumulators in registers over all positions, so
  * each V vector is converted once per 4 heads. */
 #include "cpu/attn.h"
@@ -140,15 +140,27 @@ void attn_group_avx2(const attn_seq *s, int off, int d, const float *q, int g, i
         attn_scores_any(MIN(4, g - j0), s, off, d, q, j0, slot, n, scale, sc);
     /* softmax of each head's scores, in place */
     for (int j = 0; j < g; j++) {
-        float *r = sc + (size_t)j * n, mx = -INFINITY;
-        for (int p = 0; p < n; p++) mx = fmaxf(mx, r[p]);
-        double sum = 0;
-        for (int p = 0; p < n; p++) {
+        float *r = sc + (size_t)j * n;
+        __m256 m8 = _mm256_set1_ps(-INFINITY);
+        int p = 0;
+        for (; p + 8 <= n; p += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(r + p));
+        float mx = simd_hmax(m8);
+        for (; p < n; p++) mx = fmaxf(mx, r[p]);
+        __m256 mxv = _mm256_set1_ps(mx), s8 = _mm256_setzero_ps();
+        for (p = 0; p + 8 <= n; p += 8) {
+            __m256 e = simd_exp(_mm256_sub_ps(_mm256_loadu_ps(r + p), mxv));
+            _mm256_storeu_ps(r + p, e);
+            s8 = _mm256_add_ps(s8, e);
+        }
+        double sum = simd_hsum(s8);
+        for (; p < n; p++) {
             r[p] = expf(r[p] - mx);
             sum += r[p];
         }
-        float inv = (float)(1.0 / sum);
-        for (int p = 0; p < n; p++) r[p] *= inv;
+        __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
+        for (p = 0; p + 8 <= n; p += 8)
+            _mm256_storeu_ps(r + p, _mm256_mul_ps(_mm256_loadu_ps(r + p), inv));
+        for (; p < n; p++) r[p] *= (float)(1.0 / sum);
     }
     for (int j0 = 0; j0 < g; j0 += 4) {
         int jn = MIN(4, g - j0), e0 = 0;

@@ -4,8 +4,8 @@
  * One call handles one query token and a group of query heads that share a
  * KV head (grouped-query attention), so every K and V row is read and
  * converted (F16C) once for the whole group instead of once per head.
- * Two passes over the positions: scores (then softmax in float, the sum in
- * double), then the weighted sum of V rows. */
+ * Two passes over the positions: scores (then softmax in float), then the
+ * weighted sum of V rows. */
 #ifndef BEAST_CPU_ATTN_H
 #define BEAST_CPU_ATTN_H
 

@@ -111,6 +111,13 @@ SIMD_INLINE float simd_hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+SIMD_INLINE float simd_hmax(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
 SIMD_INLINE int simd_hsum_i32(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
@@ -129,6 +136,35 @@ SIMD_INLINE __m256i simd_reduce8_i32(const __m256i p[8]) {
     __m256i lo = _mm256_permute2x128_si256(ab, cd, 0x20),
             hi = _mm256_permute2x128_si256(ab, cd, 0x31);
     return _mm256_add_epi32(lo, hi);
+}
+
+/* e^x for 8 floats, a few ulp: x = n ln2 + r with n = round(x / ln2) and
+ * |r| <= ln2 / 2 (ln2 split in a high part exact in float and a low
+ * correction, so r is exact to a few ulp), e^r by its Taylor polynomial to
+ * degree 7 (truncation below 0.35^8 / 8! = 5e-9 relative), times 2^n built
+ * in the exponent bits. x is clamped to [-87, 88] so 2^n stays a normal
+ * float: e^x saturates at about 1.6e38 above and 1.6e-38 below. */
+SIMD_INLINE __m256 simd_exp(__m256 x) {
+    const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
+    const __m256 ln2_hi = _mm256_set1_ps(0.693145751953125f); /* 12 significant bits */
+    const __m256 ln2_lo = _mm256_set1_ps(1.42860682030941723e-6f);
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    __m256 n =
+        _mm256_round_ps(_mm256_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, ln2_hi, x);
+    r = _mm256_fnmadd_ps(n, ln2_lo, r);
+    /* 1 + r + r^2/2! + ... + r^7/7! */
+    __m256 p = _mm256_set1_ps(1.0f / 5040);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
 /* 16 bytes of packed nibbles -> 32 bytes: the low nibbles of bytes 0..15,
