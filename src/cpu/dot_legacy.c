@@ -171,7 +171,7 @@ SIMD_INLINE void leg_row(int type, int C, int64_t k, const uint8_t *w, const mm_
 
 /* Unpack rows [0, nr) x blocks [b0, b0 + nb) into the panel: for row r and
  * block j, 32 bytes of w at pw + (r * PB + j) * 64, dw x 8 after them, and
- * off[j * PR + r] (block-major, for leg_corr). */
+ * off[r * PB + j]. */
 SIMD_INLINE void leg_pack(int type, const uint8_t *w, size_t ws, int nr, int64_t b0, int nb,
                           uint8_t *pw, float *off) {
     const int bytes = leg_bytes(type);
@@ -182,40 +182,62 @@ SIMD_INLINE void leg_pack(int type, const uint8_t *w, size_t ws, int nr, int64_t
             float dw = simd_f16(blk);
             _mm256_store_si256((__m256i *)p, leg_ints(type, blk));
             _mm256_store_ps((float *)(p + 32), _mm256_set1_ps(dw));
-            off[j * PR + r] = leg_off(type, blk, dw);
+            off[r * PB + j] = leg_off(type, blk, dw);
         }
     }
-    for (int r = nr; r < (nr + 7) / 8 * 8; r++) /* leg_corr reads 8 rows at a time */
-        for (int j = 0; j < nb; j++) off[j * PR + r] = 0;
+}
+
+/* lanes i < n all ones */
+SIMD_INLINE __m256i leg_mask(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
 /* R rows x C tokens of a panel over nb blocks starting at activation block
- * b0; adds into out (out[c * ldo + r]) unless first. */
-SIMD_INLINE void leg_micro(int type, int R, int C, const uint8_t *pw, int nb, const mm_act *a,
-                           int64_t k, int64_t b0, float *out, size_t ldo, int first) {
+ * b0; adds into out (out[c * ldo + r]) unless first. After every 8 blocks,
+ * the offset terms of those blocks: one FMA per row and token of the rows'
+ * offsets with the tokens' block sums (8 blocks in the lanes). */
+SIMD_INLINE void leg_micro(int type, int R, int C, const uint8_t *pw, const float *off, int nb,
+                           const mm_act *a, int64_t k, int64_t b0, float *out, size_t ldo,
+                           int first) {
+    const int has_off = type != QT_Q8_0;
     __m256 acc[MR][MC];
     const int8_t *qa[MC];
-    const float *da[MC];
+    const float *da[MC], *sa[MC];
     SIMD_UNROLL for (int c = 0; c < C; c++) {
         qa[c] = (const int8_t *)a->rows + c * a->stride;
         da[c] = q8_d(qa[c], k) + b0;
+        sa[c] = q8_s(qa[c], k) + b0;
         qa[c] += b0 * 32;
         SIMD_UNROLL for (int r = 0; r < R; r++) acc[r][c] = _mm256_setzero_ps();
     }
-    for (int j = 0; j < nb; j++) {
-        __m256i wv[MR], wabs[MR];
-        SIMD_UNROLL for (int r = 0; r < R; r++) {
-            wv[r] = _mm256_load_si256((const __m256i *)(pw + ((size_t)r * PB + j) * 64));
-            wabs[r] = type == QT_Q8_0 ? _mm256_sign_epi8(wv[r], wv[r]) : wv[r];
-        }
-        SIMD_UNROLL for (int c = 0; c < C; c++) {
-            __m256 dac = _mm256_broadcast_ss(da[c] + j);
-            __m256i av = _mm256_load_si256((const __m256i *)(qa[c] + j * 32));
+    for (int j8 = 0; j8 < nb; j8 += 8) {
+        int jn = MIN(8, nb - j8);
+        for (int j = j8; j < j8 + jn; j++) {
+            __m256i wv[MR], wabs[MR];
             SIMD_UNROLL for (int r = 0; r < R; r++) {
-                __m256i p = leg_dot(type, wv[r], wabs[r], av);
-                __m256 dw = _mm256_load_ps((const float *)(pw + ((size_t)r * PB + j) * 64 + 32));
-                acc[r][c] =
-                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dac, dw), acc[r][c]);
+                wv[r] = _mm256_load_si256((const __m256i *)(pw + ((size_t)r * PB + j) * 64));
+                wabs[r] = type == QT_Q8_0 ? _mm256_sign_epi8(wv[r], wv[r]) : wv[r];
+            }
+            SIMD_UNROLL for (int c = 0; c < C; c++) {
+                __m256 dac = _mm256_broadcast_ss(da[c] + j);
+                __m256i av = _mm256_load_si256((const __m256i *)(qa[c] + j * 32));
+                SIMD_UNROLL for (int r = 0; r < R; r++) {
+                    __m256i p = leg_dot(type, wv[r], wabs[r], av);
+                    __m256 dw =
+                        _mm256_load_ps((const float *)(pw + ((size_t)r * PB + j) * 64 + 32));
+                    acc[r][c] =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dac, dw), acc[r][c]);
+                }
+            }
+        }
+        if (has_off) {
+            __m256i m = leg_mask(jn);
+            __m256 o[MR];
+            SIMD_UNROLL for (int r = 0; r < R; r++) o[r] = _mm256_maskload_ps(off + r * PB + j8, m);
+            SIMD_UNROLL for (int c = 0; c < C; c++) {
+                __m256 sv = _mm256_maskload_ps(sa[c] + j8, m);
+                SIMD_UNROLL for (int r = 0; r < R; r++) acc[r][c] =
+                    _mm256_fmadd_ps(o[r], sv, acc[r][c]);
             }
         }
     }
@@ -225,17 +247,18 @@ SIMD_INLINE void leg_micro(int type, int R, int C, const uint8_t *pw, int nb, co
     }
 }
 
-typedef void (*leg_micro_fn)(const uint8_t *pw, int nb, const mm_act *a, int64_t k, int64_t b0,
-                             float *out, size_t ldo, int first);
+typedef void (*leg_micro_fn)(const uint8_t *pw, const float *off, int nb, const mm_act *a,
+                             int64_t k, int64_t b0, float *out, size_t ldo, int first);
 typedef void (*leg_row_fn)(int64_t k, const uint8_t *w, const mm_act *a, float *out, size_t ldo);
 typedef void (*leg_pack_fn)(const uint8_t *w, size_t ws, int nr, int64_t b0, int nb, uint8_t *pw,
                             float *off);
 
 /* instantiations per type: micro-kernels R in {1, 2} x C in 1..4, rows C 1..4 */
 #define LEG_MICRO(t, R, C)                                                                         \
-    static void leg_micro_##t##_##R##_##C(const uint8_t *pw, int nb, const mm_act *a, int64_t k,   \
-                                          int64_t b0, float *out, size_t ldo, int first) {         \
-        leg_micro(QT_##t, R, C, pw, nb, a, k, b0, out, ldo, first);                                \
+    static void leg_micro_##t##_##R##_##C(const uint8_t *pw, const float *off, int nb,             \
+                                          const mm_act *a, int64_t k, int64_t b0, float *out,      \
+                                          size_t ldo, int first) {                                 \
+        leg_micro(QT_##t, R, C, pw, off, nb, a, k, b0, out, ldo, first);                           \
     }
 #define LEG_ROW(t, C)                                                                              \
     static void leg_row_##t##_##C(int64_t k, const uint8_t *w, const mm_act *a, float *out,        \
@@ -249,9 +272,11 @@ typedef void (*leg_pack_fn)(const uint8_t *w, size_t ws, int nr, int64_t b0, int
     LEG_MICRO(t, 1, 4)                                                                             \
     LEG_MICRO(t, 2, 1)                                                                             \
     LEG_MICRO(t, 2, 2)                                                                             \
-    LEG_MICRO(t, 2, 3) LEG_MICRO(t, 2, 4) LEG_ROW(t, 1) LEG_ROW(t, 2) LEG_ROW(t, 3)                \
-        LEG_ROW(t, 4) static void leg_pack_##t(const uint8_t *w, size_t ws, int nr, int64_t b0,    \
-                                               int nb, uint8_t *pw, float *off) {                  \
+    LEG_MICRO(t, 2, 3)                                                                             \
+    LEG_MICRO(t, 2, 4)                                                                             \
+    LEG_ROW(t, 1)                                                                                  \
+    LEG_ROW(t, 2) LEG_ROW(t, 3) LEG_ROW(t, 4) static void leg_pack_##t(                            \
+        const uint8_t *w, size_t ws, int nr, int64_t b0, int nb, uint8_t *pw, float *off) {        \
         leg_pack(QT_##t, w, ws, nr, b0, nb, pw, off);                                              \
     }                                                                                              \
     static const leg_micro_fn leg_micros_##t[2][4] = {                                             \
@@ -260,32 +285,9 @@ typedef void (*leg_pack_fn)(const uint8_t *w, size_t ws, int nr, int64_t b0, int
     static const leg_row_fn leg_rows_##t[4] = {leg_row_##t##_1, leg_row_##t##_2, leg_row_##t##_3,  \
                                                leg_row_##t##_4};
 
-/* The offset terms of a panel: out[c][r] += sum_j off[j][r] * s_c[b0 + j],
- * 8 rows per vector. */
-static void leg_corr(const float *off, int nr, int nb, const mm_act *a, int nc, int64_t k,
-                     int64_t b0, float *out, size_t ldo) {
-    for (int c = 0; c < nc; c++) {
-        const float *s = q8_s((const char *)a->rows + c * a->stride, k) + b0;
-        float *o = out + c * ldo;
-        for (int r = 0; r < nr; r += 8) {
-            __m256 acc = _mm256_setzero_ps();
-            for (int j = 0; j < nb; j++)
-                acc = _mm256_fmadd_ps(_mm256_loadu_ps(off + j * PR + r), _mm256_broadcast_ss(s + j),
-                                      acc);
-            if (r + 8 <= nr) {
-                _mm256_storeu_ps(o + r, _mm256_add_ps(_mm256_loadu_ps(o + r), acc));
-            } else {
-                float v[8];
-                _mm256_storeu_ps(v, acc);
-                for (int i = 0; i < nr - r; i++) o[r + i] += v[i];
-            }
-        }
-    }
-}
-
-static void leg_gemm(int type, const leg_micro_fn micros[2][4], const leg_row_fn rows[4],
-                     leg_pack_fn pack, int64_t k, const uint8_t *w, size_t ws, int nr,
-                     const mm_act *a, int nc, float *out, size_t ldo, void *scratch) {
+static void leg_gemm(const leg_micro_fn micros[2][4], const leg_row_fn rows[4], leg_pack_fn pack,
+                     int64_t k, const uint8_t *w, size_t ws, int nr, const mm_act *a, int nc,
+                     float *out, size_t ldo, void *scratch) {
     if (nc <= MC) { /* decoding: stream the rows */
         for (int r = 0; r < nr; r++) rows[nc - 1](k, w + r * ws, a, out + r, ldo);
         return;
@@ -304,13 +306,12 @@ static void leg_gemm(int type, const leg_micro_fn micros[2][4], const leg_row_fn
                 float *o = out + c0 * ldo + r0;
                 int r = 0;
                 for (; r + MR <= pr; r += MR)
-                    micros[1][cn - 1](pw + (size_t)r * PB * 64, pb, &ac, k, b0, o + r, ldo,
-                                      b0 == 0);
+                    micros[1][cn - 1](pw + (size_t)r * PB * 64, off + r * PB, pb, &ac, k, b0, o + r,
+                                      ldo, b0 == 0);
                 for (; r < pr; r++)
-                    micros[0][cn - 1](pw + (size_t)r * PB * 64, pb, &ac, k, b0, o + r, ldo,
-                                      b0 == 0);
+                    micros[0][cn - 1](pw + (size_t)r * PB * 64, off + r * PB, pb, &ac, k, b0, o + r,
+                                      ldo, b0 == 0);
             }
-            if (type != QT_Q8_0) leg_corr(off, pr, pb, a, nc, k, b0, out + r0, ldo);
         }
     }
 }
@@ -319,8 +320,8 @@ static void leg_gemm(int type, const leg_micro_fn micros[2][4], const leg_row_fn
     LEG_TYPE(t)                                                                                    \
     void mm_##lc##_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a,      \
                         int nc, float *out, size_t ldo, void *scratch) {                           \
-        leg_gemm(QT_##t, leg_micros_##t, leg_rows_##t, leg_pack_##t, k, w, wstride, nr, a, nc,     \
-                 out, ldo, scratch);                                                               \
+        leg_gemm(leg_micros_##t, leg_rows_##t, leg_pack_##t, k, w, wstride, nr, a, nc, out, ldo,   \
+                 scratch);                                                                         \
     }
 
 LEG_ENTRY(Q4_0, q4_0)
