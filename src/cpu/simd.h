@@ -32,15 +32,15 @@ int simd_has_avx2(void);
 
 #if SIMD_X86
 
+/* clang-format off */
 #if defined(__clang__)
-#define SIMD_AVX2_BEGIN                                                                            \
-    _Pragma("clang attribute push(__attribute__((target(\"avx2,fma,f16c\"))), apply_to = "         \
-            "function)")
-#define SIMD_AVX2_END _Pragma("clang attribute pop")
+#define SIMD_AVX2_BEGIN _Pragma("clang attribute push(__attribute__((target(\"avx2,fma,f16c\"))), apply_to = function)")
+#define SIMD_AVX2_END   _Pragma("clang attribute pop")
 #else
 #define SIMD_AVX2_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma,f16c\")")
 #define SIMD_AVX2_END   _Pragma("GCC pop_options")
 #endif
+/* clang-format on */
 
 #include <immintrin.h>
 
@@ -62,7 +62,7 @@ SIMD_AVX2_BEGIN
 
 /* Keep v in a register: stops the compiler from folding the load of v into
  * every instruction that uses it (a load per use instead of one). */
-#define SIMD_IN_REG(v) __asm__("" : "+x"(v))
+#define SIMD_IN_REG(v) __asm__("" : "+v"(v))
 
 /* Software prefetch of the weight stream when decoding: a row is read
  * once, from DRAM for a real model, and the hardware prefetcher alone
