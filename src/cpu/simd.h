@@ -21,7 +21,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* BEAST_NO_SIMD: build without the AVX2 code, as on a non-x86 machine */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(BEAST_NO_SIMD)
 #define SIMD_X86 1
 #else
 #define SIMD_X86 0
