@@ -263,11 +263,13 @@ static void cpu_matmul(backend *b, float *out, const bk_weight *w, const float *
 }
 
 /* ---- rope ---- */
+#define ROPE_MAX_HALF 512
 typedef struct {
     float *x;
     const int32_t *pos;
     int n_heads, head_dim, n_rot, neox;
     float base, freq_scale;
+    const double *inv_freq; /* base^(-2k / n_rot), k < n_rot / 2, or NULL */
 } rope_job;
 
 static void rope_task(void *ctx, int i, int t) {
@@ -276,7 +278,8 @@ static void rope_task(void *ctx, int i, int t) {
     int half = j->n_rot / 2;
     double p = (double)j->pos[i] * j->freq_scale;
     for (int k = 0; k < half; k++) {
-        double theta = p * pow(j->base, -2.0 * k / j->n_rot);
+        double f = j->inv_freq ? j->inv_freq[k] : pow(j->base, -2.0 * k / j->n_rot);
+        double theta = p * f;
         float cs = (float)cos(theta), sn = (float)sin(theta);
         for (int h = 0; h < j->n_heads; h++) {
             float *v = j->x + ((size_t)i * j->n_heads + h) * j->head_dim;
@@ -288,9 +291,17 @@ static void rope_task(void *ctx, int i, int t) {
     }
 }
 
+/* The frequencies are the same for every token: computed once per call (the
+ * same pow as before, so the same angles). */
 static void cpu_rope(backend *b, float *x, const int32_t *pos, int n, int n_heads, int head_dim,
                      int n_rot, float base, float freq_scale, int neox) {
-    rope_job j = {x, pos, n_heads, head_dim, n_rot, neox, base, freq_scale};
+    double inv_freq[ROPE_MAX_HALF];
+    int half = n_rot / 2;
+    for (int k = 0; k < half && half <= ROPE_MAX_HALF; k++)
+        inv_freq[k] = pow(base, -2.0 * k / n_rot);
+    rope_job j = {x,        pos,        n_heads,
+                  head_dim, n_rot,      neox,
+                  base,     freq_scale, half <= ROPE_MAX_HALF ? inv_freq : NULL};
     pool_run(impl(b)->pool, rope_task, &j, n);
 }
 
