@@ -226,12 +226,13 @@ static int ensure_qbuf(cpu_impl *c, size_t n) {
 }
 
 /* Rows per task: about 8 tasks per thread so a thread delayed by other work
- * on the machine does not hold up the call, but at least 16 rows (and a
- * multiple of 4, the kernels' row tile) so a task streams a contiguous run
- * of weights that is long against the cost of claiming it. */
-static int rows_per_task(int64_t rows, int n_threads) {
-    int64_t r = rows / ((int64_t)n_threads * 8);
-    r = MAX(16, (r + 3) / 4 * 4);
+ * on the machine does not hold up the call, but at least 16 rows so a task
+ * streams a contiguous run of weights that is long against the cost of
+ * claiming it; a multiple of 4 (the kernels' row tiles), of 16 for batches
+ * (the row panels of the quantized batch kernels). */
+static int rows_per_task(int64_t rows, int n_threads, int n) {
+    int64_t r = rows / ((int64_t)n_threads * 8), m = n > 4 ? 16 : 4;
+    r = MAX(16, (r + m - 1) / m * m);
     return (int)MIN(r, rows);
 }
 
@@ -258,7 +259,7 @@ static void cpu_matmul(backend *b, float *out, const bk_weight *w, const float *
         pool_run(c->pool, q8_task, &j, (n + j.tok_per_task - 1) / j.tok_per_task);
         j.act = (mm_act){c->qbuf, j.row_bytes};
     }
-    j.rows_per_task = rows_per_task(w->rows, c->n_threads);
+    j.rows_per_task = rows_per_task(w->rows, c->n_threads, n);
     pool_run(c->pool, mm_fast_task, &j, (int)((w->rows + j.rows_per_task - 1) / j.rows_per_task));
 }
 
