@@ -11,7 +11,12 @@
  * cache). Without a kernel (no AVX2, or BEAST_CPU_SCALAR=1 in the
  * environment when the backend is created) the reference path dequantizes
  * one weight row at a time into a per-thread buffer through the quant
- * traits table and dots it with every token in float. */
+ * traits table and dots it with every token in float.
+ *
+ * With AVX2 the attention (src/cpu/attn.c: one task per token and group of
+ * query heads sharing a KV head) and the GLU activations (src/cpu/vec.c)
+ * also have SIMD versions; the scalar ones below stay as the reference and
+ * the fallback. */
 #include "backend/backend.h"
 #include "cpu/attn.h"
 #include "cpu/mm.h"

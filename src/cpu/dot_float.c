@@ -3,8 +3,10 @@
  *
  * 8 weights at a time are widened to f32 (F16: vcvtph2ps; BF16: a 16-bit
  * shift) and multiplied into per-(row, token) accumulators with FMA. The
- * micro-kernel covers R rows x C tokens, so each converted weight vector
- * serves C tokens and each activation vector R rows. k need not be a
+ * micro-kernel covers 4 rows x 3 tokens (12 accumulators, the 3 token
+ * vectors held in registers), so each converted weight vector serves 3
+ * tokens and each activation vector 4 rows; batches are blocked in rows and
+ * k so a tile's data stays in L1 and a block's weights in L2. k need not be a
  * multiple of 8: the tail is done in scalar code. Results differ from the
  * double-precision reference only by f32 rounding (about sqrt(k) * 2^-24
  * relative to sum |w x|). */

@@ -14,14 +14,19 @@
  * in int16: at most 2 * 31 * 127) and madd to int32; Q8_0's signed weights
  * use the sign trick (|w| x qa with w's sign, at most 2 * 127 * 127).
  *
- * Decoding (up to 4 tokens): leg_row streams one weight row; the scales of 8
- * blocks are converted at once and the offset terms are 8-block vector FMAs,
- * so a block costs its unpacking plus 5 instructions per token.
+ * Decoding (up to 4 tokens): leg_row streams one weight row (prefetching
+ * 2 KB ahead); per block and token maddubs + madd give int32 partial sums,
+ * and every 8 blocks these are reduced with hadds to one vector with a lane
+ * per block, so the 8 scales (converted at once) and the offsets are applied
+ * with one multiply-add each.
  * Batches: leg_pack unpacks a panel of PR rows x PB blocks into scratch
- * (32 bytes of w and dw broadcast to 8 floats per block), and leg_micro
- * runs 2 rows x 4 tokens over it: per row, token and block maddubs, madd,
- * cvt, mul (dw * da), fma, with the activation and scale as memory operands.
- * The offset terms are then one dot product over blocks per row and token. */
+ * (32 bytes of w and dw broadcast to 8 floats per block, the offsets per
+ * row), and leg_micro runs 2 rows x 4 tokens over it: per row, token and
+ * block maddubs, madd, cvt, mul (dw * da), fma, with the activation and
+ * scale as memory operands, and per 8 blocks one FMA of the rows' offsets
+ * with the tokens' block sums. (bench/kernels/legacy_micro.c: the hadd
+ * reduction of the decode path is not faster here; the loop is bound by
+ * the two integer multiplies per row, token and block.) */
 #include "cpu/mm.h"
 #include "cpu/simd.h"
 #include "quant/quant.h"
@@ -275,7 +280,8 @@ typedef void (*leg_pack_fn)(const uint8_t *w, size_t ws, int nr, int64_t b0, int
     LEG_MICRO(t, 2, 3)                                                                             \
     LEG_MICRO(t, 2, 4)                                                                             \
     LEG_ROW(t, 1)                                                                                  \
-    LEG_ROW(t, 2) LEG_ROW(t, 3) LEG_ROW(t, 4) static void leg_pack_##t(                            \
+    LEG_ROW(t, 2)                                                                                  \
+    LEG_ROW(t, 3) LEG_ROW(t, 4) static void leg_pack_##t(                                          \
         const uint8_t *w, size_t ws, int nr, int64_t b0, int nb, uint8_t *pw, float *off) {        \
         leg_pack(QT_##t, w, ws, nr, b0, nb, pw, off);                                              \
     }                                                                                              \
