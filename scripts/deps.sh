@@ -3,7 +3,8 @@
 # needs root or sudo when something is missing).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libpcre2-dev libutf8proc-dev libedit-dev
-      clang libclang-rt-14-dev unzip)
+      clang libclang-rt-14-dev unzip
+      libmicrohttpd-dev libjansson-dev)
 # pip fetches the models; use Debian's only when no python3 with pip exists
 python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
 missing=()
