@@ -31,6 +31,8 @@ const char *beast_error(void);
 typedef struct {
     int n_threads;    /* CPU threads for compute; 0 = all cores */
     int n_gpu_layers; /* -1 = all when a GPU is present (default), 0 = CPU only */
+    bool deterministic; /* every token's result independent of the batch it is in
+                           (fixed reduction order; slower batches) */
 } beast_model_params;
 
 beast_model_params beast_model_default_params(void);

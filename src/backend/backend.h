@@ -92,6 +92,10 @@ typedef struct {
 struct backend {
     const bk_ops *ops;
     void *impl;
+    /* When set, every batched op gives each row bit for bit what the same
+     * op gives that row alone (batch size 1): results do not depend on how
+     * tokens are batched. Set by the model loader before any compute. */
+    int deterministic;
 };
 
 /* Constructors. */

@@ -128,6 +128,7 @@ static int load(beast_model *m, const beast_model_params *p) {
     if (p->n_gpu_layers != 0 && !(m->bk = bk_cuda_new(0)))
         snprintf(m->gpu_note, sizeof m->gpu_note, "%s", err_get());
     if (!m->bk && !(m->bk = bk_cpu_new(m->n_threads))) goto named;
+    m->bk->deterministic = p->deterministic;
 
     const model_hparams *hp = &m->hp;
     if (bind(m, &m->tok_embd, "token_embd.weight", hp->n_vocab, hp->n_embd, 0)) goto named;
