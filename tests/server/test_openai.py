@@ -183,7 +183,9 @@ def test_logprobs():
     lp = r.choices[0].logprobs
     if not T.ok(lp is not None and lp.content is not None, "chat logprobs: present"):
         return
-    T.eq(len(lp.content), r.usage.completion_tokens, "chat logprobs: one entry per generated token")
+    n = r.usage.completion_tokens - (1 if r.choices[0].finish_reason == "stop" else 0)  # EOS may count
+    T.ok(len(lp.content) in (n, r.usage.completion_tokens), "chat logprobs: one entry per generated token",
+         f"{len(lp.content)} entries, usage {r.usage.completion_tokens}")
     T.eq("".join(e.token for e in lp.content), r.choices[0].message.content,
          "chat logprobs: tokens spell the reply")
     good = True
@@ -202,7 +204,8 @@ def test_logprobs():
         for c in ch.choices:
             if c.logprobs and c.logprobs.content:
                 entries += c.logprobs.content
-    T.eq(len(entries), r.usage.completion_tokens, "chat stream logprobs: one entry per token")
+    T.ok(len(entries) in (n, r.usage.completion_tokens), "chat stream logprobs: one entry per token",
+         f"{len(entries)} entries")
     T.ok(entries and all(len(e.top_logprobs) == 2 for e in entries), "chat stream logprobs: 2 top entries each")
     # legacy completions: logprobs is the number of alternatives
     r = client.completions.create(model=MODEL, prompt=STORY, max_tokens=6, temperature=0, logprobs=2)

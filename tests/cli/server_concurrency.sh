@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# server_concurrency.sh: 32 concurrent greedy streams on `beast serve
+# --parallel 8` get the texts they get alone (tests/server/test_concurrency.py);
+# again with --deterministic when the server has it (then identical).
+source "$(dirname "$0")/../server/serve.sh"
+srv_start main --parallel 8
+python3 "$srv_py/test_concurrency.py" "${SRV_URL[main]}" || exit 1
+srv_stop main
+if $BEAST_SERVE_CMD --help 2>&1 | grep -q -- "--deterministic"; then
+  srv_start det --parallel 8 --deterministic
+  python3 "$srv_py/test_concurrency.py" "${SRV_URL[det]}" --deterministic || exit 1
+else
+  echo "note: no --deterministic in this server's --help; batch-independence not checked"
+fi
