@@ -123,9 +123,26 @@ int beast_decode(beast_ctx *c, const beast_batch *b);
  * NULL when that entry did not ask for them. Valid until the next decode. */
 const float *beast_logits(beast_ctx *c, int i);
 
-int beast_seq_len(const beast_ctx *c, int seq);         /* positions held */
-void beast_seq_clear(beast_ctx *c, int seq);            /* forget a sequence */
-int beast_seq_truncate(beast_ctx *c, int seq, int len); /* keep the first len */
+int beast_seq_len(const beast_ctx *c, int seq); /* positions held */
+void beast_seq_clear(beast_ctx *c, int seq);    /* forget a sequence */
+/* Keep the first len positions; returns 0 or -1. When len ends inside a KV
+ * block that another sequence shares (see beast_seq_share), the sequence
+ * keeps only the whole blocks before it: read beast_seq_len for the length
+ * actually kept (always <= len; the rest must be decoded again). */
+int beast_seq_truncate(beast_ctx *c, int seq, int len);
+
+/* Prefix sharing (KV blocks of 16 positions, reference-counted): let the
+ * empty sequence dst start with the first floor(min(n, len(src)) / block)
+ * whole blocks of src, without copying or recomputing them. The caller
+ * guarantees both sequences hold the same tokens there (that is the point).
+ * Either sequence may then grow, be truncated or cleared independently; a
+ * sequence never writes into a shared block. Returns the positions dst now
+ * holds (a multiple of the block size, possibly 0), or -1 (bad ids, dst
+ * not empty). */
+int beast_seq_share(beast_ctx *c, int dst, int src, int n);
+/* KV cache occupancy in blocks. Any pointer may be NULL. */
+void beast_kv_blocks(const beast_ctx *c, int *total, int *free_blocks, int *block_size);
+int beast_ctx_n_seq(const beast_ctx *c);
 
 /* Time spent in the last beast_decode, split by phase (seconds). */
 typedef struct {

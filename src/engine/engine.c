@@ -45,6 +45,7 @@ void beast_ctx_free(beast_ctx *c) {
     free(c->h_block_table);
     free(c->h_out_rows);
     free(c->h_row_of);
+    free(c->h_seq_scratch);
     free(c->logits);
     free(c->logit_row);
     free(c);
@@ -111,8 +112,9 @@ beast_ctx *beast_ctx_new(beast_model *m, const beast_ctx_params *pp) {
     c->h_out_rows = xmalloc(nb * 4);
     c->h_block_table = xmalloc(rows * c->max_blocks * 4);
     c->h_row_of = xmalloc((size_t)p.n_seq * sizeof(int));
-    if (!c->h_row_of || !c->h_pos || !c->h_slots || !c->h_seq_row || !c->h_out_rows ||
-        !c->h_block_table)
+    c->h_seq_scratch = xmalloc((size_t)p.n_seq * 3 * sizeof(int));
+    if (!c->h_row_of || !c->h_seq_scratch || !c->h_pos || !c->h_slots || !c->h_seq_row ||
+        !c->h_out_rows || !c->h_block_table)
         goto fail;
     return c;
 fail:
@@ -192,6 +194,20 @@ int beast_seq_truncate(beast_ctx *c, int seq, int len) {
     return 0;
 }
 
+int beast_seq_share(beast_ctx *c, int dst, int src, int n) {
+    return kv_share(c->kv, dst, src, n);
+}
+
+void beast_kv_blocks(const beast_ctx *c, int *total, int *free_blocks, int *block_size) {
+    if (total) *total = c->kv->n_blocks;
+    if (free_blocks) *free_blocks = kv_n_free(c->kv);
+    if (block_size) *block_size = c->kv->block_size;
+}
+
+int beast_ctx_n_seq(const beast_ctx *c) {
+    return c->n_seq;
+}
+
 const float *beast_logits(beast_ctx *c, int i) {
     if (i < 0 || i >= c->logit_row_cap || c->logit_row[i] < 0) return NULL;
     return c->logits + (size_t)c->logit_row[i] * c->m->hp.n_vocab;
@@ -237,8 +253,8 @@ int beast_decode(beast_ctx *c, const beast_batch *b) {
         }
     }
     /* per-sequence reservation, all or nothing */
-    int *count = xcalloc((size_t)c->n_seq * 3, sizeof(int));
-    if (!count) return -1;
+    int *count = c->h_seq_scratch; /* kept in the context: no allocation per call */
+    memset(count, 0, (size_t)c->n_seq * sizeof *count);
     int *old_len = count + c->n_seq, *cursor = old_len + c->n_seq;
     for (int i = 0; i < b->n; i++) count[b->seq[i]]++;
     for (int s = 0; s < c->n_seq; s++) old_len[s] = cursor[s] = c->kv->seqs[s].len;
@@ -308,6 +324,5 @@ int beast_decode(beast_ctx *c, const beast_batch *b) {
 fail:
     rollback(c, old_len);
 done:
-    free(count);
     return rc;
 }

@@ -59,7 +59,8 @@ struct beast_ctx {
     fwd_bufs d;
     /* host staging for a micro-batch */
     int32_t *h_pos, *h_slots, *h_seq_row, *h_block_table, *h_out_rows;
-    int *h_row_of; /* [n_seq] block-table row of each sequence in a micro-batch */
+    int *h_row_of;      /* [n_seq] block-table row of each sequence in a micro-batch */
+    int *h_seq_scratch; /* [3 * n_seq] per-sequence counters of beast_decode */
     /* logits of the last decode: rows in batch order of the entries that
      * asked for them; logit_row[i] = row of batch entry i or -1 */
     float *logits;

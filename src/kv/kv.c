@@ -61,6 +61,17 @@ void kv_free(kv_cache *kv) {
     free(kv);
 }
 
+/* Make sure seq's block table can hold n entries. */
+static int grow_table(kv_seq *s, int n) {
+    if (n <= s->cap_blocks) return 0;
+    int cap = MAX(n, 2 * s->cap_blocks);
+    int32_t *b = xrealloc(s->blocks, (size_t)cap * sizeof *b);
+    if (!b) return -1;
+    s->blocks = b;
+    s->cap_blocks = cap;
+    return 0;
+}
+
 int kv_reserve(kv_cache *kv, int seq, int n) {
     kv_seq *s = &kv->seqs[seq];
     if (s->len + n > kv->n_ctx) {
@@ -73,13 +84,7 @@ int kv_reserve(kv_cache *kv, int seq, int n) {
         err_set("KV cache full: %d more blocks needed, %d free", need - s->n_blocks, kv->n_free);
         return -1;
     }
-    if (need > s->cap_blocks) {
-        int cap = MAX(need, 2 * s->cap_blocks);
-        int32_t *b = xrealloc(s->blocks, (size_t)cap * sizeof *b);
-        if (!b) return -1;
-        s->blocks = b;
-        s->cap_blocks = cap;
-    }
+    if (grow_table(s, need)) return -1;
     while (s->n_blocks < need) {
         int32_t id = kv->free_list[--kv->n_free];
         kv->refcnt[id] = 1;
@@ -94,16 +99,42 @@ int32_t kv_slot(const kv_cache *kv, int seq, int pos) {
     return s->blocks[pos / kv->block_size] * kv->block_size + pos % kv->block_size;
 }
 
-void kv_truncate(kv_cache *kv, int seq, int len) {
+int kv_truncate(kv_cache *kv, int seq, int len) {
     kv_seq *s = &kv->seqs[seq];
     if (len < 0) len = 0;
-    if (len >= s->len) return;
-    int keep = (len + kv->block_size - 1) / kv->block_size;
+    if (len >= s->len) return s->len;
+    int bs = kv->block_size;
+    /* never keep a partial shared block: later writes would land in it */
+    if (len % bs && kv->refcnt[s->blocks[len / bs]] > 1) len -= len % bs;
+    int keep = (len + bs - 1) / bs;
     while (s->n_blocks > keep) {
         int32_t id = s->blocks[--s->n_blocks];
         if (--kv->refcnt[id] == 0) kv->free_list[kv->n_free++] = id;
     }
     s->len = len;
+    return len;
+}
+
+int kv_share(kv_cache *kv, int dst, int src, int n) {
+    if (dst < 0 || dst >= kv->n_seq || src < 0 || src >= kv->n_seq || dst == src || n < 0) {
+        err_set("kv share: bad sequences %d <- %d or length %d", dst, src, n);
+        return -1;
+    }
+    kv_seq *d = &kv->seqs[dst];
+    const kv_seq *s = &kv->seqs[src];
+    if (d->len != 0) {
+        err_set("kv share: sequence %d is not empty (%d positions)", dst, d->len);
+        return -1;
+    }
+    int nb = MIN(n, s->len) / kv->block_size;
+    if (grow_table(d, nb)) return -1;
+    for (int i = 0; i < nb; i++) {
+        d->blocks[i] = s->blocks[i];
+        kv->refcnt[s->blocks[i]]++;
+    }
+    d->n_blocks = nb;
+    d->len = nb * kv->block_size;
+    return d->len;
 }
 
 int kv_n_free(const kv_cache *kv) {

@@ -7,6 +7,12 @@
  * reference-counted so sequences can share a prefix (prefix caching, forks)
  * and are returned to the free list when the last user lets go.
  *
+ * Sharing invariant: a sequence never writes into a block it shares. Only
+ * whole (full) blocks are ever shared (kv_share), a sequence only writes at
+ * positions >= its length, and a truncation that would end inside a shared
+ * block keeps only the whole blocks before it (kv_truncate rounds down), so
+ * the next write goes to a fresh block.
+ *
  * This file is host-side bookkeeping only; kernels see slots and block
  * tables through bk_attn_batch. */
 #ifndef BEAST_KV_H
@@ -45,9 +51,18 @@ void kv_free(kv_cache *kv);
 int kv_reserve(kv_cache *kv, int seq, int n);
 /* Slot of position pos of seq (which must be reserved). */
 int32_t kv_slot(const kv_cache *kv, int seq, int pos);
-/* Keep the first len positions, releasing blocks past them. */
-void kv_truncate(kv_cache *kv, int seq, int len);
+/* Keep the first len positions, releasing blocks past them. When len ends
+ * inside a block that another sequence also holds, the length is rounded
+ * down to that block's start (the block is let go). Returns the length kept
+ * (<= len; the old length when len is not below it). */
+int kv_truncate(kv_cache *kv, int seq, int len);
 /* Number of free blocks. */
 int kv_n_free(const kv_cache *kv);
+
+/* Let dst (which must hold nothing) start with the first whole blocks of
+ * src: floor(min(n, len(src)) / block_size) blocks, reference counts bumped,
+ * no data copied. Returns the positions dst now holds (a multiple of
+ * block_size, possibly 0), or -1 with err_set on bad arguments. */
+int kv_share(kv_cache *kv, int dst, int src, int n);
 
 #endif

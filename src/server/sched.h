@@ -95,7 +95,7 @@ typedef struct {
     float top_logprob[SRV_MAX_TOP_LOGPROBS];
     /* SRV_EV_DONE: final counts and timings */
     int finish;
-    int n_prompt, n_cached, n_gen; /* n_cached: prompt tokens reused from the prefix cache */
+    int n_prompt, n_cached, n_gen;   /* n_cached: prompt tokens reused from the prefix cache */
     double t_queue, t_prompt, t_gen; /* seconds: waiting, prefill, generation */
     char error[160];
 } srv_event;
