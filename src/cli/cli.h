@@ -78,5 +78,8 @@ int cmd_run(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+#ifdef BEAST_HAVE_SERVER
+int cmd_serve(int argc, char **argv);
+#endif
 
 #endif

@@ -12,6 +12,9 @@ static const char USAGE[] =
     "  chat   interactive chat                    beast chat [-m MODEL]\n"
     "  info   describe a GGUF model               beast info MODEL\n"
     "  bench  measure prompt and generation speed beast bench [-m MODEL] [-p 512] [-n 128]\n"
+#ifdef BEAST_HAVE_SERVER
+    "  serve  OpenAI/Ollama-compatible server     beast serve [-m MODEL] [--port 8080]\n"
+#endif
     "\n"
     "`beast <command> --help` lists a command's options.\n";
 
@@ -29,6 +32,9 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "chat")) return cmd_chat(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+#ifdef BEAST_HAVE_SERVER
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
+#endif
     fprintf(stderr, "beast: unknown command '%s'\n\n%s", cmd, USAGE);
     return 2;
 }
