@@ -3,6 +3,7 @@
  * SentencePiece-style score-driven BPE ("llama" tokenizer model) for one
  * text fragment, with <0xXX> byte fallback. */
 #include "tokenizer/tok_internal.h"
+#include "util/heap.h"
 #include "util/util.h"
 
 #include <limits.h>
@@ -22,56 +23,19 @@ typedef struct {
     uint32_t size;
 } sbigram;
 
-typedef struct {
-    sbigram *a;
-    size_t n, cap;
-} sheap;
-
-static bool sb_before(const sbigram *a, const sbigram *b) {
+static bool sb_before(const void *pa, const void *pb) {
+    const sbigram *a = pa, *b = pb;
     return a->score > b->score || (a->score == b->score && a->left < b->left);
 }
+HEAP_DEFINE(bigram_heap, sbigram, sb_before)
 
-static int sheap_push(sheap *h, sbigram g) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        sbigram *a = xrealloc(h->a, sizeof(sbigram) * cap);
-        if (!a) return -1;
-        h->a = a;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!sb_before(&g, &h->a[p])) break;
-        h->a[i] = h->a[p];
-        i = p;
-    }
-    h->a[i] = g;
-    return 0;
-}
-
-static sbigram sheap_pop(sheap *h) {
-    sbigram top = h->a[0], last = h->a[--h->n];
-    size_t i = 0, n = h->n;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && sb_before(&h->a[c + 1], &h->a[c])) c++;
-        if (!sb_before(&h->a[c], &last)) break;
-        h->a[i] = h->a[c];
-        i = c;
-    }
-    if (n) h->a[i] = last;
-    return top;
-}
-
-static int spm_try(const tok_vocab *v, const char *esc, const ssym *sym, sheap *h, int l, int r) {
+static int spm_try(const tok_vocab *v, const char *esc, const ssym *sym, heap *h, int l, int r) {
     if (l < 0 || r < 0) return 0;
     uint32_t size = sym[l].n + sym[r].n;
     int32_t id = tok_lookup(v, esc + sym[l].off, size);
     if (id < 0 || id >= v->n) return 0;
     sbigram g = {v->score[id], l, r, size};
-    return sheap_push(h, g);
+    return bigram_heap_push(h, &g);
 }
 
 static void spm_bytes(const tok_vocab *v, const char *p, size_t n, tok_sink *sink) {
@@ -91,7 +55,7 @@ int tok_spm_fragment(const tok_vocab *v, const char *text, size_t len, bool pref
                      tok_sink *sink) {
     char *esc = xmalloc(len * 3 + 4);
     ssym *sym = xmalloc(sizeof(ssym) * (len + 2));
-    sheap h = {0};
+    heap h = {0};
     int ret = -1;
     if (!esc || !sym) goto out;
     size_t e = 0;
@@ -125,7 +89,8 @@ int tok_spm_fragment(const tok_vocab *v, const char *text, size_t len, bool pref
     for (int i = 1; i < ns; i++)
         if (spm_try(v, esc, sym, &h, i - 1, i) != 0) goto out;
     while (h.n) {
-        sbigram g = sheap_pop(&h);
+        sbigram g;
+        bigram_heap_pop(&h, &g);
         ssym *l = &sym[g.left], *r = &sym[g.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != g.size) continue; /* stale */
         l->n += r->n;
@@ -146,7 +111,7 @@ int tok_spm_fragment(const tok_vocab *v, const char *text, size_t len, bool pref
 out:
     free(esc);
     free(sym);
-    free(h.a);
+    heap_free(&h);
     return ret;
 }
 
@@ -174,45 +139,13 @@ typedef struct {
     size_t n, cap;
 } cands;
 
-static bool cand_before(const cand *a, const cand *b) {
+static bool cand_before(const void *pa, const void *pb) {
+    const cand *a = pa, *b = pb;
     if (a->len != b->len) return a->len > b->len;
     if (a->id != b->id) return a->id < b->id;
     return a->pos < b->pos;
 }
-
-static int cand_push(cands *h, cand c) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        cand *a = xrealloc(h->a, sizeof(cand) * cap);
-        if (!a) return -1;
-        h->a = a;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!cand_before(&c, &h->a[p])) break;
-        h->a[i] = h->a[p];
-        i = p;
-    }
-    h->a[i] = c;
-    return 0;
-}
-
-static cand cand_pop(cands *h) {
-    cand top = h->a[0], last = h->a[--h->n];
-    size_t i = 0, n = h->n;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && cand_before(&h->a[c + 1], &h->a[c])) c++;
-        if (!cand_before(&h->a[c], &last)) break;
-        h->a[i] = h->a[c];
-        i = c;
-    }
-    if (n) h->a[i] = last;
-    return top;
-}
+HEAP_DEFINE(cand_heap, cand, cand_before)
 
 static bool allowed(const tok_vocab *v, int32_t id, bool parse_special) {
     return id >= 0 && (parse_special || !(v->attr[id] & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN)));
@@ -232,7 +165,7 @@ static int cand_pos_order(const void *pa, const void *pb) {
 /* Accepted special tokens, ordered by position, into *out. */
 static int partition(const tok_vocab *v, const char *text, size_t len, bool parse_special,
                      cands *out) {
-    cands heap = {0};
+    heap h = {0};
     uint8_t *covered = NULL;
     int ret = -1;
     out->n = 0;
@@ -250,22 +183,23 @@ static int partition(const tok_vocab *v, const char *text, size_t len, bool pars
         }
         if (best < 0) continue;
         cand c = {(uint32_t)i, v->trie[best].depth, v->trie[best].id, best};
-        if (cand_push(&heap, c) != 0) goto done;
+        if (cand_heap_push(&h, &c) != 0) goto done;
     }
-    if (heap.n == 0) {
+    if (h.n == 0) {
         ret = 0;
         goto done;
     }
     covered = xcalloc(len, 1);
     if (!covered) goto done;
-    while (heap.n) {
-        cand c = cand_pop(&heap);
+    while (h.n) {
+        cand c;
+        cand_heap_pop(&h, &c);
         if (covered[c.pos]) continue; /* every shorter text here overlaps too */
         if (covered[c.pos + c.len - 1]) {
             int32_t up = allowed_ancestor(v, v->trie[c.node].parent, parse_special);
             if (up >= 0) {
                 cand s = {c.pos, v->trie[up].depth, v->trie[up].id, up};
-                if (cand_push(&heap, s) != 0) goto done;
+                if (cand_heap_push(&h, &s) != 0) goto done;
             }
             continue;
         }
@@ -282,7 +216,7 @@ static int partition(const tok_vocab *v, const char *text, size_t len, bool pars
     qsort(out->a, out->n, sizeof(cand), cand_pos_order);
     ret = 0;
 done:
-    free(heap.a);
+    heap_free(&h);
     free(covered);
     return ret;
 }
