@@ -3,7 +3,8 @@
  * then whole models: generated tiny llama / gemma3 files (and the real
  * default models when $BEAST_MODELS_DIR has them), GPU logits vs. CPU logits
  * through prefill and greedy decoding, several sequences at once, and CUDA
- * graph replay vs. plain launches (bit-identical). Exit 77 (skipped) when no
+ * graph replay vs. plain launches (bit-identical), and deterministic mode
+ * (every token's logits in a batch equal to its batch-of-one logits). Exit 77 (skipped) when no
  * CUDA device is usable or the library was built without CUDA.
  *
  * The reference is the CPU backend's scalar path (BEAST_CPU_SCALAR=1: each
@@ -716,6 +717,107 @@ static void test_generated(void) {
     }
 }
 
+/* Deterministic mode: the logits of every token of a batch (3 sequences,
+ * prompts of 40 / 33 / 26 tokens in one batch of 99, then decode steps of
+ * all three) must equal, bit for bit, those of the same token computed in a
+ * batch of one (each sequence fed token by token on its own). */
+static void check_deterministic(const char *path, const char *label) {
+    beast_model_params mp = beast_model_default_params();
+    mp.deterministic = true;
+    beast_model *m = beast_model_load(path, &mp);
+    CHECK(m != NULL, "%s: load: %s", label, beast_error());
+    if (!m) return;
+    int n_vocab = beast_n_vocab(m), n_seq = 3, prompt = 40, steps = 6;
+    beast_ctx_params cp = beast_ctx_default_params();
+    cp.n_ctx = 256;
+    cp.n_seq = n_seq;
+    cp.n_batch = 128;
+    beast_ctx *cb = beast_ctx_new(m, &cp), *c1 = beast_ctx_new(m, &cp);
+    beast_batch *b = beast_batch_new(n_seq * prompt);
+    int32_t toks[3][64];
+    float *ref = malloc((size_t)n_vocab * sizeof *ref);
+    int differ = 0, compared = 0;
+    CHECK(cb && c1 && b && ref, "%s: ctx: %s", label, beast_error());
+    for (int s = 0; s < n_seq; s++)
+        for (int i = 0; i < prompt + steps; i++) toks[s][i] = irand(n_vocab);
+    for (int step = 0; cb && c1 && b && ref && step <= steps; step++) {
+        /* the batch: whole prompts at step 0, one token each after */
+        beast_batch_clear(b);
+        for (int s = 0; s < n_seq; s++) {
+            int len = prompt - 7 * s;
+            if (step == 0)
+                for (int i = 0; i < len; i++) beast_batch_add(b, toks[s][i], s, i == len - 1);
+            else
+                beast_batch_add(b, toks[s][len + step - 1], s, true);
+        }
+        int rc = beast_decode(cb, b);
+        CHECK(rc == 0, "%s: batch decode: %s", label, beast_error());
+        if (rc) break;
+        int row = 0;
+        for (int s = 0; s < n_seq; s++) {
+            int len = prompt - 7 * s;
+            row += step == 0 ? len : 1;
+            /* the same tokens alone, one at a time */
+            int from = step == 0 ? 0 : len + step - 1, to = step == 0 ? len : len + step;
+            for (int i = from; i < to && !rc; i++) {
+                beast_batch_clear(b);
+                beast_batch_add(b, toks[s][i], s, true);
+                rc = beast_decode(c1, b);
+            }
+            CHECK(rc == 0, "%s: single decode: %s", label, beast_error());
+            const float *l1 = rc ? NULL : beast_logits(c1, 0);
+            if (l1) memcpy(ref, l1, (size_t)n_vocab * sizeof *ref);
+            const float *lb = beast_logits(cb, row - 1);
+            if (!l1 || !lb) {
+                CHECK(0, "%s: no logits (step %d, sequence %d)", label, step, s);
+                continue;
+            }
+            compared++;
+            if (memcmp(lb, ref, (size_t)n_vocab * sizeof *ref)) {
+                double md = 0;
+                for (int v = 0; v < n_vocab; v++) md = fmax(md, fabs((double)lb[v] - ref[v]));
+                if (!differ++)
+                    printf("%s: step %d sequence %d: batched logits differ from single ones by up "
+                           "to %g\n",
+                           label, step, s, md);
+            }
+        }
+    }
+    CHECK(differ == 0, "%s: deterministic mode: %d of %d logit rows differ from batch-of-one",
+          label, differ, compared);
+    printf("%s: deterministic mode: %d logit rows, batched == batch-of-one bit for bit: %s\n",
+           label, compared, differ ? "no" : "yes");
+    free(ref);
+    beast_batch_free(b);
+    beast_ctx_free(cb);
+    beast_ctx_free(c1);
+    beast_model_free(m);
+}
+
+static void test_deterministic(void) {
+    const char *presets[] = {"tiny-llama", "tiny-gemma3"};
+    for (size_t k = 0; k < ARRAY_LEN(presets); k++) {
+        char path[64];
+        snprintf(path, sizeof path, "/tmp/beast_test_cuda_XXXXXX");
+        int fd = mkstemp(path);
+        if (fd < 0) {
+            CHECK(0, "mkstemp");
+            return;
+        }
+        close(fd);
+        gen_params p = {0};
+        p.shape = gen_shape_preset(presets[k]);
+        p.wtype = GEN_MIX_Q4_K_M;
+        p.embd_type = -1;
+        p.seed = rng_state + k;
+        p.n_threads = 4;
+        int rc = gen_write(path, &p);
+        CHECK(rc == 0, "gen_write %s: %s", presets[k], err_get());
+        if (!rc) check_deterministic(path, presets[k]);
+        unlink(path);
+    }
+}
+
 static void test_real_models(void) {
     const char *dir = getenv("BEAST_MODELS_DIR");
     const char *names[] = {"SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf"};
@@ -765,6 +867,7 @@ int main(void) {
     G->ops->destroy(G);
     C->ops->destroy(C);
     R->ops->destroy(R);
+    test_deterministic();
     test_generated();
     test_real_models();
     printf("%s: %d failures\n", failures ? "FAIL" : "ok", failures);

@@ -7,7 +7,8 @@
  * off for comparison).
  *
  * usage: dev-cuda-bench_decode MODEL.gguf [--prompt N] [--gen N] [--seqs S]
- *                               [--cpu] [--ctx N] */
+ *                               [--cpu] [--ctx N] [--det]
+ * --det loads the model in deterministic mode (batch-independent results). */
 #include "beast.h"
 #include "cuda/cuda.h"
 #include "model/model.h"
@@ -24,12 +25,13 @@ static int cmp_d(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr,
-                "usage: %s MODEL.gguf [--prompt N] [--gen N] [--seqs S] [--cpu] [--ctx N]\n",
-                argv[0]);
+        fprintf(
+            stderr,
+            "usage: %s MODEL.gguf [--prompt N] [--gen N] [--seqs S] [--cpu] [--ctx N] [--det]\n",
+            argv[0]);
         return 2;
     }
-    int prompt = 128, gen = 128, seqs = 1, cpu = 0, n_ctx = 0;
+    int prompt = 128, gen = 128, seqs = 1, cpu = 0, n_ctx = 0, det = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--prompt") && i + 1 < argc)
             prompt = atoi(argv[++i]);
@@ -39,6 +41,8 @@ int main(int argc, char **argv) {
             seqs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--ctx") && i + 1 < argc)
             n_ctx = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--det"))
+            det = 1;
         else if (!strcmp(argv[i], "--cpu"))
             cpu = 1;
         else {
@@ -49,6 +53,7 @@ int main(int argc, char **argv) {
     if (prompt < 1 || gen < 1 || seqs < 1) return 2;
     beast_model_params mp = beast_model_default_params();
     mp.n_gpu_layers = cpu ? 0 : -1;
+    mp.deterministic = det;
     double t0 = time_now();
     beast_model *m = beast_model_load(argv[1], &mp);
     if (!m) {

@@ -13,6 +13,10 @@ typedef struct {
     long graph_captures; /* queues captured into a CUDA graph */
     long graph_replays;  /* queues run as a cached graph */
     size_t weight_bytes; /* weight bytes on the device */
+    /* load-time split (host wall clock, ms): device and cuBLAS set-up in
+     * bk_cuda_new, weight uploads (allocation and copy) in weight_init,
+     * graph capture and instantiation */
+    double init_ms, upload_ms, capture_ms;
 } bk_cuda_stats;
 
 /* Counters of a CUDA backend (zeros for any other backend). */

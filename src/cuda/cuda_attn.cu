@@ -29,7 +29,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
                 const void *__restrict__ Kc, const void *__restrict__ Vc, int kv_dim,
                 const int32_t *__restrict__ pos, const int32_t *__restrict__ seq_row,
                 const int32_t *__restrict__ block_table, int max_blocks, int bs, int n_head,
-                int n_head_kv, int slices, int window, float scale, int splits) {
+                int n_head_kv, int slices, int window, float scale, int splits, int det_chunk) {
     constexpr int D = 32 * VEC;
     cuda_pdl_wait();
     extern __shared__ float sm[];
@@ -48,7 +48,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
     const int lo = window > 0 ? max(0, p_last - window + 1) : 0;
     const int len = p_last - lo + 1;
     int chunk = (len + splits - 1) / splits;
-    chunk = (max(chunk, ATT_MIN_CHUNK) + 31) & ~31;
+    chunk = det_chunk ? det_chunk : (max(chunk, ATT_MIN_CHUNK) + 31) & ~31;
     const int start = lo + sp * chunk, stop = min(p_last + 1, start + chunk);
     const int32_t *table = block_table + (size_t)seq_row[i] * max_blocks;
 
@@ -248,6 +248,11 @@ int cuda_attn_splits(int n_tokens, int n_head_kv, int max_len) {
     return splits < 1 ? 1 : splits;
 }
 
+int cuda_attn_det_splits(int max_len) {
+    int s = (max_len + CUDA_ATTN_DET_CHUNK - 1) / CUDA_ATTN_DET_CHUNK;
+    return s < 1 ? 1 : s;
+}
+
 size_t cuda_attn_scratch(int n_tokens, int n_head, int head_dim, int splits) {
     return splits > 1 ? (size_t)n_tokens * n_head * splits * (head_dim + 2) : 0;
 }
@@ -255,7 +260,7 @@ size_t cuda_attn_scratch(int n_tokens, int n_head, int head_dim, int splits) {
 template <int VEC, int GT>
 static void attn_launch(cudaStream_t s, dim3 grid, size_t smem, float *out, float *part,
                         const float *q, const bk_kv_layer *kv, const bk_attn_batch *ab, int n_head,
-                        int n_head_kv, int slices, int window, float scale, int splits) {
+                        int n_head_kv, int slices, int window, float scale, int splits, int chunk) {
     if (kv->type == 1) {
         if (smem > 48 * 1024)
             cudaFuncSetAttribute(attn_kernel<VEC, GT, true>,
@@ -263,7 +268,7 @@ static void attn_launch(cudaStream_t s, dim3 grid, size_t smem, float *out, floa
         cuda_launch(attn_kernel<VEC, GT, true>, grid, dim3(ATT_THREADS), smem, s, out, part, q,
                     (const void *)kv->k, (const void *)kv->v, kv->kv_dim, ab->pos, ab->seq_row,
                     ab->block_table, ab->max_blocks, ab->block_size, n_head, n_head_kv, slices,
-                    window, scale, splits);
+                    window, scale, splits, chunk);
     } else {
         if (smem > 48 * 1024)
             cudaFuncSetAttribute(attn_kernel<VEC, GT, false>,
@@ -271,7 +276,7 @@ static void attn_launch(cudaStream_t s, dim3 grid, size_t smem, float *out, floa
         cuda_launch(attn_kernel<VEC, GT, false>, grid, dim3(ATT_THREADS), smem, s, out, part, q,
                     (const void *)kv->k, (const void *)kv->v, kv->kv_dim, ab->pos, ab->seq_row,
                     ab->block_table, ab->max_blocks, ab->block_size, n_head, n_head_kv, slices,
-                    window, scale, splits);
+                    window, scale, splits, chunk);
     }
 }
 
@@ -279,10 +284,10 @@ template <int VEC>
 static void attn_launch_vec(int gt, cudaStream_t s, dim3 grid, size_t smem, float *out, float *part,
                             const float *q, const bk_kv_layer *kv, const bk_attn_batch *ab,
                             int n_head, int n_head_kv, int slices, int window, float scale,
-                            int splits) {
+                            int splits, int chunk) {
 #define AL(G)                                                                                      \
     attn_launch<VEC, G>(s, grid, smem, out, part, q, kv, ab, n_head, n_head_kv, slices, window,    \
-                        scale, splits)
+                        scale, splits, chunk)
     switch (gt) {
     case 1:
         AL(1);
@@ -302,7 +307,7 @@ static void attn_launch_vec(int gt, cudaStream_t s, dim3 grid, size_t smem, floa
 
 int cuda_attention(cudaStream_t s, float *out, const float *q, const bk_kv_layer *kv,
                    const bk_attn_batch *ab, int n_head, int n_head_kv, int head_dim, int window,
-                   float scale, int splits, float *scratch) {
+                   float scale, int splits, int chunk, float *scratch) {
     int n = ab->n_tokens;
     if (n < 1) return 0;
     int vec = head_dim / 32;
@@ -317,7 +322,7 @@ int cuda_attention(cudaStream_t s, float *out, const float *q, const bk_kv_layer
     dim3 grid((unsigned)(n * n_head_kv * slices), (unsigned)splits);
 #define ALV(V)                                                                                     \
     attn_launch_vec<V>(gt, s, grid, smem, out, scratch, q, kv, ab, n_head, n_head_kv, slices,      \
-                       window, scale, splits)
+                       window, scale, splits, chunk)
     switch (vec) {
     case 1:
         ALV(1);

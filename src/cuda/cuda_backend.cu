@@ -32,12 +32,21 @@
  * Matmul: n <= 32 tokens run the register-dequantizing mat-vec kernels
  * (8 tokens per launch); larger batches dequantize the weight to f32 in
  * slices of rows and multiply with cuBLAS in TF32 (f32 range for the
- * activations, 10-bit mantissa products, f32 accumulation). */
+ * activations, 10-bit mantissa products, f32 accumulation).
+ *
+ * Deterministic mode (backend.deterministic): every token's result is the
+ * one it gets alone. The mat-vec kernels already compute each token's rows
+ * with the same per-thread order and reduction whatever the tokens per
+ * launch, so matmuls of any size run as mat-vecs (no cuBLAS); attention
+ * splits each token's positions at fixed offsets (CUDA_ATTN_DET_CHUNK)
+ * instead of dividing them by a batch-dependent split count. The other ops
+ * work row by row and are batch-independent as they are. */
 #include "cuda/cuda_impl.h"
 
 #include <cublas_v2.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 extern "C" {
 #include "cuda/cuda.h"
@@ -111,7 +120,14 @@ typedef struct {
     int n_weights, cap_weights;
     size_t weight_bytes;
     long n_eager, n_captures, n_replays;
+    double init_ms, upload_ms, capture_ms; /* load-time split (bk_cuda_stats) */
 } cuda_impl;
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
 
 static cuda_impl *impl(backend *b) {
     return (cuda_impl *)b->impl;
@@ -231,7 +247,7 @@ static void run_matmul(cuda_impl *c, const cmd *k) {
     const float *x = (const float *)k->p[2];
     int type = k->i[0], n = k->i[1];
     int64_t rows = k->l[0], cols = k->l[1];
-    if (n <= MV_BATCH_MAX) {
+    if (n <= MV_BATCH_MAX || k->i[2]) { /* i[2]: deterministic */
         for (int t0 = 0; t0 < n; t0 += CUDA_MV_MAX_NT) {
             int nt = n - t0 < CUDA_MV_MAX_NT ? n - t0 : CUDA_MV_MAX_NT;
             if (cuda_matvec(c->stream, out + (size_t)t0 * rows, type, w, rows, cols,
@@ -309,7 +325,7 @@ static void run_cmd(cuda_impl *c, const cmd *k) {
                             k->i[3],
                             k->i[4]};
         if (cuda_attention(s, (float *)k->p[0], (const float *)k->p[1], &kv, &ab, k->i[5], k->i[6],
-                           k->i[7], k->i[8], k->f[0], k->i[9], c->attn_scratch))
+                           k->i[7], k->i[8], k->f[0], k->i[9], k->i[10], c->attn_scratch))
             c->failed = 1;
         break;
     }
@@ -466,6 +482,7 @@ static void run_eager(cuda_impl *c) {
 static int capture(cuda_impl *c, graph_entry *e) {
     cudaGraph_t g = NULL;
     int failed_before = c->failed;
+    double t0 = now_ms();
     if (cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess)
         goto bad;
     run_all(c, 0);
@@ -474,6 +491,7 @@ static int capture(cuda_impl *c, graph_entry *e) {
     if (cudaGraphInstantiate(&e->exec, g, 0) != cudaSuccess) goto bad;
     cudaGraphDestroy(g);
     c->n_captures++;
+    c->capture_ms += now_ms() - t0;
     return 0;
 bad:
     if (g) cudaGraphDestroy(g);
@@ -596,6 +614,7 @@ static int cu_weight_init(backend *b, bk_weight *w) {
     }
     size_t n = quant_row_size(w->type, w->cols) * (size_t)w->rows;
     if (!n) return -1;
+    double t0 = now_ms();
     void *p = NULL;
     if (cudaMalloc(&p, n) != cudaSuccess) {
         cudaGetLastError();
@@ -621,6 +640,7 @@ static int cu_weight_init(backend *b, bk_weight *w) {
     }
     c->weights[c->n_weights++] = p;
     c->weight_bytes += n;
+    c->upload_ms += now_ms() - t0;
     w->data = p;
     return 0;
 }
@@ -662,7 +682,7 @@ static void cu_rmsnorm(backend *b, float *out, const float *x, const float *w, i
 
 static void cu_matmul(backend *b, float *out, const bk_weight *w, const float *x, int n) {
     cuda_impl *c = impl(b);
-    if (n > MV_BATCH_MAX && w->type != QT_F32) {
+    if (n > MV_BATCH_MAX && w->type != QT_F32 && !b->deterministic) {
         size_t need = (size_t)w->rows * (size_t)w->cols;
         if (need > GEMM_SCRATCH_MAX) need = GEMM_SCRATCH_MAX - GEMM_SCRATCH_MAX % (size_t)w->cols;
         if (need < (size_t)w->cols) need = (size_t)w->cols;
@@ -674,7 +694,7 @@ static void cu_matmul(backend *b, float *out, const bk_weight *w, const float *x
     cmd *k = push(c, K_MATMUL);
     if (!k) return;
     k->p[0] = out, k->p[1] = w->data, k->p[2] = x;
-    k->i[0] = w->type, k->i[1] = n;
+    k->i[0] = w->type, k->i[1] = n, k->i[2] = b->deterministic;
     k->l[0] = w->rows, k->l[1] = w->cols;
 }
 
@@ -699,7 +719,9 @@ static void cu_attention(backend *b, float *out, const float *q, const bk_kv_lay
                          const bk_attn_batch *ab, int n_head, int n_head_kv, int head_dim,
                          int window, float scale) {
     cuda_impl *c = impl(b);
-    int splits = cuda_attn_splits(ab->n_tokens, n_head_kv, ab->max_blocks * ab->block_size);
+    int max_len = ab->max_blocks * ab->block_size;
+    int splits = b->deterministic ? cuda_attn_det_splits(max_len)
+                                  : cuda_attn_splits(ab->n_tokens, n_head_kv, max_len);
     size_t need = cuda_attn_scratch(ab->n_tokens, n_head, head_dim, splits);
     if (need && grow_device(c, &c->attn_scratch, &c->attn_cap, need)) {
         c->failed = 1;
@@ -711,7 +733,7 @@ static void cu_attention(backend *b, float *out, const float *q, const bk_kv_lay
     k->p[4] = ab->pos, k->p[5] = ab->seq_row, k->p[6] = ab->block_table;
     k->i[0] = kv->kv_dim, k->i[1] = kv->type, k->i[2] = ab->n_tokens, k->i[3] = ab->max_blocks;
     k->i[4] = ab->block_size, k->i[5] = n_head, k->i[6] = n_head_kv, k->i[7] = head_dim;
-    k->i[8] = window, k->i[9] = splits;
+    k->i[8] = window, k->i[9] = splits, k->i[10] = b->deterministic ? CUDA_ATTN_DET_CHUNK : 0;
     k->f[0] = scale;
 }
 
@@ -808,6 +830,7 @@ static int env_flag(const char *name, int def) {
 }
 
 extern "C" backend *bk_cuda_new(int device) {
+    double t0 = now_ms();
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0) {
@@ -844,6 +867,7 @@ extern "C" backend *bk_cuda_new(int device) {
         err_set("cuda: cuBLAS initialisation failed");
         goto fail;
     }
+    c->init_ms = now_ms() - t0;
     return b;
 fail:
     cu_destroy(b);
@@ -858,6 +882,9 @@ extern "C" void bk_cuda_get_stats(backend *b, bk_cuda_stats *out) {
     out->graph_captures = c->n_captures;
     out->graph_replays = c->n_replays;
     out->weight_bytes = c->weight_bytes;
+    out->init_ms = c->init_ms;
+    out->upload_ms = c->upload_ms;
+    out->capture_ms = c->capture_ms;
 }
 
 extern "C" int bk_is_cuda(const backend *b) {

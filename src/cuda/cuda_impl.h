@@ -100,10 +100,19 @@ void cuda_gather(cudaStream_t s, float *out, const float *x, const int32_t *rows
 /* Splits of the sequence (flash-decoding) the attention uses for a batch of
  * n_tokens with n_head_kv heads and at most max_len positions a sequence. */
 int cuda_attn_splits(int n_tokens, int n_head_kv, int max_len);
+/* Deterministic mode: every token's positions are split at fixed multiples
+ * of CUDA_ATTN_DET_CHUNK from its window start, whatever the batch, so its
+ * result does not depend on the other tokens; the grid has enough splits
+ * for max_len (cuda_attn_det_splits), and a token's unused splits are
+ * skipped by the merge. */
+#define CUDA_ATTN_DET_CHUNK 512
+int cuda_attn_det_splits(int max_len);
 /* Scratch floats the attention needs (partial results of the splits). */
 size_t cuda_attn_scratch(int n_tokens, int n_head, int head_dim, int splits);
+/* chunk: 0 to divide each token's positions evenly over the splits, or the
+ * fixed positions a split (deterministic mode; splits must cover max_len). */
 int cuda_attention(cudaStream_t s, float *out, const float *q, const bk_kv_layer *kv,
                    const bk_attn_batch *ab, int n_head, int n_head_kv, int head_dim, int window,
-                   float scale, int splits, float *scratch);
+                   float scale, int splits, int chunk, float *scratch);
 
 #endif
