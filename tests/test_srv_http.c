@@ -14,6 +14,7 @@
 #include "util/util.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -790,6 +791,7 @@ static void test_live(beast_model *m) {
     hp.api_key = "sekret";
     hp.max_body = 4096;
     hp.model_name = "smol";
+    hp.read_timeout_s = 1.5;
     srv_http *h = srv_http_start(s, &hp);
     CHECK(h != NULL, "server started: %s", h ? "" : beast_error());
     if (!h) {
@@ -921,6 +923,23 @@ static void test_live(beast_model *m) {
               strstr(r, "code=\"413\"} 2") && strstr(r, "code=\"401\"} 1"),
           "metrics count statuses and the disconnect");
     free(r);
+
+    /* a client trickling its request is cut off after read_timeout_s */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "connect");
+    double t0 = time_now();
+    const char *slow = "POST /v1/completions HTTP/1.1\r\nHost: x\r\n";
+    bool closed = false;
+    for (size_t i = 0; i < strlen(slow) && !closed; i++) {
+        if (send(fd, slow + i, 1, MSG_NOSIGNAL) != 1) closed = true;
+        usleep(200000);
+        char c1;
+        ssize_t k = recv(fd, &c1, 1, MSG_DONTWAIT);
+        if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) closed = true;
+    }
+    double dt = time_now() - t0;
+    CHECK(closed && dt > 1.2 && dt < 6, "slow client closed after %.1f s", dt);
+    close(fd);
     srv_http_stop(h, 0);
     srv_http_free(h);
     srv_sched_free(s);

@@ -37,6 +37,7 @@ static const char SERVE_HELP[] =
     "      --max-body N         request body limit in bytes (default 1048576)\n"
     "      --max-conns N        concurrent connections (default 256)\n"
     "      --idle-timeout S     close connections idle this long (default 20)\n"
+    "      --read-timeout S     a request must arrive whole within S seconds (default 30)\n"
     "      --drain S            on SIGINT/SIGTERM, let replies finish for S seconds\n"
     "                           before cancelling them (default 5)\n"
     "      --deterministic      results independent of batch composition (slower)\n"
@@ -92,6 +93,7 @@ int cmd_serve(int argc, char **argv) {
                                              {"max-conns", required_argument, 0, 3008},
                                              {"idle-timeout", required_argument, 0, 3009},
                                              {"drain", required_argument, 0, 3010},
+                                             {"read-timeout", required_argument, 0, 3014},
                                              {"deterministic", no_argument, 0, 3011},
                                              {"no-prefix-cache", no_argument, 0, 3012},
                                              {"gpu-layers", required_argument, 0, 3013},
@@ -153,6 +155,10 @@ int cmd_serve(int argc, char **argv) {
         case 3010:
             if (parse_num("drain", optarg, 0, 3600, &v)) return 2;
             drain = v;
+            break;
+        case 3014:
+            if (parse_num("read-timeout", optarg, 1, 86400, &v)) return 2;
+            hp.read_timeout_s = v;
             break;
         case 3011:
             deterministic = true;

@@ -12,7 +12,13 @@
  * the idle-connection timeout that stops slow or silent clients never cuts
  * a reply that is only waiting for the engine. A non-streaming reply is
  * therefore sent with status 200 before the result is known; an engine
- * failure after submission comes back as an error body. */
+ * failure after submission comes back as an error body.
+ *
+ * Slow clients: libmicrohttpd closes connections idle for conn_timeout_s,
+ * but a client trickling one byte at a time is never idle. A watchdog
+ * thread therefore shuts down any connection that is not being answered a
+ * generation and has not completed a request within read_timeout_s of its
+ * start or of its previous request. */
 #include "server/server.h"
 #include "util/util.h"
 
@@ -43,6 +49,14 @@ extern const unsigned long srv_webui_html_len;
 
 typedef struct gen_job gen_job;
 
+/* One open TCP connection (libmicrohttpd's socket context). */
+typedef struct conn_rec {
+    int fd;
+    double t_mark; /* connection start or end of its last request */
+    bool busy;     /* answering a generation */
+    struct conn_rec *prev, *next;
+} conn_rec;
+
 struct srv_http {
     srv_sched *s;
     const beast_model *m;
@@ -53,9 +67,13 @@ struct srv_http {
     double keepalive_s;
     atomic_bool stopping;
     srv_http_counters counters;
-    pthread_mutex_t mu; /* guards the job list and each job's req pointer */
+    pthread_mutex_t mu; /* guards the job and connection lists, each job's req */
     gen_job *jobs;
     int n_jobs;
+    conn_rec *conns;
+    pthread_t watchdog;
+    bool watchdog_started;
+    atomic_bool watchdog_stop;
 };
 
 /* One generation reply in flight. */
@@ -88,6 +106,7 @@ srv_http_params srv_http_default_params(void) {
     p.max_body = SRV_DEFAULT_BODY;
     p.max_conns = 256;
     p.conn_timeout_s = 20;
+    p.read_timeout_s = 30;
     p.model_name = "model";
     return p;
 }
@@ -262,6 +281,12 @@ static void job_free(void *cls) {
     free(j);
 }
 
+static conn_rec *conn_of(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
 /* ---- generation endpoints ---- */
 
 static enum MHD_Result do_generate(srv_http *h, struct MHD_Connection *c, req_state *rs) {
@@ -389,6 +414,12 @@ static enum MHD_Result do_generate(srv_http *h, struct MHD_Connection *c, req_st
     MHD_add_response_header(r, "X-Accel-Buffering", "no");
     enum MHD_Result ret = MHD_queue_response(c, 200, r);
     MHD_destroy_response(r); /* job_free runs when libmicrohttpd is done with it */
+    conn_rec *cr = conn_of(c);
+    if (cr) {
+        pthread_mutex_lock(&h->mu);
+        cr->busy = true;
+        pthread_mutex_unlock(&h->mu);
+    }
     srv_counters_add(&h->counters, ep, 200);
     return ret;
 }
@@ -615,13 +646,74 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
-    (void)cls, (void)c, (void)toe;
+    (void)toe;
+    srv_http *h = cls;
+    conn_rec *cr = conn_of(c);
+    if (cr) {
+        pthread_mutex_lock(&h->mu);
+        cr->busy = false;
+        cr->t_mark = time_now();
+        pthread_mutex_unlock(&h->mu);
+    }
     req_state *rs = *con_cls;
     if (rs) {
         srv_buf_free(&rs->body);
         free(rs);
     }
     *con_cls = NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+    srv_http *h = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        conn_rec *cr = calloc(1, sizeof *cr);
+        if (!cr) return;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        cr->fd = ci ? ci->connect_fd : -1;
+        cr->t_mark = time_now();
+        pthread_mutex_lock(&h->mu);
+        cr->next = h->conns;
+        if (h->conns) h->conns->prev = cr;
+        h->conns = cr;
+        pthread_mutex_unlock(&h->mu);
+        *socket_context = cr;
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+        conn_rec *cr = *socket_context;
+        pthread_mutex_lock(&h->mu);
+        if (cr->prev)
+            cr->prev->next = cr->next;
+        else
+            h->conns = cr->next;
+        if (cr->next) cr->next->prev = cr->prev;
+        pthread_mutex_unlock(&h->mu);
+        free(cr);
+        *socket_context = NULL;
+    }
+}
+
+static void sleep_s(double s);
+
+/* Shuts down connections that take too long to deliver a request. The
+ * connection's own thread then sees the end of the stream and closes it
+ * (the socket stays open until the CLOSED notification has run, which
+ * takes the same lock). */
+static void *watchdog_main(void *arg) {
+    srv_http *h = arg;
+    while (!atomic_load(&h->watchdog_stop)) {
+        sleep_s(0.25);
+        double now = time_now();
+        pthread_mutex_lock(&h->mu);
+        for (conn_rec *cr = h->conns; cr; cr = cr->next) {
+            if (!cr->busy && cr->fd >= 0 && now - cr->t_mark > h->p.read_timeout_s) {
+                shutdown(cr->fd, SHUT_RDWR);
+                cr->t_mark = now + 1e9; /* once */
+            }
+        }
+        pthread_mutex_unlock(&h->mu);
+    }
+    return NULL;
 }
 
 /* ---- start / stop ---- */
@@ -640,6 +732,7 @@ srv_http *srv_http_start(srv_sched *s, const srv_http_params *p) {
     if (h->p.max_body == 0) h->p.max_body = SRV_DEFAULT_BODY;
     if (h->p.max_conns <= 0) h->p.max_conns = 256;
     if (h->p.conn_timeout_s <= 0) h->p.conn_timeout_s = 20;
+    if (h->p.read_timeout_s <= 0) h->p.read_timeout_s = 30;
     h->keepalive_s = h->p.conn_timeout_s / 4.0;
     if (h->keepalive_s > KEEPALIVE_MAX_S) h->keepalive_s = KEEPALIVE_MAX_S;
     if (p->port < 0 || p->port > 65535) {
@@ -671,15 +764,21 @@ srv_http *srv_http_start(srv_sched *s, const srv_http_params *p) {
     h->d = MHD_start_daemon(
         flags, (uint16_t)p->port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)h->p.max_conns, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)h->p.conn_timeout_s, MHD_OPTION_THREAD_STACK_SIZE, (size_t)(2u << 20),
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 128u, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)h->p.max_conns, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)h->p.conn_timeout_s,
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(2u << 20), MHD_OPTION_LISTEN_BACKLOG_SIZE, 128u,
+        MHD_OPTION_END);
     if (!h->d) {
         err_set("cannot listen on %s port %d (address in use, or not allowed)", h->host, p->port);
         goto fail;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
     h->port = di && di->port ? di->port : p->port;
+    if (pthread_create(&h->watchdog, NULL, watchdog_main, h)) {
+        err_set("cannot start the connection watchdog thread");
+        goto fail;
+    }
+    h->watchdog_started = true;
     return h;
 fail:
     srv_http_free(h);
@@ -722,11 +821,20 @@ void srv_http_stop(srv_http *h, double drain_s) {
         sleep_s(0.02);
     MHD_stop_daemon(h->d);
     h->d = NULL;
+    if (h->watchdog_started) {
+        atomic_store(&h->watchdog_stop, true);
+        pthread_join(h->watchdog, NULL);
+        h->watchdog_started = false;
+    }
 }
 
 void srv_http_free(srv_http *h) {
     if (!h) return;
     if (h->d) srv_http_stop(h, 0);
+    if (h->watchdog_started) {
+        atomic_store(&h->watchdog_stop, true);
+        pthread_join(h->watchdog, NULL);
+    }
     pthread_mutex_destroy(&h->mu);
     free(h->api_key);
     free(h->model_name);

@@ -223,6 +223,9 @@ typedef struct {
     size_t max_body;        /* bytes */
     int max_conns;          /* concurrent connections */
     int conn_timeout_s;     /* idle connection timeout */
+    double read_timeout_s;  /* a request must arrive whole within this time of the
+                               connection's start or its previous request
+                               (slow-client guard); <= 0: 30 */
     double req_timeout_s;   /* per generation request; <= 0: none */
     const char *model_name; /* the id shown by /v1/models */
     double load_s;          /* model load time, for Ollama's load_duration */
