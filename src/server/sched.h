@@ -23,7 +23,30 @@
  * wait in FIFO order; beyond that srv_submit fails with SRV_E_BUSY. A request
  * whose prompt + 1 cannot fit n_ctx fails with SRV_E_TOO_LONG before any
  * work. A cancelled request (client gone, timeout) releases its sequence at
- * the next step boundary. */
+ * the next step boundary.
+ *
+ * Details the front end can rely on:
+ *  - Events of one request come in order: TOKEN events, then exactly one
+ *    DONE, which is the last. DONE also comes for cancelled, timed-out and
+ *    failed requests, and for every request still queued or running when
+ *    srv_sched_free runs.
+ *  - An end-of-generation token (unless ignore_eos) ends the request with
+ *    SRV_FINISH_STOP and is not sent as a TOKEN event nor counted in n_gen.
+ *    The token that completes a stop string is sent (its text cut before the
+ *    stop string) and counted.
+ *  - n_ctx bounds prompt + generated tokens: LENGTH once they reach it.
+ *  - KV cache exhausted: cached prefixes are evicted first, then the newest
+ *    running request is preempted (back to the front of the queue, its
+ *    tokens so far prefilled again later; sampler state kept). A
+ *    request that cannot fit even alone ends with SRV_FINISH_ERROR
+ *    ("out of KV cache ...").
+ *  - A failing engine step ends the requests in that step with
+ *    SRV_FINISH_ERROR and the engine's message; the server keeps running.
+ *  - The context holds 2 * n_parallel sequence ids with prefix_cache (half
+ *    for cached prefixes), n_parallel without. Prefixes shorter than one KV
+ *    block (16 tokens) are not cached.
+ *  - srv_sched_stats' counters (and the KV figures) include a request's
+ *    completion by the time its DONE event can be read. */
 #ifndef BEAST_SRV_SCHED_H
 #define BEAST_SRV_SCHED_H
 
@@ -43,7 +66,9 @@ typedef struct {
     int n_kv_tokens;    /* total KV positions; 0 = n_ctx * n_parallel */
     int queue_max;      /* max waiting (not yet running) requests */
     bool prefix_cache;  /* share KV of common prompt prefixes */
-    bool deterministic; /* results independent of batch composition (slower) */
+    bool deterministic; /* results independent of batch composition (slower); sets the
+                           model's backend flag (same as loading the model with
+                           beast_model_params.deterministic) */
 } srv_sched_params;
 
 srv_sched_params srv_sched_default_params(void);
