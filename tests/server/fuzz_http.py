@@ -230,7 +230,7 @@ def case_wrong_type(rng):
     definitely_wrong = field in NUMERIC and (isinstance(v, (str, list, dict)) or isinstance(v, bool))
     if st == 200 and definitely_wrong:
         with lock:
-            lenient[f"{field}:{type(v).__name__}"] += 1
+            lenient[f"{path} {'options.' if target is not body else ''}{field}:{type(v).__name__}"] += 1
 
 
 def case_literal(rng):
