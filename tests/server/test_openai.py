@@ -3,19 +3,28 @@ against `beast serve`: chat and completions, streaming and not, usage and
 finish reasons, max_tokens, stop strings, include_usage, seeds, logprobs,
 errors, the context limit and the API key.
 
-usage: test_openai.py URL [KEYED_URL KEY]
+usage: test_openai.py URL [--keyed URL --key KEY] [--small URL]
+  --keyed: a server started with --api-key KEY
+  --small: a server started with --parallel 1 --queue 1 --timeout 2 (admission, timeout)
 """
+import argparse
 import json
 import subprocess
-import sys
+import threading
+import time
 
 import openai
 
-from e2e import Checks, base_url, request, sse_payloads
+from e2e import Checks, request, sse_payloads
 
-URL = base_url()
-KEYED = sys.argv[2].rstrip("/") if len(sys.argv) > 3 else None
-KEY = sys.argv[3] if len(sys.argv) > 3 else None
+ap = argparse.ArgumentParser()
+ap.add_argument("url")
+ap.add_argument("--keyed")
+ap.add_argument("--key")
+ap.add_argument("--small")
+args = ap.parse_args()
+URL = args.url.rstrip("/")
+KEYED, KEY, SMALL = args.keyed, args.key, args.small
 T = Checks("test_openai")
 client = openai.OpenAI(base_url=URL + "/v1", api_key="unused", max_retries=0, timeout=300)
 MODEL = "default"
@@ -280,6 +289,45 @@ def test_api_key():
     T.eq(text, r.choices[0].message.content, "api key: streaming with the right key")
 
 
+def test_admission_timeout():
+    """--parallel 1 --queue 1: of 6 simultaneous requests one runs, one waits,
+    the rest get 429 + Retry-After at once; --timeout 2 ends a long one."""
+    if not SMALL:
+        return
+    out, barrier = [None] * 6, threading.Barrier(6)
+
+    def go(i):
+        barrier.wait()
+        t0 = time.monotonic()
+        r = request(SMALL, "POST", "/v1/completions", body={"prompt": f"Story number {i}:", "max_tokens": 48,
+                                                            "temperature": 0})
+        out[i] = (r, time.monotonic() - t0)
+
+    ths = [threading.Thread(target=go, args=(i,)) for i in range(6)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join()
+    codes = sorted(r.status for r, _ in out)
+    print(f"     admission: statuses {codes}, seconds {[round(t, 2) for _, t in out]}")
+    T.ok(codes.count(200) >= 2 and set(codes) <= {200, 429, 503}, "admission: >= 2 served, the rest 429/503", str(codes))
+    busy = [(r, t) for r, t in out if r.status in (429, 503)]
+    T.ok(busy, "admission: a full queue rejects (429/503)", str(codes))
+    T.ok(all(r.header("Retry-After") for r, _ in busy), "admission: Retry-After on every rejection")
+    T.ok(all("error" in r.json() for r, _ in busy), "admission: rejections carry an OpenAI error body")
+    # the timeout: a long request is cut off after about 2 s with what it has
+    t0 = time.monotonic()
+    r = request(SMALL, "POST", "/v1/completions", body={"prompt": STORY, "max_tokens": 900, "temperature": 0,
+                                                        "ignore_eos": True})
+    dt = time.monotonic() - t0
+    j = r.json() if r.status == 200 else {}
+    print(f"     timeout: status {r.status} after {dt:.1f} s, {j.get('usage')}")
+    T.ok(r.status in (200, 408, 504) and dt < 60, "timeout: a request longer than --timeout 2 ends early",
+         f"{r.status} after {dt:.1f} s")
+    if r.status == 200:
+        T.ok(j["usage"]["completion_tokens"] < 900, "timeout: fewer tokens than asked", str(j.get("usage")))
+
+
 def curl(*args):
     p = subprocess.run(["curl", "-sS", "--max-time", "300", *args], capture_output=True, timeout=310)
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
@@ -311,6 +359,6 @@ def test_curl():
 
 
 for fn in (test_models, test_chat, test_completions, test_max_tokens, test_stop, test_seed, test_logprobs,
-           test_errors, test_api_key, test_curl):
+           test_errors, test_api_key, test_curl, test_admission_timeout):
     T.run(fn)
 T.finish()
