@@ -5,7 +5,10 @@ Send, waits for the streamed reply, checks it streamed in pieces and that
 the conversation history goes with the next turn, stops a long reply with
 the Stop button, and saves a screenshot.
 
-usage: test_webui.py URL SCREENSHOT.png
+usage: test_webui.py URL SCREENSHOT.png [KEYED_URL KEY]
+  KEYED_URL: a server started with --api-key KEY: the page shows the 401,
+  then works once the key is typed into the API key field (kept in
+  localStorage across a reload).
 """
 import base64
 import json
@@ -23,6 +26,7 @@ from e2e import Checks, base_url, request
 
 URL = base_url()
 SHOT = sys.argv[2] if len(sys.argv) > 2 else "webui.png"
+KEYED, KEY = (sys.argv[3].rstrip("/"), sys.argv[4]) if len(sys.argv) > 4 else (None, None)
 T = Checks("test_webui")
 
 
@@ -194,22 +198,40 @@ def last_reply(cdp):
 
 
 def turn(cdp, text, timeout=300):
-    """Types text, clicks Send, waits for the finished reply; returns it."""
-    n0 = last_reply(cdp)["n"]
+    """Types text, clicks Send, waits until the page is idle again (reply
+    finished or error shown); returns the last reply and the lengths its text
+    went through while streaming."""
     cdp.js("window.__lens = []")
     cdp.type_into("#input", text)
     cdp.click("#send")
-    cdp.wait(f"document.querySelectorAll('.msg.assistant').length > {n0} && "
-             "document.querySelector('.msg.assistant:last-of-type, .msg.assistant') !== null", 30, "a reply bubble")
+    # the submit handler adds the reply bubble and sets the state synchronously
+    T.ok(cdp.js("document.body.dataset.state") == "streaming", "Send starts streaming at once")
     cdp.js("""(() => {
       const all = document.querySelectorAll('.msg.assistant');
-      const t = all[all.length - 1].querySelector('.text');
-      new MutationObserver(() => window.__lens.push(t.textContent.length))
+      const t = all.length ? all[all.length - 1].querySelector('.text') : null;
+      if (t) new MutationObserver(() => window.__lens.push(t.textContent.length))
         .observe(t, { childList: true, characterData: true, subtree: true });
     })()""")
-    cdp.wait("(() => { const a = document.querySelectorAll('.msg.assistant');"
-             " return a[a.length - 1].classList.contains('done'); })()", timeout, "the reply to finish")
+    cdp.wait("document.body.dataset.state === 'idle'", timeout, "the reply to finish")
     return last_reply(cdp), cdp.js("window.__lens")
+
+
+def check_api_key(cdp):
+    cdp.call("Page.navigate", url=KEYED + "/")
+    cdp.wait("document.readyState === 'complete' && !!document.getElementById('send')", 30, "the keyed page")
+    cdp.js("document.getElementById('max_tokens').value = '8'")
+    r, _ = turn(cdp, "Hello?", timeout=60)
+    T.ok(any("401" in e for e in r["errors"]), "keyed server without a key: the page shows the 401", str(r))
+    T.ok(not r["text"], "keyed server without a key: no reply text", str(r))
+    cdp.type_into("#apikey", KEY)
+    cdp.js("document.getElementById('apikey').dispatchEvent(new Event('change'))")
+    r, _ = turn(cdp, "Hello?", timeout=120)
+    T.ok(r["text"] and r["text"].strip() and r["n"] >= 1, "with the key typed in: a reply", str(r))
+    T.eq(cdp.js(f"localStorage.getItem('beast.apikey')"), KEY, "the key is kept in localStorage")
+    cdp.call("Page.reload")
+    cdp.wait("document.readyState === 'complete' && !!document.getElementById('send') && "
+             "document.querySelectorAll('.msg').length === 0", 30, "the reload")
+    T.eq(cdp.js("document.getElementById('apikey').value"), KEY, "after a reload the key field is filled in")
 
 
 def main():
@@ -284,8 +306,6 @@ def main():
         T.eq(t3, r3["text"], "no text arrives after Stop")
         T.ok(cdp.js("document.getElementById('send').disabled") is False, "Send enabled again after Stop")
 
-        exc = [e for e in cdp.events if e.get("method") == "Runtime.exceptionThrown"]
-        T.ok(not exc, "no JavaScript exceptions", str(exc[:2])[:500])
         cdp.js("window.scrollTo(0, 0)")
         shot = base64.b64decode(cdp.call("Page.captureScreenshot", format="png")["data"])
         os.makedirs(os.path.dirname(os.path.abspath(SHOT)), exist_ok=True)
@@ -293,6 +313,17 @@ def main():
             f.write(shot)
         T.ok(shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 5000, "screenshot saved", f"{len(shot)} bytes")
         print(f"     screenshot: {os.path.abspath(SHOT)}")
+        if KEYED:
+            check_api_key(cdp)
+            cdp.call("Page.navigate", url=URL + "/")
+            cdp.wait("document.readyState === 'complete' && document.querySelectorAll('.msg').length === 0 "
+                     "&& !!document.getElementById('send')", 30, "the page to load again")
+            cdp.js("document.getElementById('temperature').value = '0'; "
+                   "document.getElementById('max_tokens').value = '48'")
+            r, _ = turn(cdp, q1)
+            T.eq(r["text"], r1["text"], "after a reload: same greedy reply, fresh conversation")
+        exc = [e for e in cdp.events if e.get("method") == "Runtime.exceptionThrown"]
+        T.ok(not exc, "no JavaScript exceptions", str(exc[:2])[:500])
     finally:
         proc.terminate()
         try:
