@@ -10,6 +10,7 @@
  * use sorted name tables (O(n log n) worst case, no hash flooding). */
 #include "gguf/gguf.h"
 
+#include "gguf/gguf_bytes.h"
 #include "quant/quant.h"
 #include "util/util.h"
 
@@ -68,15 +69,13 @@ static bool need(cursor *c, size_t n, const char *what) {
 }
 
 static uint32_t rd_u32(cursor *c) {
-    uint32_t v;
-    memcpy(&v, c->base + c->pos, 4);
+    uint32_t v = gguf_rd_u32(c->base + c->pos);
     c->pos += 4;
     return v;
 }
 
 static uint64_t rd_u64(cursor *c) {
-    uint64_t v;
-    memcpy(&v, c->base + c->pos, 8);
+    uint64_t v = gguf_rd_u64(c->base + c->pos);
     c->pos += 8;
     return v;
 }
@@ -108,33 +107,11 @@ static bool get_str(cursor *c, gguf_str *s, const char *what) {
     return true;
 }
 
-static size_t scalar_size(gguf_vtype t) {
-    switch (t) {
-    case GGUF_U8:
-    case GGUF_I8:
-    case GGUF_BOOL:
-        return 1;
-    case GGUF_U16:
-    case GGUF_I16:
-        return 2;
-    case GGUF_U32:
-    case GGUF_I32:
-    case GGUF_F32:
-        return 4;
-    case GGUF_U64:
-    case GGUF_I64:
-    case GGUF_F64:
-        return 8;
-    default:
-        return 0; /* STRING, ARRAY, unknown */
-    }
-}
-
 /* Smallest encoding of one element of type t (for count checks). */
 static size_t min_elem_size(gguf_vtype t) {
     if (t == GGUF_STRING) return 8;
     if (t == GGUF_ARRAY) return 12;
-    return scalar_size(t);
+    return gguf_scalar_size(t);
 }
 
 const char *gguf_vtype_name(gguf_vtype t) {
@@ -144,62 +121,6 @@ const char *gguf_vtype_name(gguf_vtype t) {
     };
     if ((unsigned)t >= GGUF_NTYPES) return "unknown";
     return names[t];
-}
-
-/* Decode one packed little-endian scalar into v (type already set). */
-static void decode_scalar(gguf_value *v, const uint8_t *p) {
-    switch (v->type) {
-    case GGUF_U8:
-        v->u = p[0];
-        break;
-    case GGUF_BOOL:
-        v->u = p[0] != 0;
-        break;
-    case GGUF_I8:
-        v->i = (int8_t)p[0];
-        break;
-    case GGUF_U16: {
-        uint16_t x;
-        memcpy(&x, p, 2);
-        v->u = x;
-        break;
-    }
-    case GGUF_I16: {
-        int16_t x;
-        memcpy(&x, p, 2);
-        v->i = x;
-        break;
-    }
-    case GGUF_U32: {
-        uint32_t x;
-        memcpy(&x, p, 4);
-        v->u = x;
-        break;
-    }
-    case GGUF_I32: {
-        int32_t x;
-        memcpy(&x, p, 4);
-        v->i = x;
-        break;
-    }
-    case GGUF_F32: {
-        float x;
-        memcpy(&x, p, 4);
-        v->f = x;
-        break;
-    }
-    case GGUF_U64:
-        memcpy(&v->u, p, 8);
-        break;
-    case GGUF_I64:
-        memcpy(&v->i, p, 8);
-        break;
-    case GGUF_F64:
-        memcpy(&v->f, p, 8);
-        break;
-    default:
-        break;
-    }
 }
 
 static void value_free(gguf_value *v);
@@ -229,13 +150,13 @@ static bool parse_value(cursor *c, gguf_value *v, gguf_vtype t, int depth) {
     }
     if (t == GGUF_STRING) return get_str(c, &v->str, "string");
     if (t != GGUF_ARRAY) {
-        size_t n = scalar_size(t);
+        size_t n = gguf_scalar_size(t);
         if (!need(c, n, gguf_vtype_name(t))) return false;
         if (t == GGUF_BOOL && c->base[c->pos] > 1) {
             err_set("bool value %u at offset %zu is not 0 or 1", c->base[c->pos], c->pos);
             return false;
         }
-        decode_scalar(v, c->base + c->pos);
+        gguf_scalar_decode(v, c->base + c->pos);
         c->pos += n;
         return true;
     }
@@ -292,7 +213,7 @@ static bool parse_value(cursor *c, gguf_value *v, gguf_vtype t, int depth) {
                         i, pos, size);
                 return false;
             }
-            memcpy(&len, base + pos, 8);
+            len = gguf_rd_u64(base + pos);
             if (len > size - pos - 8) {
                 err_set("array element %" PRIu64 ": string length %" PRIu64
                         " at offset %zu runs past end of file (size %zu)",
@@ -811,10 +732,10 @@ static gguf_value arr_elem(const gguf_value *arr, uint64_t i) {
     gguf_value v;
     memset(&v, 0, sizeof v);
     if (!arr || arr->type != GGUF_ARRAY || i >= arr->arr.n) return v;
-    size_t es = scalar_size(arr->arr.type);
+    size_t es = gguf_scalar_size(arr->arr.type);
     if (!es || !arr->arr.raw) return v;
     v.type = arr->arr.type;
-    decode_scalar(&v, arr->arr.raw + (size_t)i * es);
+    gguf_scalar_decode(&v, arr->arr.raw + (size_t)i * es);
     return v;
 }
 

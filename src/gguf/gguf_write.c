@@ -7,6 +7,7 @@
  * of memory, invalid value) is remembered and returned by gguf_writer_save. */
 #include "gguf/gguf.h"
 
+#include "gguf/gguf_bytes.h"
 #include "quant/quant.h"
 #include "util/util.h"
 
@@ -70,10 +71,14 @@ static void buf_put(wbuf *b, const void *src, size_t n) {
 }
 
 static void put_u32(wbuf *b, uint32_t v) {
-    buf_put(b, &v, 4);
+    uint8_t p[4];
+    gguf_wr_u32(p, v);
+    buf_put(b, p, 4);
 }
 static void put_u64(wbuf *b, uint64_t v) {
-    buf_put(b, &v, 8);
+    uint8_t p[8];
+    gguf_wr_u64(p, v);
+    buf_put(b, p, 8);
 }
 static void put_str(wbuf *b, const char *s, uint64_t n) {
     put_u64(b, n);
@@ -152,46 +157,47 @@ static wbuf *kv_slot(gguf_writer *w, const char *key) {
     return &e->val;
 }
 
-static void w_scalar(gguf_writer *w, const char *key, gguf_vtype t, const void *v, size_t n) {
+/* Every scalar setter: type word, then the value through the one encoder. */
+static void w_scalar(gguf_writer *w, const char *key, gguf_value v) {
     wbuf *b = kv_slot(w, key);
     if (!b) return;
-    put_u32(b, (uint32_t)t);
-    buf_put(b, v, n);
+    uint8_t p[8];
+    put_u32(b, (uint32_t)v.type);
+    buf_put(b, p, gguf_scalar_encode(&v, p));
 }
 
 void gguf_w_u8(gguf_writer *w, const char *key, uint8_t v) {
-    w_scalar(w, key, GGUF_U8, &v, 1);
+    w_scalar(w, key, (gguf_value){.type = GGUF_U8, .u = v});
 }
 void gguf_w_i8(gguf_writer *w, const char *key, int8_t v) {
-    w_scalar(w, key, GGUF_I8, &v, 1);
+    w_scalar(w, key, (gguf_value){.type = GGUF_I8, .i = v});
 }
 void gguf_w_u16(gguf_writer *w, const char *key, uint16_t v) {
-    w_scalar(w, key, GGUF_U16, &v, 2);
+    w_scalar(w, key, (gguf_value){.type = GGUF_U16, .u = v});
 }
 void gguf_w_i16(gguf_writer *w, const char *key, int16_t v) {
-    w_scalar(w, key, GGUF_I16, &v, 2);
+    w_scalar(w, key, (gguf_value){.type = GGUF_I16, .i = v});
 }
 void gguf_w_u32(gguf_writer *w, const char *key, uint32_t v) {
-    w_scalar(w, key, GGUF_U32, &v, 4);
+    w_scalar(w, key, (gguf_value){.type = GGUF_U32, .u = v});
 }
 void gguf_w_i32(gguf_writer *w, const char *key, int32_t v) {
-    w_scalar(w, key, GGUF_I32, &v, 4);
+    w_scalar(w, key, (gguf_value){.type = GGUF_I32, .i = v});
 }
 void gguf_w_u64(gguf_writer *w, const char *key, uint64_t v) {
-    w_scalar(w, key, GGUF_U64, &v, 8);
+    w_scalar(w, key, (gguf_value){.type = GGUF_U64, .u = v});
 }
 void gguf_w_i64(gguf_writer *w, const char *key, int64_t v) {
-    w_scalar(w, key, GGUF_I64, &v, 8);
+    w_scalar(w, key, (gguf_value){.type = GGUF_I64, .i = v});
 }
 void gguf_w_f32(gguf_writer *w, const char *key, float v) {
-    w_scalar(w, key, GGUF_F32, &v, 4);
+    w_scalar(w, key, (gguf_value){.type = GGUF_F32, .f = v});
 }
 void gguf_w_f64(gguf_writer *w, const char *key, double v) {
-    w_scalar(w, key, GGUF_F64, &v, 8);
+    w_scalar(w, key, (gguf_value){.type = GGUF_F64, .f = v});
 }
 void gguf_w_bool(gguf_writer *w, const char *key, bool v) {
-    uint8_t b = v ? 1 : 0;
-    w_scalar(w, key, GGUF_BOOL, &b, 1);
+    w_scalar(w, key, (gguf_value){.type = GGUF_BOOL, .u = v ? 1 : 0});
 }
 
 void gguf_w_strn(gguf_writer *w, const char *key, const char *v, uint64_t n) {
@@ -222,30 +228,8 @@ void gguf_w_arr_str(gguf_writer *w, const char *key, const char *const *v, uint6
     for (uint64_t i = 0; i < n; i++) put_str(b, v[i] ? v[i] : "", v[i] ? strlen(v[i]) : 0);
 }
 
-static size_t w_scalar_size(gguf_vtype t) {
-    switch (t) {
-    case GGUF_U8:
-    case GGUF_I8:
-    case GGUF_BOOL:
-        return 1;
-    case GGUF_U16:
-    case GGUF_I16:
-        return 2;
-    case GGUF_U32:
-    case GGUF_I32:
-    case GGUF_F32:
-        return 4;
-    case GGUF_U64:
-    case GGUF_I64:
-    case GGUF_F64:
-        return 8;
-    default:
-        return 0;
-    }
-}
-
 void gguf_w_arr_raw(gguf_writer *w, const char *key, gguf_vtype elem, const void *v, uint64_t n) {
-    size_t es = w_scalar_size(elem);
+    size_t es = gguf_scalar_size(elem);
     if (!es) {
         if (w)
             w_fail(w, "gguf writer: key '%s': gguf_w_arr_raw needs a scalar element type",
@@ -275,56 +259,11 @@ void gguf_w_arr_f32(gguf_writer *w, const char *key, const float *v, uint64_t n)
 /* Encode a value's payload (without its type word). false on invalid input. */
 static bool enc_value(wbuf *b, const gguf_value *v, int depth) {
     gguf_vtype t = v->type;
-    size_t es = w_scalar_size(t);
+    size_t es = gguf_scalar_size(t);
     if (es) {
-        uint8_t tmp[8];
-        switch (t) {
-        case GGUF_U8:
-        case GGUF_BOOL:
-            tmp[0] = (uint8_t)v->u;
-            break;
-        case GGUF_I8:
-            tmp[0] = (uint8_t)(int8_t)v->i;
-            break;
-        case GGUF_U16: {
-            uint16_t x = (uint16_t)v->u;
-            memcpy(tmp, &x, 2);
-            break;
-        }
-        case GGUF_I16: {
-            int16_t x = (int16_t)v->i;
-            memcpy(tmp, &x, 2);
-            break;
-        }
-        case GGUF_U32: {
-            uint32_t x = (uint32_t)v->u;
-            memcpy(tmp, &x, 4);
-            break;
-        }
-        case GGUF_I32: {
-            int32_t x = (int32_t)v->i;
-            memcpy(tmp, &x, 4);
-            break;
-        }
-        case GGUF_F32: {
-            float x = (float)v->f;
-            memcpy(tmp, &x, 4);
-            break;
-        }
-        case GGUF_U64:
-            memcpy(tmp, &v->u, 8);
-            break;
-        case GGUF_I64:
-            memcpy(tmp, &v->i, 8);
-            break;
-        case GGUF_F64:
-            memcpy(tmp, &v->f, 8);
-            break;
-        default:
-            return false;
-        }
         if (t == GGUF_BOOL && v->u > 1) return false;
-        buf_put(b, tmp, es);
+        uint8_t p[8];
+        buf_put(b, p, gguf_scalar_encode(v, p));
         return true;
     }
     if (t == GGUF_STRING) {
@@ -337,7 +276,7 @@ static bool enc_value(wbuf *b, const gguf_value *v, int depth) {
     uint64_t n = v->arr.n;
     put_u32(b, (uint32_t)et);
     put_u64(b, n);
-    size_t ees = w_scalar_size(et);
+    size_t ees = gguf_scalar_size(et);
     if (ees) {
         if (n && !v->arr.raw) return false;
         if (n > SIZE_MAX / ees) return false;
@@ -502,13 +441,11 @@ static int emit(gguf_writer *w, sink *s, size_t alignment) {
     for (size_t i = 0; i < w->n_kv; i++)
         if (strcmp(w->kv[i].key, "general.alignment") == 0) akv = &w->kv[i];
     if (alignment == 0 && akv) {
-        uint32_t t, v;
-        if (akv->val.n != 8 || (memcpy(&t, akv->val.p, 4), t != GGUF_U32)) {
+        if (akv->val.n != 8 || gguf_rd_u32(akv->val.p) != GGUF_U32) {
             err_set("gguf writer: general.alignment must be a u32");
             return -1;
         }
-        memcpy(&v, akv->val.p + 4, 4);
-        alignment = v;
+        alignment = gguf_rd_u32(akv->val.p + 4);
     }
     if (alignment == 0) alignment = 32;
     if ((alignment & (alignment - 1)) || alignment > ((size_t)1 << 31)) {
