@@ -131,12 +131,14 @@ static const char *PROMPTS[] = {
 
 /* Compare two greedy token streams; returns 0 same, 1 differs after a
  * near-tie, 2 differs otherwise. */
+static double g_tie = 0.1; /* near-tie bound: max(0.1, the backend's batch drift) */
+
 static int compare(const result *alone, const result *batched, int *at) {
     int n = MIN(alone->n_tok, batched->n_tok);
     for (int i = 0; i < n; i++)
         if (alone->tok[i] != batched->tok[i]) {
             *at = i;
-            return alone->gap[i] < 0.1f || batched->gap[i] < 0.1f ? 1 : 2;
+            return alone->gap[i] < g_tie || batched->gap[i] < g_tie ? 1 : 2;
         }
     *at = n;
     if (alone->n_tok != batched->n_tok || alone->done.finish != batched->done.finish) return 2;
@@ -192,15 +194,19 @@ static int concurrent_vs_alone(beast_model *m, int n, int max_tokens, bool prefi
         reqs[i] = srv_submit(s, &p, &err);
         CHECK(reqs[i], "%s: submit %d: %d %s", label, i, err, beast_error());
     }
-    int n_diff = 0, n_tie = 0;
+    int n_diff = 0, n_tie = 0, n_strict = 0, n_first = 0;
     for (int i = 0; i < n; i++) {
         if (!reqs[i]) continue;
         CHECK(collect(reqs[i], &batched[i]) == 0, "%s: collect %d", label, i);
         srv_req_release(reqs[i]);
         int at = 0, c = compare(&alone[i], &batched[i], &at);
+        n_first += alone[i].n_tok > 0;
+        n_first += batched[i].n_tok > 0;
         if (c) {
             n_diff++;
             n_tie += c == 1;
+            n_strict += at < alone[i].n_tok && alone[i].gap[at] >= 0.1f && at < batched[i].n_tok &&
+                        batched[i].gap[at] >= 0.1f;
             printf("  %s: stream %d differs at token %d (gap %.4f/%.4f)%s\n", label, i, at,
                    at < alone[i].n_tok ? alone[i].gap[at] : -1.f,
                    at < batched[i].n_tok ? batched[i].gap[at] : -1.f,
@@ -217,60 +223,64 @@ static int concurrent_vs_alone(beast_model *m, int n, int max_tokens, bool prefi
               label, batched[i].done.n_gen, batched[i].n_events);
         CHECK(batched[i].done.n_prompt == np[i], "%s: usage n_prompt", label);
     }
-    printf("%s: %d concurrent streams, %d differ from alone (%d after a near-tie)\n", label, n,
-           n_diff, n_tie);
+    printf("%s: %d concurrent streams, %d differ from alone (%d after a near-tie < %.3g; %d with "
+           "both top-2 gaps >= 0.1)\n",
+           label, n, n_diff, n_tie, g_tie, n_strict);
     srv_stats st;
     stats_idle(s, &st);
     CHECK(st.req_finished[SRV_FINISH_LENGTH] + st.req_finished[SRV_FINISH_STOP] == (uint64_t)2 * n,
           "%s: finished counters", label);
-    CHECK(st.ttft_count == (uint64_t)2 * n, "%s: ttft count %llu", label,
-          (unsigned long long)st.ttft_count);
+    CHECK(st.ttft_count == (uint64_t)n_first, "%s: ttft count %llu vs %d", label,
+          (unsigned long long)st.ttft_count, n_first);
     srv_sched_free(s);
     free(alone);
     free(batched);
     return n_diff;
 }
 
-/* Does the backend give a token the same logits alone and inside a batch?
- * (One decoding token alone vs. with 7 other sequences decoding.) */
-static bool probe_deterministic(beast_model *m) {
+/* How far apart are a token's logits alone and inside a batch? (max |diff|
+ * over: one decoding token alone vs. with 7 other sequences decoding, and a
+ * prompt prefilled alone vs. together with 7 others). 0: batch-invariant. */
+static double probe_drift(beast_model *m) {
     beast_ctx_params cp = beast_ctx_default_params();
     cp.n_ctx = 64;
     cp.n_seq = 8;
     cp.n_batch = 64;
     beast_ctx *c = beast_ctx_new(m, &cp);
-    if (!c) return false;
+    if (!c) return 1e30;
     int32_t t[8][32];
     int n[8];
     for (int k = 0; k < 8; k++) n[k] = tokenize(PROMPTS[k], t[k], 32);
     beast_batch *b = beast_batch_new(256);
     int nv = beast_n_vocab(m);
     float *a = malloc((size_t)nv * sizeof *a);
-    bool same = true;
-    for (int pass = 0; pass < 2; pass++) {
+    double drift = 0;
+    /* pass 0: everything alone; 1: prefill alone, decode together; 2: both together */
+    for (int pass = 0; pass < 3; pass++) {
         for (int k = 0; k < 8; k++) beast_seq_clear(c, k);
-        beast_batch_clear(b);
-        for (int k = 0; k < 8; k++)
+        for (int k = 0; k < 8; k++) {
+            if (pass < 2 || k == 0) beast_batch_clear(b);
             for (int i = 0; i < n[k] - 1; i++) beast_batch_add(b, t[k][i], k, false);
-        if (beast_decode(c, b)) same = false;
+            if ((pass < 2 || k == 7) && beast_decode(c, b)) drift = 1e30;
+        }
         beast_batch_clear(b);
         int nk = pass == 0 ? 1 : 8;
         for (int k = 0; k < nk; k++) beast_batch_add(b, t[k][n[k] - 1], k, true);
-        if (beast_decode(c, b)) same = false;
+        if (beast_decode(c, b)) drift = 1e30;
         const float *l = beast_logits(c, 0);
         if (!l) {
-            same = false;
+            drift = 1e30;
             break;
         }
         if (pass == 0)
             memcpy(a, l, (size_t)nv * sizeof *a);
         else
-            same = same && memcmp(a, l, (size_t)nv * sizeof *a) == 0;
+            for (int i = 0; i < nv; i++) drift = fmax(drift, fabs((double)a[i] - l[i]));
     }
     free(a);
     beast_batch_free(b);
     beast_ctx_free(c);
-    return same;
+    return drift;
 }
 
 static void test_finishes(srv_sched *s) {
@@ -654,8 +664,27 @@ int main(void) {
     test_prefix_cache(g_model);
     test_kv_pressure(g_model);
     test_shutdown(g_model);
+    /* fast path: allowed divergences are near-ties within the backend's own
+     * batch-vs-alone logit drift */
+    double drift = probe_drift(g_model);
+    g_tie = fmax(0.1, drift);
+    printf("backend batch drift: max |logit alone - logit in a batch| = %.4f\n", drift);
     int n_conc = quick ? 8 : 32;
-    concurrent_vs_alone(g_model, n_conc, quick ? 12 : 24, false, false, "batched");
+    concurrent_vs_alone(g_model, n_conc, quick ? 12 : 24, false, drift == 0, "batched");
+
+    /* the exact CPU path (BEAST_CPU_SCALAR=1) is batch-invariant: there the
+     * scheduler must reproduce every stream exactly */
+    setenv("BEAST_CPU_SCALAR", "1", 1);
+    beast_model *sm = beast_model_load(path, &mp);
+    unsetenv("BEAST_CPU_SCALAR");
+    CHECK(sm, "load (scalar)");
+    if (sm) {
+        double d = probe_drift(sm);
+        printf("scalar path batch drift: %.4g\n", d);
+        g_tie = fmax(0.1, d);
+        concurrent_vs_alone(sm, quick ? 4 : 8, quick ? 6 : 12, false, d == 0, "scalar");
+        beast_model_free(sm);
+    }
 
     /* deterministic model: identical results required when the backend
      * honours the flag (probe: one token alone vs. in a batch of 8) */
@@ -663,9 +692,11 @@ int main(void) {
     beast_model *dm = beast_model_load(path, &mp);
     CHECK(dm, "load deterministic");
     if (dm) {
-        bool honoured = probe_deterministic(dm);
-        printf("deterministic flag %s by the backend\n",
-               honoured ? "honoured" : "NOT honoured (identical results not required)");
+        double d = probe_drift(dm);
+        bool honoured = d == 0;
+        g_tie = fmax(0.1, d);
+        printf("deterministic flag %s by the backend (drift %.4g)\n",
+               honoured ? "honoured" : "NOT honoured (identical results not required)", d);
         concurrent_vs_alone(dm, quick ? 8 : 16, quick ? 12 : 24, false, honoured, "deterministic");
         beast_model_free(dm);
     }
