@@ -1,8 +1,9 @@
 /* check.h: the few lines every C test shares: a failure counter, CHECK()
  * that reports and counts without stopping, the closing summary line
- * ("N passed, M failed" is what CI reads), and the random numbers for fresh
- * test inputs (splitmix64; check_seed() picks and prints the run's seed).
- * Include once per test program. */
+ * ("N passed, M failed" is what CI reads), the random numbers for fresh
+ * test inputs (splitmix64; check_seed() picks and prints the run's seed),
+ * float comparison and reading a whole file. Include once per test
+ * program. */
 #ifndef BEAST_TEST_CHECK_H
 #define BEAST_TEST_CHECK_H
 
@@ -26,6 +27,9 @@ static int check_failures, check_passes;
             printf("\n");                                                                          \
         }                                                                                          \
     } while (0)
+
+/* CHECK with the condition's own text as the message. */
+#define CHECK_TRUE(cond) CHECK(cond, "%s", #cond)
 
 /* Print the summary and return the exit code. */
 static inline int check_done(void) {
@@ -73,6 +77,43 @@ static inline double rng_normal(void) {
 static inline void rng_bytes(void *p, size_t n) {
     uint8_t *b = p;
     for (size_t i = 0; i < n; i++) b[i] = (uint8_t)(rng_u64() >> 24);
+}
+
+/* ---- float comparison ---- */
+
+/* max |a[i] - b[i]| in double; NaN anywhere makes it NaN */
+static inline double check_max_diff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= m)) m = d;
+    }
+    return m;
+}
+
+/* max |a[i]|, at least 1e-30 (a safe divisor for relative errors) */
+static inline double check_max_abs(const float *a, size_t n) {
+    double m = 1e-30;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(a[i]));
+    return m;
+}
+
+/* ---- files ---- */
+
+/* The whole file in a malloc'd buffer (one spare byte at the end) and its
+ * size in *n; NULL when it cannot be read. */
+static inline uint8_t *check_read_file(const char *path, size_t *n) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return NULL;
+    long sz = fseek(fp, 0, SEEK_END) == 0 ? ftell(fp) : -1;
+    uint8_t *b = sz >= 0 && fseek(fp, 0, SEEK_SET) == 0 ? malloc((size_t)sz + 1) : NULL;
+    if (b && fread(b, 1, (size_t)sz, fp) != (size_t)sz) {
+        free(b);
+        b = NULL;
+    }
+    fclose(fp);
+    *n = b ? (size_t)sz : 0;
+    return b;
 }
 
 #endif

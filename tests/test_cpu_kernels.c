@@ -53,41 +53,13 @@
 #include "quant/quant.h"
 #include "util/util.h"
 
-static int failures;
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            failures++;                                                                            \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-        }                                                                                          \
-    } while (0)
-
-/* ---- random numbers (splitmix64) ---- */
-static uint64_t rng_state;
-static uint64_t rng_u64(void) {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static double urand(void) {
-    return (double)(rng_u64() >> 11) * (1.0 / 9007199254740992.0);
-}
-static float nrand(void) {
-    double u = urand() + 1e-300, v = urand();
-    return (float)(sqrt(-2 * log(u)) * cos(6.283185307179586 * v));
-}
-static int irand(int n) {
-    return (int)(rng_u64() % (uint64_t)n);
-}
+#include "check.h"
 
 /* normal, with 1% outliers x20 (activation-like), per-block scales varying */
 static void fill_act(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
-        x[i] = nrand();
-        if (urand() < 0.01) x[i] *= 20;
+        x[i] = rng_normal();
+        if (rng_uniform() < 0.01) x[i] *= 20;
     }
 }
 
@@ -103,7 +75,7 @@ static void test_q8_kind(q8_kind kind, int simd) {
     const char *name = kind == Q8_32 ? "Q8_32" : "Q8_K";
     int bsz = kind == Q8_32 ? 32 : 256;
     for (int trial = 0; trial < 20; trial++) {
-        int64_t k = 256 * (2 + irand(7)); /* at least two blocks of 256 */
+        int64_t k = 256 * (2 + rng_int(7)); /* at least two blocks of 256 */
         float *x = xalloc((size_t)k * 4);
         fill_act(x, k);
         if (trial % 4 == 1) /* a zero block and a tiny one */
@@ -169,10 +141,10 @@ static int act_block(int type) {
  * [-127, 127] and +-127 in every 32 */
 static void fill_exact(float *x, int64_t k) {
     for (int64_t b = 0; b < k; b += 256) {
-        float s = ldexpf(1.0f, irand(12) - 6);
+        float s = ldexpf(1.0f, rng_int(12) - 6);
         for (int i = 0; i < 256 && b + i < k; i++) {
-            int q = irand(255) - 127;
-            if (i % 32 == 5) q = urand() < 0.5 ? 127 : -127;
+            int q = rng_int(255) - 127;
+            if (i % 32 == 5) q = rng_uniform() < 0.5 ? 127 : -127;
             x[b + i] = s * (float)q;
         }
     }
@@ -208,7 +180,7 @@ static void check_kernel(const tinfo *t, int nr, int nc, int64_t k, int exact) {
     float *wf = xalloc((size_t)nr * k * 4), *wd = xalloc((size_t)nr * k * 4);
     float *x = xalloc((size_t)nc * k * 4), *out = xalloc((size_t)nc * nr * 4);
     uint8_t *wq = xalloc(rs * nr);
-    for (int64_t i = 0; i < nr * k; i++) wf[i] = 0.5f * nrand();
+    for (int64_t i = 0; i < nr * k; i++) wf[i] = 0.5f * rng_normal();
     for (int r = 0; r < nr; r++) {
         qt->quant(wf + r * k, wq + r * rs, k);
         qt->dequant(wq + r * rs, wd + r * k, k);
@@ -287,7 +259,7 @@ static void test_backend(void) {
         for (size_t ti = 0; ti < ARRAY_LEN(types); ti++) {
             int type = types[ti];
             const quant_traits *qt = quant_get(type);
-            int rows = 101 + 2 * irand(50), n = 1 + irand(13);
+            int rows = 101 + 2 * rng_int(50), n = 1 + rng_int(13);
             int64_t k = qt->block == 256 ? 512 : qt->block == 32 ? 32 * 11 : 99;
             if (ti % 3 == 0) n = 1; /* decode */
             size_t rs = quant_row_size(type, k);
@@ -295,7 +267,7 @@ static void test_backend(void) {
             float *x = xalloc((size_t)n * k * 4);
             float *out = xalloc((size_t)n * rows * 4), *ref = xalloc((size_t)n * rows * 4);
             uint8_t *wq = xalloc(rs * rows);
-            for (int64_t i = 0; i < rows * k; i++) wf[i] = 0.5f * nrand();
+            for (int64_t i = 0; i < rows * k; i++) wf[i] = 0.5f * rng_normal();
             fill_act(x, n * k);
             for (int r = 0; r < rows; r++) {
                 qt->quant(wf + r * k, wq + r * rs, k);
@@ -333,30 +305,26 @@ static void attn_case(backend *bk, backend *ref, int n_head, int n_kv, int hd, i
     int32_t *bt = xalloc((size_t)n_blocks * 4);
     for (int i = 0; i < n_blocks; i++) bt[i] = i;
     for (int i = n_blocks - 1; i > 0; i--) {
-        int j = irand(i + 1), t = bt[i];
+        int j = rng_int(i + 1), t = bt[i];
         bt[i] = bt[j], bt[j] = t;
     }
     /* the whole context in the cache; the last n_new positions are queried */
     float *K = xalloc((size_t)ctx * kv_dim * 4), *V = xalloc((size_t)ctx * kv_dim * 4);
     int32_t *slot = xalloc((size_t)ctx * 4), *pos = xalloc((size_t)n_new * 4);
     int32_t *row = xalloc((size_t)n_new * 4);
-    for (int64_t i = 0; i < (int64_t)ctx * kv_dim; i++) K[i] = nrand(), V[i] = nrand();
+    for (int64_t i = 0; i < (int64_t)ctx * kv_dim; i++) K[i] = rng_normal(), V[i] = rng_normal();
     for (int p = 0; p < ctx; p++) slot[p] = bt[p / bs] * bs + p % bs;
     bk->ops->kv_write(bk, &L, K, V, slot, ctx);
     for (int i = 0; i < n_new; i++) pos[i] = ctx - n_new + i, row[i] = 0;
     size_t qn = (size_t)n_new * n_head * hd;
     float *Q = xalloc(qn * 4), *O = xalloc(qn * 4), *R = xalloc(qn * 4);
-    for (size_t i = 0; i < qn; i++) Q[i] = 2 * nrand();
+    for (size_t i = 0; i < qn; i++) Q[i] = 2 * rng_normal();
     bk_attn_batch ab = {n_new, pos, row, bt, n_blocks, bs};
     float scale = 1.0f / sqrtf((float)hd);
     bk->ops->attention(bk, O, Q, &L, &ab, n_head, n_kv, hd, window, scale);
     ref->ops->attention(ref, R, Q, &L, &ab, n_head, n_kv, hd, window, scale);
     CHECK(bk->ops->sync(bk) == 0 && ref->ops->sync(ref) == 0, "sync");
-    double md = 0, mr = 1e-30;
-    for (size_t i = 0; i < qn; i++) {
-        md = fmax(md, fabs((double)O[i] - R[i]));
-        mr = fmax(mr, fabs((double)R[i]));
-    }
+    double md = check_max_diff(O, R, qn), mr = check_max_abs(R, qn);
     CHECK(md / mr < 1e-5, "attention heads %d/%d hd %d kv %s window %d ctx %d n %d: rel err %g",
           n_head, n_kv, hd, kv_type == QT_F16 ? "f16" : "f32", window, ctx, n_new, md / mr);
     bk->ops->free(bk, L.k);
@@ -374,8 +342,8 @@ static void test_attention(void) {
         for (int kv = 0; kv < 2; kv++) {
             int type = kv ? QT_F32 : QT_F16;
             attn_case(bk, ref, shapes[si][0], shapes[si][1], shapes[si][2], type, 0, 300, 1);
-            attn_case(bk, ref, shapes[si][0], shapes[si][1], shapes[si][2], type, 0, 17 + irand(80),
-                      17);
+            attn_case(bk, ref, shapes[si][0], shapes[si][1], shapes[si][2], type, 0,
+                      17 + rng_int(80), 17);
             attn_case(bk, ref, shapes[si][0], shapes[si][1], shapes[si][2], type, 7, 100, 9);
         }
     bk->ops->destroy(bk);
@@ -390,8 +358,10 @@ static void test_glu(void) {
     float *g = xalloc(n * 4), *u = xalloc(n * 4), *o = xalloc(n * 4);
     for (int range = 0; range < 3; range++) {
         for (int64_t i = 0; i < n; i++) {
-            g[i] = range == 0 ? 3 * nrand() : range == 1 ? (float)(200 * urand() - 100) : nrand();
-            u[i] = nrand();
+            g[i] = range == 0   ? 3 * rng_normal()
+                   : range == 1 ? (float)(200 * rng_uniform() - 100)
+                                : rng_normal();
+            u[i] = rng_normal();
         }
         if (range == 2) { /* special values */
             const float sp[] = {0.0f,   -0.0f,   1e-30f, -1e-30f, 87.0f, -87.0f, 88.5f, -88.5f,
@@ -425,10 +395,7 @@ static void test_glu(void) {
 }
 
 int main(void) {
-    const char *s = getenv("BEAST_TEST_SEED");
-    uint64_t seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL) ^ (uint64_t)clock();
-    rng_state = seed;
-    printf("seed %llu\n", (unsigned long long)seed);
+    check_seed();
     int simd = simd_has_avx2();
     printf("AVX2+FMA+F16C: %s\n", simd ? "yes" : "no (SIMD checks skipped)");
     test_q8_kind(Q8_32, simd);
@@ -437,10 +404,5 @@ int main(void) {
     test_backend();
     test_attention();
     if (simd) test_glu();
-    if (failures) {
-        printf("FAIL: %d failures\n", failures);
-        return 1;
-    }
-    printf("ok\n");
-    return 0;
+    return check_done();
 }

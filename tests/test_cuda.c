@@ -44,6 +44,8 @@
 #include "quant/quant.h"
 #include "util/util.h"
 
+#include "check.h"
+
 #include <execinfo.h>
 #include <math.h>
 #include <signal.h>
@@ -52,31 +54,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static int failures;
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            failures++;                                                                            \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-        }                                                                                          \
-    } while (0)
-
-static uint64_t rng_state;
-static double urand(void) {
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (double)(rng_state >> 11) / 9007199254740992.0;
-}
-static float nrand(void) {
-    double u = urand() + 1e-12, v = urand();
-    return (float)(sqrt(-2 * log(u)) * cos(2 * M_PI * v));
-}
 static void fill(float *x, size_t n, float s) {
-    for (size_t i = 0; i < n; i++) x[i] = s * nrand();
-}
-static int irand(int n) {
-    return (int)(urand() * n);
+    for (size_t i = 0; i < n; i++) x[i] = s * rng_normal();
 }
 
 static backend *G, *C, *R; /* GPU, CPU (SIMD) and CPU (scalar reference) backends */
@@ -108,21 +87,6 @@ static void dget(void *h, const void *d, size_t bytes) {
 }
 static void dfree(void *d) {
     G->ops->free(G, d);
-}
-
-/* max |a - b| / scale */
-static double max_diff(const float *a, const float *b, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (!(d <= m)) m = d; /* NaN propagates */
-    }
-    return m;
-}
-static double max_abs(const float *a, size_t n) {
-    double m = 1e-30;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(a[i]));
-    return m;
 }
 
 /* ---- matmul ---- */
@@ -209,7 +173,7 @@ static void test_fusions(void) {
     const int types[] = {QT_Q4_K, QT_Q6_K, QT_Q8_0, QT_F16};
     for (size_t ti = 0; ti < ARRAY_LEN(types); ti++)
         for (int n = 1; n <= 8; n += 4) {
-            int type = types[ti], cols = 512, rows[3] = {64, 16, 16 + irand(40)};
+            int type = types[ti], cols = 512, rows[3] = {64, 16, 16 + rng_int(40)};
             const quant_traits *qt = quant_get(type);
             size_t rs = quant_row_size(type, cols);
             bk_weight W[3];
@@ -280,7 +244,7 @@ static void test_fusions(void) {
             dget(g2, hb2, m * 4);
             CHECK(!memcmp(g1, r1, m * 4) && !memcmp(g2, r2, m * 4),
                   "fused gate/up/glu %s n=%d act=%d differs from the three ops (%g, %g)", qt->name,
-                  n, act, max_diff(g1, r1, m), max_diff(g2, r2, m));
+                  n, act, check_max_diff(g1, r1, m), check_max_diff(g2, r2, m));
             G->ops->weight_release(G, &Wg);
             G->ops->weight_release(G, &Wu);
             dfree(xd), dfree(hb), dfree(hb2);
@@ -290,7 +254,7 @@ static void test_fusions(void) {
     /* rope q then k */
     {
         int n = 3, hq = 8, hk = 2, hd = 64;
-        int32_t pos[3] = {5, 900 + irand(100), 40000 + irand(1000)};
+        int32_t pos[3] = {5, 900 + rng_int(100), 40000 + rng_int(1000)};
         size_t mq = (size_t)n * hq * hd, mk = (size_t)n * hk * hd;
         float *xq = malloc(mq * 4), *xk = malloc(mk * 4), *g = malloc(mq * 4);
         fill(xq, mq, 1.0f), fill(xk, mk, 1.0f);
@@ -302,9 +266,11 @@ static void test_fusions(void) {
             G->ops->rope(G, qd, pd, n, hq, hd, hd, 500000.0f, 1.0f, neox);
             G->ops->rope(G, kd, pd, n, hk, hd, hd, 500000.0f, 1.0f, neox);
             dget(g, qd, mq * 4);
-            CHECK(max_diff(g, xq, mq) / max_abs(xq, mq) < 1e-5, "fused rope q neox=%d", neox);
+            CHECK(check_max_diff(g, xq, mq) / check_max_abs(xq, mq) < 1e-5, "fused rope q neox=%d",
+                  neox);
             dget(g, kd, mk * 4);
-            CHECK(max_diff(g, xk, mk) / max_abs(xk, mk) < 1e-5, "fused rope k neox=%d", neox);
+            CHECK(check_max_diff(g, xk, mk) / check_max_abs(xk, mk) < 1e-5, "fused rope k neox=%d",
+                  neox);
         }
         dfree(qd), dfree(kd), dfree(pd);
         free(xq), free(xk), free(g);
@@ -322,10 +288,10 @@ static void test_fusions(void) {
         G->ops->add(G, xd, yd, (int64_t)m);
         G->ops->rmsnorm(G, yd, xd, wd, rows, dim, 1e-5f);
         dget(g, xd, m * 4);
-        CHECK(max_diff(g, x, m) == 0, "fused add: sum differs (dim %d)", dim);
+        CHECK(check_max_diff(g, x, m) == 0, "fused add: sum differs (dim %d)", dim);
         dget(g, yd, m * 4);
-        CHECK(max_diff(g, y, m) / max_abs(y, m) < 1e-5, "fused add+rmsnorm dim %d: %g", dim,
-              max_diff(g, y, m) / max_abs(y, m));
+        CHECK(check_max_diff(g, y, m) / check_max_abs(y, m) < 1e-5, "fused add+rmsnorm dim %d: %g",
+              dim, check_max_diff(g, y, m) / check_max_abs(y, m));
         dfree(xd), dfree(yd), dfree(wd);
         free(x), free(y), free(w), free(g);
     }
@@ -368,15 +334,15 @@ static void test_embed(void) {
             C->ops->weight_init(C, &Wc);
             CHECK(G->ops->weight_init(G, &Wg) == 0, "weight_init: %s", err_get());
             int32_t ids[7];
-            for (int i = 0; i < n; i++) ids[i] = irand(vocab);
+            for (int i = 0; i < n; i++) ids[i] = rng_int(vocab);
             ids[0] = vocab - 1;
-            float scale = 0.5f + (float)urand() * 3;
+            float scale = 0.5f + (float)rng_uniform() * 3;
             C->ops->embed(C, oc, &Wc, ids, n, scale);
             int32_t *idd = dput(ids, sizeof ids);
             float *od = G->ops->alloc(G, (size_t)n * dim * 4);
             G->ops->embed(G, od, &Wg, idd, n, scale);
             dget(og, od, (size_t)n * dim * 4);
-            double e = max_diff(og, oc, (size_t)n * dim) / max_abs(oc, (size_t)n * dim);
+            double e = check_max_diff(og, oc, (size_t)n * dim) / check_max_abs(oc, (size_t)n * dim);
             CHECK(e < 1e-6, "embed %s dim %d: rel err %g", qt->name, dim, e);
             exact += e == 0;
             total++;
@@ -402,11 +368,12 @@ static void test_small_ops(void) {
               *od = G->ops->alloc(G, (size_t)rows * dim * 4);
         G->ops->rmsnorm(G, od, xd, wd, rows, dim, 1e-6f);
         dget(og, od, (size_t)rows * dim * 4);
-        double e = max_diff(og, oc, (size_t)rows * dim) / max_abs(oc, (size_t)rows * dim);
+        double e =
+            check_max_diff(og, oc, (size_t)rows * dim) / check_max_abs(oc, (size_t)rows * dim);
         CHECK(e < 1e-5, "rmsnorm dim %d: %g", dim, e);
         G->ops->rmsnorm(G, xd, xd, wd, rows, dim, 1e-6f);
         dget(og, xd, (size_t)rows * dim * 4);
-        e = max_diff(og, oc, (size_t)rows * dim) / max_abs(oc, (size_t)rows * dim);
+        e = check_max_diff(og, oc, (size_t)rows * dim) / check_max_abs(oc, (size_t)rows * dim);
         CHECK(e < 1e-5, "rmsnorm in place dim %d: %g", dim, e);
         dfree(xd), dfree(wd), dfree(od);
         free(x), free(w), free(oc), free(og);
@@ -417,17 +384,18 @@ static void test_small_ops(void) {
         for (int hd = 64; hd <= 128; hd += 64)
             for (int n_rot = hd; n_rot >= 32; n_rot -= hd - 32) {
                 int n = 5, heads = 3;
-                int32_t pos[5] = {0, 1, 77, 4095, 100000 + irand(30000)};
+                int32_t pos[5] = {0, 1, 77, 4095, 100000 + rng_int(30000)};
                 size_t m = (size_t)n * heads * hd;
                 float *x = malloc(m * 4), *og = malloc(m * 4);
                 fill(x, m, 1.0f);
                 float *xd = dput(x, m * 4);
                 int32_t *pd = dput(pos, sizeof pos);
-                float base = 10000.0f + (float)irand(500000), fs = urand() < 0.5 ? 1.0f : 0.25f;
+                float base = 10000.0f + (float)rng_int(500000),
+                      fs = rng_uniform() < 0.5 ? 1.0f : 0.25f;
                 C->ops->rope(C, x, pos, n, heads, hd, n_rot, base, fs, neox);
                 G->ops->rope(G, xd, pd, n, heads, hd, n_rot, base, fs, neox);
                 dget(og, xd, m * 4);
-                double e = max_diff(og, x, m) / max_abs(x, m);
+                double e = check_max_diff(og, x, m) / check_max_abs(x, m);
                 CHECK(e < 1e-5, "rope neox=%d hd=%d n_rot=%d: %g", neox, hd, n_rot, e);
                 dfree(xd), dfree(pd);
                 free(x), free(og);
@@ -443,18 +411,18 @@ static void test_small_ops(void) {
             C->ops->glu(C, oc, a, b, n, act);
             G->ops->glu(G, od, ad, bd, n, act);
             dget(og, od, n * 4);
-            double e = max_diff(og, oc, n) / max_abs(oc, n);
+            double e = check_max_diff(og, oc, n) / check_max_abs(oc, n);
             CHECK(e < 1e-5, "glu act %d n %lld: %g", act, (long long)n, e);
         }
         G->ops->glu(G, ad, ad, bd, n, BK_ACT_SILU); /* out = gate, as the forward pass does */
         C->ops->glu(C, oc, a, b, n, BK_ACT_SILU);
         dget(og, ad, n * 4);
-        CHECK(max_diff(og, oc, n) / max_abs(oc, n) < 1e-5, "glu in place");
+        CHECK(check_max_diff(og, oc, n) / check_max_abs(oc, n) < 1e-5, "glu in place");
         G->ops->upload(G, ad, a, n * 4);
         C->ops->add(C, a, b, n);
         G->ops->add(G, ad, bd, n);
         dget(og, ad, n * 4);
-        CHECK(max_diff(og, a, n) == 0, "add n %lld", (long long)n);
+        CHECK(check_max_diff(og, a, n) == 0, "add n %lld", (long long)n);
         dfree(ad), dfree(bd), dfree(od);
         free(a), free(b), free(oc), free(og);
     }
@@ -469,14 +437,14 @@ static void test_small_ops(void) {
     int32_t *rd = dput(rows, sizeof rows);
     G->ops->gather(G, od, xd, rd, n, dim);
     dget(og, od, n * dim * 4);
-    CHECK(max_diff(og, oc, n * dim) == 0, "gather");
+    CHECK(check_max_diff(og, oc, n * dim) == 0, "gather");
     /* in place, compacting as the forward pass may: rows ascending */
     int32_t up[3] = {1, 3, 4};
     C->ops->gather(C, x, x, up, 3, dim);
     G->ops->upload(G, rd, up, sizeof up);
     G->ops->gather(G, xd, xd, rd, 3, dim);
     dget(og, xd, 3 * dim * 4);
-    CHECK(max_diff(og, x, 3 * dim) == 0, "gather in place");
+    CHECK(check_max_diff(og, x, 3 * dim) == 0, "gather in place");
     dfree(xd), dfree(od), dfree(rd);
     free(x), free(oc), free(og);
     printf("small ops: done\n");
@@ -489,8 +457,9 @@ typedef struct {
 
 static void check_attention(const attn_cfg *cf) {
     const int bs = 16, n_seq = 3;
-    const int lens[3] = {1 + irand(8), 200 + irand(200), 1500 + irand(1500)}; /* before the batch */
-    const int add[3] = {3, 1, 2};                                             /* batch tokens */
+    const int lens[3] = {1 + rng_int(8), 200 + rng_int(200),
+                         1500 + rng_int(1500)}; /* before the batch */
+    const int add[3] = {3, 1, 2};               /* batch tokens */
     int max_blocks = (lens[2] + 8) / bs + 2, n_blocks = n_seq * max_blocks + 5;
     if (max_blocks < 1 || max_blocks > 1000) return;
     int kv_dim = cf->n_head_kv * cf->hd;
@@ -500,7 +469,7 @@ static void check_attention(const attn_cfg *cf) {
     int *perm = malloc(n_blocks * sizeof(int));
     for (int i = 0; i < n_blocks; i++) perm[i] = i;
     for (int i = n_blocks - 1; i > 0; i--) {
-        int j = irand(i + 1), t = perm[i];
+        int j = rng_int(i + 1), t = perm[i];
         perm[i] = perm[j], perm[j] = t;
     }
     int32_t *bt = malloc((size_t)n_seq * max_blocks * 4);
@@ -551,7 +520,7 @@ static void check_attention(const attn_cfg *cf) {
     G->ops->attention(G, od, Qd, &Lg, &abg, cf->n_head, cf->n_head_kv, cf->hd, cf->window, scale);
     CHECK(G->ops->sync(G) == 0, "attention sync: %s", err_get());
     dget(og, od, qn * 4);
-    double e = max_diff(og, oc, qn);
+    double e = check_max_diff(og, oc, qn);
     CHECK(e < 2e-5 * 5, "attention heads %d/%d hd %d window %d kv %s (lens %d %d %d): max diff %g",
           cf->n_head, cf->n_head_kv, cf->hd, cf->window, cf->kv_type == QT_F16 ? "f16" : "f32",
           lens[0], lens[1], lens[2], e);
@@ -612,7 +581,7 @@ static void compare_models(const char *path, const char *label, int kv_f32) {
             for (int s = 0; s < n_seq; s++) {
                 if (step == 0) /* prompts of different lengths */
                     for (int i = 0; i < prompt - 7 * s; i++)
-                        beast_batch_add(b, irand(n_vocab), s, i == prompt - 7 * s - 1);
+                        beast_batch_add(b, rng_int(n_vocab), s, i == prompt - 7 * s - 1);
                 else
                     beast_batch_add(b, next[s], s, true);
             }
@@ -702,7 +671,7 @@ static void test_generated(void) {
         p.shape = gen_shape_preset(cases[k].preset);
         p.wtype = cases[k].wtype;
         p.embd_type = -1;
-        p.seed = rng_state;
+        p.seed = rng_u64();
         p.n_threads = 4;
         p.untied_output = (int)(k & 1);
         int rc = gen_write(path, &p);
@@ -739,7 +708,7 @@ static void check_deterministic(const char *path, const char *label) {
     int differ = 0, compared = 0;
     CHECK(cb && c1 && b && ref, "%s: ctx: %s", label, beast_error());
     for (int s = 0; s < n_seq; s++)
-        for (int i = 0; i < prompt + steps; i++) toks[s][i] = irand(n_vocab);
+        for (int i = 0; i < prompt + steps; i++) toks[s][i] = rng_int(n_vocab);
     for (int step = 0; cb && c1 && b && ref && step <= steps; step++) {
         /* the batch: whole prompts at step 0, one token each after */
         beast_batch_clear(b);
@@ -809,7 +778,7 @@ static void test_deterministic(void) {
         p.shape = gen_shape_preset(presets[k]);
         p.wtype = GEN_MIX_Q4_K_M;
         p.embd_type = -1;
-        p.seed = rng_state + k;
+        p.seed = rng_u64();
         p.n_threads = 4;
         int rc = gen_write(path, &p);
         CHECK(rc == 0, "gen_write %s: %s", presets[k], err_get());
@@ -845,9 +814,7 @@ int main(void) {
     setvbuf(stdout, NULL, _IONBF, 0);
     signal(SIGSEGV, on_crash);
     signal(SIGABRT, on_crash);
-    const char *s = getenv("BEAST_TEST_SEED");
-    rng_state = s && *s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-    printf("seed %llu (BEAST_TEST_SEED repeats it)\n", (unsigned long long)rng_state);
+    check_seed();
     G = bk_cuda_new(0);
     if (!G) {
         printf("skipped: no CUDA backend: %s\n", err_get());
@@ -870,6 +837,5 @@ int main(void) {
     test_deterministic();
     test_generated();
     test_real_models();
-    printf("%s: %d failures\n", failures ? "FAIL" : "ok", failures);
-    return failures ? 1 : 0;
+    return check_done();
 }

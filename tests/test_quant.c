@@ -35,38 +35,7 @@
 #include "quant/quant.h"
 #include "util/util.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            failures++;                                                                            \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-        }                                                                                          \
-    } while (0)
-
-/* ---- random numbers (splitmix64) ---- */
-
-static uint64_t rng_state;
-
-static uint64_t rng_u64(void) {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static double rng_uniform(void) {
-    return (double)(rng_u64() >> 11) * (1.0 / 9007199254740992.0);
-}
-
-static double rng_normal(void) {
-    double u1 = rng_uniform(), u2 = rng_uniform();
-    if (u1 < 1e-300) u1 = 1e-300;
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
+#include "check.h"
 
 /* ---- the types and their bounds ----
  *
@@ -208,26 +177,10 @@ static uint32_t rd_u32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static uint8_t *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc(n > 0 ? (size_t)n : 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
 /* Check every record of one golden file; returns the number of values. */
 static int64_t check_golden_file(const char *path, int want_type) {
     size_t len;
-    uint8_t *buf = read_file(path, &len);
+    uint8_t *buf = check_read_file(path, &len);
     CHECK(buf, "cannot read %s", path);
     if (!buf) return 0;
     int64_t values = 0;
@@ -516,11 +469,7 @@ static void test_bad_input(const type_info *ti) {
 }
 
 int main(void) {
-    uint64_t seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-    const char *env = getenv("BEAST_TEST_SEED");
-    if (env) seed = strtoull(env, NULL, 0);
-    rng_state = seed;
-    printf("test_quant: seed %llu (BEAST_TEST_SEED to repeat)\n", (unsigned long long)seed);
+    check_seed();
 
     test_table();
 
@@ -547,10 +496,5 @@ int main(void) {
     for (int i = 0; i < NTYPES; i++) test_bad_input(&TYPES[i]);
     printf("bad input (NaN, inf, 1e30, 1e-30 in a block): no effect on the other blocks\n");
 
-    if (failures) {
-        printf("test_quant: %d FAILURES (seed %llu)\n", failures, (unsigned long long)seed);
-        return 1;
-    }
-    printf("test_quant: all passed\n");
-    return 0;
+    return check_done();
 }
