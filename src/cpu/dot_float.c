@@ -7,7 +7,10 @@
  * vectors held in registers), so each converted weight vector serves 3
  * tokens and each activation vector 4 rows; batches are blocked in rows and
  * k so a tile's data stays in L1 and a block's weights in L2. k need not be a
- * multiple of 8: the tail is done in scalar code. Results differ from the
+ * multiple of 8: the tail is done in scalar code. Every tile, decode or
+ * batch, sums a (row, token) in the same chunks of FL_KC with one
+ * accumulator each, so results do not depend on the batch (test_
+ * determinism.c). Results differ from the
  * double-precision reference only by f32 rounding (about sqrt(k) * 2^-24
  * relative to sum |w x|). */
 #include "cpu/mm.h"
@@ -51,50 +54,44 @@ SIMD_INLINE float fl_scalar(int type, const uint8_t *w, int64_t i) {
     }
 }
 
-/* R rows x C tokens over k elements; out = (or +=, unless first) the dots */
+/* k is summed in chunks of FL_KC elements: the batch path blocks k by that
+ * much (so a block of weights stays in L2), and the decode path sums in the
+ * same chunks so that every (row, token) result is the same float
+ * computation whichever path and tile computes it. */
+#define FL_KC 512
+
+/* R rows x C tokens over k elements; out = (or +=, unless first) the dots.
+ * Per (row, token) and chunk of FL_KC: one 8-lane accumulator, its lane sum,
+ * plus the scalar tail (k % 8, last chunk only); chunk sums are added in
+ * order. */
 SIMD_INLINE void fl_tile(int type, int R, int C, int64_t k, const uint8_t *w, size_t ws,
                          const mm_act *a, float *out, size_t ldo, int first) {
     __m256 acc[FL_RMAX][FL_CMAX];
     const float *x[FL_CMAX];
     SIMD_UNROLL for (int c = 0; c < C; c++) x[c] =
         (const float *)((const char *)a->rows + c * a->stride);
-    SIMD_UNROLL for (int r = 0; r < R; r++) SIMD_UNROLL for (int c = 0; c < C; c++) acc[r][c] =
-        _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 8 <= k; i += 8) {
-        __m256 xv[FL_CMAX];
-        SIMD_UNROLL for (int c = 0; c < C; c++) {
-            xv[c] = _mm256_loadu_ps(x[c] + i);
-            SIMD_IN_REG(xv[c]);
+    for (int64_t k0 = 0; k0 < k; k0 += FL_KC) {
+        int64_t k1 = MIN(k0 + FL_KC, k), i = k0;
+        SIMD_UNROLL for (int r = 0; r < R; r++) SIMD_UNROLL for (int c = 0; c < C; c++) acc[r][c] =
+            _mm256_setzero_ps();
+        for (; i + 8 <= k1; i += 8) {
+            __m256 xv[FL_CMAX];
+            SIMD_UNROLL for (int c = 0; c < C; c++) {
+                xv[c] = _mm256_loadu_ps(x[c] + i);
+                SIMD_IN_REG(xv[c]);
+            }
+            SIMD_UNROLL for (int r = 0; r < R; r++) {
+                __m256 wr = fl_load(type, w + r * ws, i);
+                SIMD_UNROLL for (int c = 0; c < C; c++) acc[r][c] =
+                    _mm256_fmadd_ps(wr, xv[c], acc[r][c]);
+            }
         }
-        SIMD_UNROLL for (int r = 0; r < R; r++) {
-            __m256 wr = fl_load(type, w + r * ws, i);
-            SIMD_UNROLL for (int c = 0; c < C; c++) acc[r][c] =
-                _mm256_fmadd_ps(wr, xv[c], acc[r][c]);
+        SIMD_UNROLL for (int r = 0; r < R; r++) SIMD_UNROLL for (int c = 0; c < C; c++) {
+            float s = simd_hsum(acc[r][c]);
+            for (int64_t j = i; j < k1; j++) s += fl_scalar(type, w + r * ws, j) * x[c][j];
+            out[c * ldo + r] = first && k0 == 0 ? s : out[c * ldo + r] + s;
         }
     }
-    SIMD_UNROLL for (int r = 0; r < R; r++) SIMD_UNROLL for (int c = 0; c < C; c++) {
-        float s = simd_hsum(acc[r][c]);
-        for (int64_t j = i; j < k; j++) s += fl_scalar(type, w + r * ws, j) * x[c][j];
-        out[c * ldo + r] = first ? s : out[c * ldo + r] + s;
-    }
-}
-
-/* one row, one token: two accumulators to hide the FMA latency */
-SIMD_INLINE void fl_dot1(int type, int64_t k, const uint8_t *w, const mm_act *a, float *out,
-                         int first) {
-    const float *x = a->rows;
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= k; i += 16) {
-        s0 = _mm256_fmadd_ps(fl_load(type, w, i), _mm256_loadu_ps(x + i), s0);
-        s1 = _mm256_fmadd_ps(fl_load(type, w, i + 8), _mm256_loadu_ps(x + i + 8), s1);
-    }
-    for (; i + 8 <= k; i += 8)
-        s0 = _mm256_fmadd_ps(fl_load(type, w, i), _mm256_loadu_ps(x + i), s0);
-    float s = simd_hsum(_mm256_add_ps(s0, s1));
-    for (; i < k; i++) s += fl_scalar(type, w, i) * x[i];
-    *out = first ? s : *out + s;
 }
 
 typedef void (*fl_tile_fn)(int64_t k, const uint8_t *w, size_t ws, const mm_act *a, float *out,
@@ -106,14 +103,8 @@ typedef void (*fl_tile_fn)(int64_t k, const uint8_t *w, size_t ws, const mm_act 
                                    float *out, size_t ldo, int first) {                            \
         fl_tile(QT_##t, R, C, k, w, ws, a, out, ldo, first);                                       \
     }
-#define FL_DOT1(t)                                                                                 \
-    static void fl_##t##_1x1(int64_t k, const uint8_t *w, size_t ws, const mm_act *a, float *out,  \
-                             size_t ldo, int first) {                                              \
-        (void)ws, (void)ldo;                                                                       \
-        fl_dot1(QT_##t, k, w, a, out, first);                                                      \
-    }
 #define FL_TYPE(t)                                                                                 \
-    FL_DOT1(t) FL_T(t, 1, 2) FL_T(t, 1, 3)                                                         \
+    FL_T(t, 1, 1) FL_T(t, 1, 2) FL_T(t, 1, 3)                                                         \
     FL_T(t, 4, 1) FL_T(t, 4, 2) FL_T(t, 4, 3)
 #define FL_TABLE(t)                                                                                \
     {{fl_##t##_1x1, fl_##t##_1x2, fl_##t##_1x3}, {fl_##t##_4x1, fl_##t##_4x2, fl_##t##_4x3}}
@@ -130,7 +121,6 @@ static const fl_tile_fn fl_tiles[3][2][FL_CMAX] = {FL_TABLE(F32), FL_TABLE(F16),
  * weights: they stay in L2), and within a block tokens in groups of FL_CMAX
  * (outer) and rows in groups of FL_RMAX (inner), so the rows and tokens of
  * a tile stay in L1 while it runs over them. */
-#define FL_KC 512
 #define FL_RB 96 /* a multiple of FL_RMAX */
 static void fl_gemm(int ti, int64_t k, const uint8_t *w, size_t ws, int nr, const mm_act *a, int nc,
                     float *out, size_t ldo) {

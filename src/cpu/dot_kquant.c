@@ -23,7 +23,10 @@
  * super-blocks into scratch (the 32 bytes of u and the 16 int16 scales of
  * each group, ready for maddubs / madd), and kq_micro runs one row x 4
  * tokens over it: 3 instructions per group and token plus the per
- * super-block float work.
+ * super-block float work. kq_finish is the float work of both paths, and
+ * kq_row sums in the batch path's panels of KPB super-blocks, so a token's
+ * result is the same float computation in a batch and alone
+ * (test_determinism.c).
  *
  * Bit layouts are those documented in src/quant/quant_k.c. */
 #include "cpu/mm.h"
@@ -33,6 +36,14 @@
 
 #if SIMD_X86
 SIMD_AVX2_BEGIN
+
+/* Batch panel of KPR rows x KPB super-blocks; per row and super-block KSB
+ * bytes: for each group g, 32 bytes of u then its 32 bytes of int16 scales;
+ * then mv (32 bytes), d and dmin (floats). The decode kernel sums in the
+ * same panels of KPB super-blocks (see kq_row). */
+#define KPR 16
+#define KPB 8
+#define KSB 576
 
 /* micro-kernel tile: KQ_MR rows x KQ_MC tokens */
 #define KQ_MR 1
@@ -201,38 +212,42 @@ SIMD_INLINE void kq_row(int type, int C, int64_t k, const uint8_t *w, const mm_a
     const int64_t nsb = k / 256;
     __m256 acc[KQ_MC];
     const int8_t *qa[KQ_MC];
+    float s[KQ_MC]; /* the sums of the finished panels */
     SIMD_UNROLL for (int c = 0; c < C; c++) {
         qa[c] = (const int8_t *)a->rows + c * a->stride;
-        acc[c] = _mm256_setzero_ps();
+        s[c] = 0;
     }
-    for (int64_t sb = 0; sb < nsb; sb++) {
-        kq_block kb;
-        __m256i isum[KQ_MC];
-        simd_prefetch(w + sb * bytes + SIMD_PREFETCH, bytes);
-        kq_prepare(type, w + sb * bytes, &kb);
-        SIMD_UNROLL for (int c = 0; c < C; c++) isum[c] = _mm256_setzero_si256();
-        SIMD_UNROLL for (int g = 0; g < 8; g++) {
-            __m256i wg = kq_group(type, &kb, g), sg = kq_scale(&kb, g);
-            SIMD_UNROLL for (int c = 0; c < C; c++) {
-                __m256i av = _mm256_loadu_si256((const __m256i *)(qa[c] + sb * 256 + 32 * g));
-                isum[c] =
-                    _mm256_add_epi32(isum[c], _mm256_madd_epi16(_mm256_maddubs_epi16(wg, av), sg));
+    /* in the batch path's panels of KPB super-blocks (same rounding) */
+    for (int64_t sb0 = 0; sb0 < nsb; sb0 += KPB) {
+        const int64_t sb1 = MIN(sb0 + KPB, nsb);
+        SIMD_UNROLL for (int c = 0; c < C; c++) acc[c] = _mm256_setzero_ps();
+        for (int64_t sb = sb0; sb < sb1; sb++) {
+            kq_block kb;
+            __m256i isum[KQ_MC];
+            simd_prefetch(w + sb * bytes + SIMD_PREFETCH, bytes);
+            kq_prepare(type, w + sb * bytes, &kb);
+            SIMD_UNROLL for (int c = 0; c < C; c++) isum[c] = _mm256_setzero_si256();
+            SIMD_UNROLL for (int g = 0; g < 8; g++) {
+                __m256i wg = kq_group(type, &kb, g), sg = kq_scale(&kb, g);
+                SIMD_UNROLL for (int c = 0; c < C; c++) {
+                    __m256i av = _mm256_loadu_si256((const __m256i *)(qa[c] + sb * 256 + 32 * g));
+                    isum[c] = _mm256_add_epi32(isum[c],
+                                               _mm256_madd_epi16(_mm256_maddubs_epi16(wg, av), sg));
+                }
             }
+            SIMD_UNROLL for (int c = 0; c < C; c++) acc[c] = kq_finish(
+                type, &kb, isum[c], q8_bsums(qa[c], k) + 16 * sb, q8_d(qa[c], k)[sb], acc[c]);
         }
-        SIMD_UNROLL for (int c = 0; c < C; c++) acc[c] =
-            kq_finish(type, &kb, isum[c], q8_bsums(qa[c], k) + 16 * sb, q8_d(qa[c], k)[sb], acc[c]);
+        SIMD_UNROLL for (int c = 0; c < C; c++) {
+            float v = simd_hsum(acc[c]);
+            s[c] = sb0 == 0 ? v : s[c] + v;
+        }
     }
-    SIMD_UNROLL for (int c = 0; c < C; c++) out[c * ldo] = simd_hsum(acc[c]);
+    SIMD_UNROLL for (int c = 0; c < C; c++) out[c * ldo] = s[c];
 }
 
 /* ---- batches: panels and a micro-kernel ---- */
 
-/* Panel of KPR rows x KPB super-blocks; per row and super-block KSB bytes:
- * for each group g, 32 bytes of u then its 32 bytes of int16 scales; then
- * mv (32 bytes), d and dmin (floats). */
-#define KPR 16
-#define KPB 8
-#define KSB 576
 _Static_assert((size_t)KPR *KPB *KSB <= MM_SCRATCH_BYTES, "panel does not fit the scratch");
 
 SIMD_INLINE void kq_pack(int type, const uint8_t *w, size_t ws, int nr, int64_t sb0, int nsb,
@@ -321,8 +336,10 @@ typedef void (*kq_pack_fn)(const uint8_t *w, size_t ws, int nr, int64_t sb0, int
     KQ_MICRO(t, 1, 4)                                                                              \
     KQ_ROW(t, 1)                                                                                   \
     KQ_ROW(t, 2)                                                                                   \
-    KQ_ROW(t, 3) KQ_ROW(t, 4) static void kq_pack_##t(const uint8_t *w, size_t ws, int nr,         \
-                                                      int64_t sb0, int nsb, uint8_t *pw) {         \
+    KQ_ROW(t, 3)                                                                                   \
+    KQ_ROW(t, 4)                                                                                   \
+    static void kq_pack_##t(const uint8_t *w, size_t ws, int nr, int64_t sb0, int nsb,             \
+                            uint8_t *pw) {                                                         \
         kq_pack(QT_##t, w, ws, nr, sb0, nsb, pw);                                                  \
     }                                                                                              \
     static const kq_micro_fn kq_micros_##t[4] = {kq_micro_##t##_1_1, kq_micro_##t##_1_2,           \

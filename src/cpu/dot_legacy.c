@@ -18,15 +18,20 @@
  * 2 KB ahead); per block and token maddubs + madd give int32 partial sums,
  * and every 8 blocks these are reduced with hadds to one vector with a lane
  * per block, so the 8 scales (converted at once) and the offsets are applied
- * with one multiply-add each.
+ * with one multiply-add each (leg_apply).
  * Batches: leg_pack unpacks a panel of PR rows x PB blocks into scratch
- * (32 bytes of w and dw broadcast to 8 floats per block, the offsets per
- * row), and leg_micro runs 2 rows x 4 tokens over it: per row, token and
- * block maddubs, madd, cvt, mul (dw * da), fma, with the activation and
- * scale as memory operands, and per 8 blocks one FMA of the rows' offsets
- * with the tokens' block sums. (bench/kernels/legacy_micro.c: the hadd
- * reduction of the decode path is not faster here; the loop is bound by
- * the two integer multiplies per row, token and block.) */
+ * (32 bytes of w per block, dw and the offset as floats), and leg_micro runs
+ * 1 row x 4 tokens over it with the same reduction: the dots of two blocks
+ * combined by one hadd as they are made, two more hadds and a cross-lane add
+ * per 8 blocks, then leg_apply. (bench/kernels/legacy_micro.c: as fast as
+ * the earlier per-block scaling, v1 there, with 25% fewer instructions.)
+ *
+ * Batch independence: both paths do the same float operations in the same
+ * order for a (row, token): per panel of PB blocks one accumulator, groups
+ * of 8 blocks in the lanes (a last partial group with zero lanes), the
+ * panel's lane sum added to the running sum. Integer sums are exact in any
+ * order. So a token's result does not depend on how many tokens share the
+ * call (test_determinism.c). */
 #include "cpu/mm.h"
 #include "cpu/simd.h"
 #include "quant/quant.h"
@@ -35,16 +40,16 @@
 #if SIMD_X86
 SIMD_AVX2_BEGIN
 
-/* batch panel: PR rows x PB blocks; micro-kernel tile MR rows x MC tokens */
-#define PR 16
-#define PB 64
-#define MR 2
-#define MC 4
-/* scratch bytes of a panel: per row and block 32 B of w and 32 B of dw,
- * then the offsets, one float per row and block */
-#define PANEL_W   ((size_t)PR * PB * 64)
-#define PANEL_OFF ((size_t)PR * PB * 4)
-_Static_assert(PANEL_W + PANEL_OFF <= MM_SCRATCH_BYTES, "panel does not fit the scratch");
+/* batch panel: PR rows x PB blocks; micro-kernel tile 1 row x MC tokens.
+ * Scratch of a panel: 32 bytes of w per row and block, then dw and the
+ * offset, one float each per row and block. The decode kernel sums in the
+ * same panels of PB blocks (see leg_row). */
+#define PR      16
+#define PB      64
+#define MC      4
+#define PANEL_W ((size_t)PR * PB * 32)
+#define PANEL_F ((size_t)PR * PB * 4)
+_Static_assert(PANEL_W + 2 * PANEL_F <= MM_SCRATCH_BYTES, "panel does not fit the scratch");
 
 SIMD_INLINE int leg_bytes(int type) {
     switch (type) {
@@ -116,7 +121,27 @@ SIMD_INLINE __m256i leg_dot(int type, __m256i w, __m256i wabs, __m256i qa) {
     return simd_dot_u8s8(w, qa);
 }
 
-/* ---- decoding: one weight row x C <= 4 tokens ---- */
+/* lanes i < n all ones */
+SIMD_INLINE __m256i leg_mask(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* The float work of a group of 8 blocks, lane i = block i (lanes of missing
+ * blocks of a last partial group are 0 in every operand): the integer dots
+ * times dw * da, then the offsets times the activation block sums. Both
+ * paths call this with the same values, so they round identically. */
+SIMD_INLINE __m256 leg_apply(int has_off, __m256i isum, __m256 dw8, __m256 da8, __m256 off8,
+                             __m256 sa8, __m256 acc) {
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw8, da8), acc);
+    if (has_off) acc = _mm256_fmadd_ps(off8, sa8, acc);
+    return acc;
+}
+
+/* ---- decoding: one weight row x C <= 4 tokens ----
+ *
+ * The order of the float operations is the batch path's: per panel of PB
+ * blocks an accumulator with a lane per block of each group of 8 (partial
+ * last group: zero lanes), its lane sum added to the row's running sum. */
 
 SIMD_INLINE void leg_row(int type, int C, int64_t k, const uint8_t *w, const mm_act *a, float *out,
                          size_t ldo) {
@@ -124,88 +149,98 @@ SIMD_INLINE void leg_row(int type, int C, int64_t k, const uint8_t *w, const mm_
     const int64_t nb = k / 32;
     const int8_t *qa[MC];
     const float *da[MC], *sa[MC];
-    __m256 acc[MC], corr[MC]; /* corr: the offsets of the tail blocks */
+    __m256 acc[MC];
+    float sum[MC];
     SIMD_UNROLL for (int c = 0; c < C; c++) {
         qa[c] = (const int8_t *)a->rows + c * a->stride;
         da[c] = q8_d(qa[c], k);
         sa[c] = q8_s(qa[c], k);
-        acc[c] = _mm256_setzero_ps();
-        corr[c] = _mm256_setzero_ps();
+        sum[c] = 0;
     }
-    int64_t b = 0;
-    for (; b + 8 <= nb; b += 8) {
-        const uint8_t *blk = w + b * bytes;
-        __m256i p[MC][8];
-        simd_prefetch(blk + SIMD_PREFETCH, 8 * bytes);
-        SIMD_UNROLL for (int i = 0; i < 8; i++) {
-            __m256i wv = leg_ints(type, blk + i * bytes);
-            __m256i wabs = type == QT_Q8_0 ? _mm256_sign_epi8(wv, wv) : wv;
-            SIMD_UNROLL for (int c = 0; c < C; c++) {
-                __m256i av = _mm256_loadu_si256((const __m256i *)(qa[c] + (b + i) * 32));
-                p[c][i] = leg_dot(type, wv, wabs, av);
+    for (int64_t b0 = 0; b0 < nb; b0 += PB) {
+        const int64_t b1 = MIN(b0 + PB, nb);
+        int64_t b = b0;
+        SIMD_UNROLL for (int c = 0; c < C; c++) acc[c] = _mm256_setzero_ps();
+        for (; b + 8 <= b1; b += 8) {
+            const uint8_t *blk = w + b * bytes;
+            __m256i p[MC][8];
+            simd_prefetch(blk + SIMD_PREFETCH, 8 * bytes);
+            SIMD_UNROLL for (int i = 0; i < 8; i++) {
+                __m256i wv = leg_ints(type, blk + i * bytes);
+                __m256i wabs = type == QT_Q8_0 ? _mm256_sign_epi8(wv, wv) : wv;
+                SIMD_UNROLL for (int c = 0; c < C; c++) {
+                    __m256i av = _mm256_loadu_si256((const __m256i *)(qa[c] + (b + i) * 32));
+                    p[c][i] = leg_dot(type, wv, wabs, av);
+                }
             }
+            __m256 dw8 = simd_f16x8(blk, (size_t)bytes);
+            __m256 off8 = leg_off8(type, blk, dw8);
+            SIMD_UNROLL for (int c = 0; c < C; c++) acc[c] =
+                leg_apply(has_off, simd_reduce8_i32(p[c]), dw8, _mm256_loadu_ps(da[c] + b), off8,
+                          _mm256_loadu_ps(sa[c] + b), acc[c]);
         }
-        /* lanes = the 8 blocks from here on */
-        __m256 dw8 = simd_f16x8(blk, (size_t)bytes);
-        __m256 off8 = leg_off8(type, blk, dw8);
+        if (b < b1) { /* the last nb % 8 blocks */
+            const int jn = (int)(b1 - b);
+            const __m256i m = leg_mask(jn);
+            float dw[8] = {0}, off[8] = {0};
+            __m256i p[MC][8];
+            for (int i = 0; i < 8; i++) {
+                if (i >= jn) {
+                    SIMD_UNROLL for (int c = 0; c < C; c++) p[c][i] = _mm256_setzero_si256();
+                    continue;
+                }
+                const uint8_t *blk = w + (b + i) * bytes;
+                __m256i wv = leg_ints(type, blk);
+                __m256i wabs = type == QT_Q8_0 ? _mm256_sign_epi8(wv, wv) : wv;
+                dw[i] = simd_f16(blk);
+                off[i] = leg_off(type, blk, dw[i]);
+                SIMD_UNROLL for (int c = 0; c < C; c++) p[c][i] = leg_dot(
+                    type, wv, wabs, _mm256_loadu_si256((const __m256i *)(qa[c] + (b + i) * 32)));
+            }
+            __m256 dw8 = _mm256_loadu_ps(dw), off8 = _mm256_loadu_ps(off);
+            SIMD_UNROLL for (int c = 0; c < C; c++) acc[c] =
+                leg_apply(has_off, simd_reduce8_i32(p[c]), dw8, _mm256_maskload_ps(da[c] + b, m),
+                          off8, _mm256_maskload_ps(sa[c] + b, m), acc[c]);
+        }
         SIMD_UNROLL for (int c = 0; c < C; c++) {
-            __m256 sum = _mm256_cvtepi32_ps(simd_reduce8_i32(p[c]));
-            acc[c] = _mm256_fmadd_ps(sum, _mm256_mul_ps(dw8, _mm256_loadu_ps(da[c] + b)), acc[c]);
-            if (has_off) acc[c] = _mm256_fmadd_ps(off8, _mm256_loadu_ps(sa[c] + b), acc[c]);
+            float v = simd_hsum(acc[c]);
+            sum[c] = b0 == 0 ? v : sum[c] + v;
         }
     }
-    for (; b < nb; b++) { /* the last nb % 8 blocks */
-        const uint8_t *blk = w + b * bytes;
-        float dw = simd_f16(blk), off = leg_off(type, blk, dw);
-        __m256i wv = leg_ints(type, blk);
-        __m256i wabs = type == QT_Q8_0 ? _mm256_sign_epi8(wv, wv) : wv;
-        SIMD_UNROLL for (int c = 0; c < C; c++) {
-            __m256i av = _mm256_loadu_si256((const __m256i *)(qa[c] + b * 32));
-            __m256i p = leg_dot(type, wv, wabs, av);
-            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * da[c][b]), acc[c]);
-            if (has_off)
-                corr[c] =
-                    _mm256_add_ps(corr[c], _mm256_setr_ps(off * sa[c][b], 0, 0, 0, 0, 0, 0, 0));
-        }
-    }
-    SIMD_UNROLL for (int c = 0; c < C; c++) out[c * ldo] =
-        simd_hsum(_mm256_add_ps(acc[c], corr[c]));
+    SIMD_UNROLL for (int c = 0; c < C; c++) out[c * ldo] = sum[c];
 }
 
 /* ---- batches: panels and a micro-kernel ---- */
 
 /* Unpack rows [0, nr) x blocks [b0, b0 + nb) into the panel: for row r and
- * block j, 32 bytes of w at pw + (r * PB + j) * 64, dw x 8 after them, and
+ * block j, 32 bytes of w at pw + (r * PB + j) * 32, dw[r * PB + j] and
  * off[r * PB + j]. */
 SIMD_INLINE void leg_pack(int type, const uint8_t *w, size_t ws, int nr, int64_t b0, int nb,
-                          uint8_t *pw, float *off) {
+                          uint8_t *pw, float *dw, float *off) {
     const int bytes = leg_bytes(type);
     for (int r = 0; r < nr; r++) {
         const uint8_t *blk = w + r * ws + b0 * bytes;
-        uint8_t *p = pw + (size_t)r * PB * 64;
-        for (int j = 0; j < nb; j++, blk += bytes, p += 64) {
-            float dw = simd_f16(blk);
+        uint8_t *p = pw + (size_t)r * PB * 32;
+        for (int j = 0; j < nb; j++, blk += bytes, p += 32) {
+            float d = simd_f16(blk);
             _mm256_store_si256((__m256i *)p, leg_ints(type, blk));
-            _mm256_store_ps((float *)(p + 32), _mm256_set1_ps(dw));
-            off[r * PB + j] = leg_off(type, blk, dw);
+            dw[r * PB + j] = d;
+            off[r * PB + j] = leg_off(type, blk, d);
         }
     }
 }
 
-/* lanes i < n all ones */
-SIMD_INLINE __m256i leg_mask(int n) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-/* R rows x C tokens of a panel over nb blocks starting at activation block
- * b0; adds into out (out[c * ldo + r]) unless first. After every 8 blocks,
- * the offset terms of those blocks: one FMA per row and token of the rows'
- * offsets with the tokens' block sums (8 blocks in the lanes). */
-SIMD_INLINE void leg_micro(int type, int R, int C, const uint8_t *pw, const float *off, int nb,
-                           const mm_act *a, int64_t k, int64_t b0, float *out, size_t ldo,
+/* One row x C tokens of a panel over nb blocks starting at activation block
+ * b0; adds into out (out[c * ldo]) unless first. Per group of 8 blocks the
+ * integer dots of block pairs are combined with hadd as they are made, to
+ * one vector per token with a lane per block (bench/kernels/legacy_micro.c
+ * v2: as fast as applying the scales per block, and the same float
+ * operations as the decode kernel). */
+SIMD_INLINE void leg_micro(int type, int C, const uint8_t *pw, const float *dw, const float *off,
+                           int nb, const mm_act *a, int64_t k, int64_t b0, float *out, size_t ldo,
                            int first) {
     const int has_off = type != QT_Q8_0;
-    __m256 acc[MR][MC];
+    __m256 acc[MC];
     const int8_t *qa[MC];
     const float *da[MC], *sa[MC];
     SIMD_UNROLL for (int c = 0; c < C; c++) {
@@ -213,57 +248,73 @@ SIMD_INLINE void leg_micro(int type, int R, int C, const uint8_t *pw, const floa
         da[c] = q8_d(qa[c], k) + b0;
         sa[c] = q8_s(qa[c], k) + b0;
         qa[c] += b0 * 32;
-        SIMD_UNROLL for (int r = 0; r < R; r++) acc[r][c] = _mm256_setzero_ps();
+        acc[c] = _mm256_setzero_ps();
     }
-    for (int j8 = 0; j8 < nb; j8 += 8) {
-        int jn = MIN(8, nb - j8);
-        for (int j = j8; j < j8 + jn; j++) {
-            __m256i wv[MR], wabs[MR];
-            SIMD_UNROLL for (int r = 0; r < R; r++) {
-                wv[r] = _mm256_load_si256((const __m256i *)(pw + ((size_t)r * PB + j) * 64));
-                wabs[r] = type == QT_Q8_0 ? _mm256_sign_epi8(wv[r], wv[r]) : wv[r];
-            }
+    int j8 = 0;
+    for (; j8 + 8 <= nb; j8 += 8) {
+        __m256i h[MC][4]; /* per token: hadd of the dots of blocks 2i, 2i + 1 */
+        SIMD_UNROLL for (int i = 0; i < 8; i += 2) {
+            __m256i wa = _mm256_load_si256((const __m256i *)(pw + (size_t)(j8 + i) * 32));
+            __m256i wb = _mm256_load_si256((const __m256i *)(pw + (size_t)(j8 + i + 1) * 32));
+            __m256i aa = type == QT_Q8_0 ? _mm256_sign_epi8(wa, wa) : wa;
+            __m256i ab = type == QT_Q8_0 ? _mm256_sign_epi8(wb, wb) : wb;
             SIMD_UNROLL for (int c = 0; c < C; c++) {
-                __m256 dac = _mm256_broadcast_ss(da[c] + j);
-                __m256i av = _mm256_load_si256((const __m256i *)(qa[c] + j * 32));
-                SIMD_UNROLL for (int r = 0; r < R; r++) {
-                    __m256i p = leg_dot(type, wv[r], wabs[r], av);
-                    __m256 dw =
-                        _mm256_load_ps((const float *)(pw + ((size_t)r * PB + j) * 64 + 32));
-                    acc[r][c] =
-                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dac, dw), acc[r][c]);
-                }
+                __m256i pa = leg_dot(type, wa, aa,
+                                     _mm256_load_si256((const __m256i *)(qa[c] + (j8 + i) * 32)));
+                __m256i pb = leg_dot(
+                    type, wb, ab, _mm256_load_si256((const __m256i *)(qa[c] + (j8 + i + 1) * 32)));
+                h[c][i / 2] = _mm256_hadd_epi32(pa, pb);
             }
         }
-        if (has_off) {
-            __m256i m = leg_mask(jn);
-            __m256 o[MR];
-            SIMD_UNROLL for (int r = 0; r < R; r++) o[r] = _mm256_maskload_ps(off + r * PB + j8, m);
-            SIMD_UNROLL for (int c = 0; c < C; c++) {
-                __m256 sv = _mm256_maskload_ps(sa[c] + j8, m);
-                SIMD_UNROLL for (int r = 0; r < R; r++) acc[r][c] =
-                    _mm256_fmadd_ps(o[r], sv, acc[r][c]);
-            }
+        __m256 dw8 = _mm256_loadu_ps(dw + j8), off8 = _mm256_loadu_ps(off + j8);
+        SIMD_UNROLL for (int c = 0; c < C; c++) {
+            /* ab = [0 1 2 3 | 0 1 2 3]: the low / high halves of blocks 0..3 */
+            __m256i ab = _mm256_hadd_epi32(h[c][0], h[c][1]);
+            __m256i cd = _mm256_hadd_epi32(h[c][2], h[c][3]);
+            __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(ab, cd, 0x20),
+                                            _mm256_permute2x128_si256(ab, cd, 0x31));
+            acc[c] = leg_apply(has_off, isum, dw8, _mm256_loadu_ps(da[c] + j8), off8,
+                               _mm256_loadu_ps(sa[c] + j8), acc[c]);
         }
     }
-    SIMD_UNROLL for (int r = 0; r < R; r++) SIMD_UNROLL for (int c = 0; c < C; c++) {
-        float v = simd_hsum(acc[r][c]);
-        out[c * ldo + r] = first ? v : out[c * ldo + r] + v;
+    if (j8 < nb) { /* the last nb % 8 blocks */
+        const int jn = nb - j8;
+        const __m256i m = leg_mask(jn);
+        __m256i p[MC][8];
+        for (int i = 0; i < 8; i++) {
+            if (i >= jn) {
+                SIMD_UNROLL for (int c = 0; c < C; c++) p[c][i] = _mm256_setzero_si256();
+                continue;
+            }
+            __m256i wv = _mm256_load_si256((const __m256i *)(pw + (size_t)(j8 + i) * 32));
+            __m256i wabs = type == QT_Q8_0 ? _mm256_sign_epi8(wv, wv) : wv;
+            SIMD_UNROLL for (int c = 0; c < C; c++) p[c][i] = leg_dot(
+                type, wv, wabs, _mm256_load_si256((const __m256i *)(qa[c] + (j8 + i) * 32)));
+        }
+        __m256 dw8 = _mm256_maskload_ps(dw + j8, m), off8 = _mm256_maskload_ps(off + j8, m);
+        SIMD_UNROLL for (int c = 0; c < C; c++) acc[c] =
+            leg_apply(has_off, simd_reduce8_i32(p[c]), dw8, _mm256_maskload_ps(da[c] + j8, m), off8,
+                      _mm256_maskload_ps(sa[c] + j8, m), acc[c]);
+    }
+    SIMD_UNROLL for (int c = 0; c < C; c++) {
+        float v = simd_hsum(acc[c]);
+        out[c * ldo] = first ? v : out[c * ldo] + v;
     }
 }
 
-typedef void (*leg_micro_fn)(const uint8_t *pw, const float *off, int nb, const mm_act *a,
-                             int64_t k, int64_t b0, float *out, size_t ldo, int first);
+typedef void (*leg_micro_fn)(const uint8_t *pw, const float *dw, const float *off, int nb,
+                             const mm_act *a, int64_t k, int64_t b0, float *out, size_t ldo,
+                             int first);
 typedef void (*leg_row_fn)(int64_t k, const uint8_t *w, const mm_act *a, float *out, size_t ldo);
 typedef void (*leg_pack_fn)(const uint8_t *w, size_t ws, int nr, int64_t b0, int nb, uint8_t *pw,
-                            float *off);
+                            float *dw, float *off);
 
-/* instantiations per type: micro-kernels R in {1, 2} x C in 1..4, rows C 1..4 */
-#define LEG_MICRO(t, R, C)                                                                         \
-    static void leg_micro_##t##_##R##_##C(const uint8_t *pw, const float *off, int nb,             \
-                                          const mm_act *a, int64_t k, int64_t b0, float *out,      \
-                                          size_t ldo, int first) {                                 \
-        leg_micro(QT_##t, R, C, pw, off, nb, a, k, b0, out, ldo, first);                           \
+/* instantiations per type: micro-kernels and rows for C in 1..4 tokens */
+#define LEG_MICRO(t, C)                                                                            \
+    static void leg_micro_##t##_##C(const uint8_t *pw, const float *dw, const float *off, int nb,  \
+                                    const mm_act *a, int64_t k, int64_t b0, float *out,            \
+                                    size_t ldo, int first) {                                       \
+        leg_micro(QT_##t, C, pw, dw, off, nb, a, k, b0, out, ldo, first);                          \
     }
 #define LEG_ROW(t, C)                                                                              \
     static void leg_row_##t##_##C(int64_t k, const uint8_t *w, const mm_act *a, float *out,        \
@@ -271,27 +322,24 @@ typedef void (*leg_pack_fn)(const uint8_t *w, size_t ws, int nr, int64_t b0, int
         leg_row(QT_##t, C, k, w, a, out, ldo);                                                     \
     }
 #define LEG_TYPE(t)                                                                                \
-    LEG_MICRO(t, 1, 1)                                                                             \
-    LEG_MICRO(t, 1, 2)                                                                             \
-    LEG_MICRO(t, 1, 3)                                                                             \
-    LEG_MICRO(t, 1, 4)                                                                             \
-    LEG_MICRO(t, 2, 1)                                                                             \
-    LEG_MICRO(t, 2, 2)                                                                             \
-    LEG_MICRO(t, 2, 3)                                                                             \
-    LEG_MICRO(t, 2, 4)                                                                             \
+    LEG_MICRO(t, 1)                                                                                \
+    LEG_MICRO(t, 2)                                                                                \
+    LEG_MICRO(t, 3)                                                                                \
+    LEG_MICRO(t, 4)                                                                                \
     LEG_ROW(t, 1)                                                                                  \
     LEG_ROW(t, 2)                                                                                  \
-    LEG_ROW(t, 3) LEG_ROW(t, 4) static void leg_pack_##t(                                          \
-        const uint8_t *w, size_t ws, int nr, int64_t b0, int nb, uint8_t *pw, float *off) {        \
-        leg_pack(QT_##t, w, ws, nr, b0, nb, pw, off);                                              \
+    LEG_ROW(t, 3)                                                                                  \
+    LEG_ROW(t, 4)                                                                                  \
+    static void leg_pack_##t(const uint8_t *w, size_t ws, int nr, int64_t b0, int nb, uint8_t *pw, \
+                             float *dw, float *off) {                                              \
+        leg_pack(QT_##t, w, ws, nr, b0, nb, pw, dw, off);                                          \
     }                                                                                              \
-    static const leg_micro_fn leg_micros_##t[2][4] = {                                             \
-        {leg_micro_##t##_1_1, leg_micro_##t##_1_2, leg_micro_##t##_1_3, leg_micro_##t##_1_4},      \
-        {leg_micro_##t##_2_1, leg_micro_##t##_2_2, leg_micro_##t##_2_3, leg_micro_##t##_2_4}};     \
+    static const leg_micro_fn leg_micros_##t[4] = {leg_micro_##t##_1, leg_micro_##t##_2,           \
+                                                   leg_micro_##t##_3, leg_micro_##t##_4};          \
     static const leg_row_fn leg_rows_##t[4] = {leg_row_##t##_1, leg_row_##t##_2, leg_row_##t##_3,  \
                                                leg_row_##t##_4};
 
-static void leg_gemm(const leg_micro_fn micros[2][4], const leg_row_fn rows[4], leg_pack_fn pack,
+static void leg_gemm(const leg_micro_fn micros[4], const leg_row_fn rows[4], leg_pack_fn pack,
                      int64_t k, const uint8_t *w, size_t ws, int nr, const mm_act *a, int nc,
                      float *out, size_t ldo, void *scratch) {
     if (nc <= MC) { /* decoding: stream the rows */
@@ -299,24 +347,20 @@ static void leg_gemm(const leg_micro_fn micros[2][4], const leg_row_fn rows[4], 
         return;
     }
     uint8_t *pw = scratch;
-    float *off = (float *)(pw + PANEL_W);
+    float *dw = (float *)(pw + PANEL_W), *off = dw + PR * PB;
     const int64_t nb = k / 32;
     for (int r0 = 0; r0 < nr; r0 += PR) {
         int pr = MIN(PR, nr - r0);
         for (int64_t b0 = 0; b0 < nb; b0 += PB) {
             int pb = (int)MIN((int64_t)PB, nb - b0);
-            pack(w + r0 * ws, ws, pr, b0, pb, pw, off);
+            pack(w + r0 * ws, ws, pr, b0, pb, pw, dw, off);
             for (int c0 = 0; c0 < nc; c0 += MC) {
                 int cn = MIN(MC, nc - c0);
                 mm_act ac = {(const char *)a->rows + c0 * a->stride, a->stride};
                 float *o = out + c0 * ldo + r0;
-                int r = 0;
-                for (; r + MR <= pr; r += MR)
-                    micros[1][cn - 1](pw + (size_t)r * PB * 64, off + r * PB, pb, &ac, k, b0, o + r,
-                                      ldo, b0 == 0);
-                for (; r < pr; r++)
-                    micros[0][cn - 1](pw + (size_t)r * PB * 64, off + r * PB, pb, &ac, k, b0, o + r,
-                                      ldo, b0 == 0);
+                for (int r = 0; r < pr; r++)
+                    micros[cn - 1](pw + (size_t)r * PB * 32, dw + r * PB, off + r * PB, pb, &ac, k,
+                                   b0, o + r, ldo, b0 == 0);
             }
         }
     }

@@ -1,10 +1,13 @@
 /* vec.c: AVX2 elementwise kernels (see vec.h). e^x is simd_exp (simd.h);
  * its clamping to [-87, 88] only changes results that are already 0 or x to
- * within 1e-37. */
+ * within 1e-37. Every element goes through the same vector code (the tail
+ * through a padded copy), so its result does not depend on its position in
+ * the array (batch-independent results, backend.h `deterministic`). */
 #include "cpu/vec.h"
 #include "cpu/simd.h"
 
 #include <math.h>
+#include <string.h>
 
 #if SIMD_X86
 SIMD_AVX2_BEGIN
@@ -23,12 +26,6 @@ SIMD_INLINE __m256 vec_act(__m256 g, int act) {
     return vec_x_sigmoid(g, u2);
 }
 
-/* the tail, in scalar code with the same formulas */
-static float vec_act1(float g, int act) {
-    float t = act == 0 ? g : 2 * 0.7978845608028654f * (g + 0.044715f * g * g * g);
-    return g / (1.0f + expf(-t));
-}
-
 void vec_glu_avx2(float *out, const float *gate, const float *up, int64_t n, int act) {
     int64_t i = 0;
     if (act == 0)
@@ -39,7 +36,13 @@ void vec_glu_avx2(float *out, const float *gate, const float *up, int64_t n, int
         for (; i + 8 <= n; i += 8)
             _mm256_storeu_ps(out + i, _mm256_mul_ps(vec_act(_mm256_loadu_ps(gate + i), 1),
                                                     _mm256_loadu_ps(up + i)));
-    for (; i < n; i++) out[i] = vec_act1(gate[i], act) * up[i];
+    if (i < n) { /* the last n % 8, through the same vector code */
+        float g[8] = {0}, u[8] = {0}, o[8];
+        memcpy(g, gate + i, (size_t)(n - i) * sizeof(float));
+        memcpy(u, up + i, (size_t)(n - i) * sizeof(float));
+        _mm256_storeu_ps(o, _mm256_mul_ps(vec_act(_mm256_loadu_ps(g), act), _mm256_loadu_ps(u)));
+        memcpy(out + i, o, (size_t)(n - i) * sizeof(float));
+    }
 }
 
 SIMD_AVX2_END
