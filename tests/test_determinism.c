@@ -23,24 +23,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "check.h"
 
-static uint64_t rng_state;
-static double urand(void) {
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (double)(rng_state >> 11) / 9007199254740992.0;
-}
-static float nrand(void) {
-    double u = urand() + 1e-12, v = urand();
-    return (float)(sqrt(-2 * log(u)) * cos(2 * M_PI * v));
-}
 static void fill(float *x, size_t n, float s) {
-    for (size_t i = 0; i < n; i++) x[i] = s * nrand();
-}
-static int irand(int n) {
-    return (int)(urand() * n);
+    for (size_t i = 0; i < n; i++) x[i] = s * (float)rng_normal();
 }
 
 /* first index where a and b differ bitwise, or -1 */
@@ -76,7 +63,7 @@ static void test_matmul(void) {
         /* several k panels of the batch kernels plus a partial block group
          * (32-blocks: panels of 64, K-quants: 8 super-blocks, float: 512) */
         int cols = qt->block == 1 ? 1283 : qt->block == 32 ? 32 * 131 : 256 * 19;
-        int rows = 37 + irand(8);
+        int rows = 37 + rng_int(8);
         size_t rs = quant_row_size(types[ti], cols);
         float *w = malloc((size_t)rows * cols * 4), *x = malloc((size_t)n * cols * 4);
         float *all = malloc((size_t)n * rows * 4), *one = malloc((size_t)rows * 4);
@@ -145,7 +132,7 @@ static void test_attention(int kv_type, int scalar) {
     int32_t bt[3 * 6];
     for (int i = 0; i < n_blocks; i++) bt[i] = i;
     for (int i = n_blocks - 1; i > 0; i--) {
-        int j = irand(i + 1);
+        int j = rng_int(i + 1);
         int32_t t = bt[i];
         bt[i] = bt[j];
         bt[j] = t;
@@ -155,7 +142,7 @@ static void test_attention(int kv_type, int scalar) {
     int32_t pos[NT], seq_row[NT];
     for (int i = 0; i < NT; i++) {
         seq_row[i] = i % n_seq;
-        pos[i] = irand(max_blocks * bs);
+        pos[i] = rng_int(max_blocks * bs);
     }
     float *q = malloc((size_t)NT * n_head * d * 4), *all = malloc((size_t)NT * n_head * d * 4);
     float *one = malloc((size_t)n_head * d * 4);
@@ -206,7 +193,7 @@ static void test_rowwise(int scalar) {
         }
     }
     int32_t pos[9];
-    for (int r = 0; r < rows; r++) pos[r] = irand(4096);
+    for (int r = 0; r < rows; r++) pos[r] = rng_int(4096);
     float *rq = malloc((size_t)rows * n_heads * hd * 4), *r1 = malloc((size_t)n_heads * hd * 4);
     fill(rq, (size_t)rows * n_heads * hd, 1.0f);
     float *rall = malloc((size_t)rows * n_heads * hd * 4);
@@ -253,17 +240,18 @@ static void run_model(const char *path, int threads) {
     if (!a || !b || !ba || !bb || !la) goto out;
     int len[NSEQ], total = 0;
     int32_t toks[NSEQ][MAXP];
-    const int lens[NSEQ] = {1 + irand(3), 5 + irand(6), 12 + irand(MAXP - 12), 2 + irand(6)};
+    const int lens[NSEQ] = {1 + rng_int(3), 5 + rng_int(6), 12 + rng_int(MAXP - 12),
+                            2 + rng_int(6)};
     for (int s = 0; s < NSEQ; s++) {
         len[s] = lens[s];
         total += len[s];
-        for (int i = 0; i < len[s]; i++) toks[s][i] = 1 + irand(nv - 1);
+        for (int i = 0; i < len[s]; i++) toks[s][i] = 1 + rng_int(nv - 1);
     }
     /* the prompts interleaved in one batch */
     beast_batch_clear(ba);
     int idx[NSEQ][MAXP], at[NSEQ] = {0};
     for (int added = 0; added < total;) {
-        int s = irand(NSEQ);
+        int s = rng_int(NSEQ);
         if (at[s] == len[s]) continue;
         idx[s][at[s]] = ba->n;
         beast_batch_add(ba, toks[s][at[s]], s, true);
@@ -336,8 +324,7 @@ out:
 }
 
 int main(void) {
-    rng_state = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
-    printf("seed %llu\n", (unsigned long long)rng_state);
+    check_seed();
     test_matmul();
     for (int scalar = 0; scalar < 2; scalar++) {
         test_attention(QT_F16, scalar);
