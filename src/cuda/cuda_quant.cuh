@@ -190,66 +190,6 @@ CQ_DEV void cq_nib_run(const uint32_t qs[4], int g, uint32_t &w0, uint32_t &w1) 
     w1 = (qs[2 * (g & 1) + 1] >> sh) & 0x0f0f0f0fu;
 }
 
-template <> struct cq_type<CQ_Q4_0> {
-    static constexpr int QK = 32, BYTES = 18, PARTS = 1;
-    static constexpr bool INT = true;
-    static constexpr int UBITS = 4;   /* bits of the unsigned codes u */
-    static constexpr float ZP = 8.0f; /* q = u - ZP */
-    static constexpr bool HAS_MIN = false;
-    struct Raw {
-        uint32_t d, qs[4];
-    };
-    CQ_DEV Raw load(const uint8_t *b, int p) {
-        (void)p;
-        Raw r;
-        r.d = cq_ld16(b);
-#pragma unroll
-        for (int i = 0; i < 4; i++) r.qs[i] = cq_ld32a2(b + 2 + 4 * i);
-        return r;
-    }
-    CQ_DEV int off(int p, int g) {
-        return (void)p, 8 * g;
-    }
-    CQ_DEV void runu(const Raw &r, int p, int g, uint32_t &u0, uint32_t &u1, float &sc, float &mn) {
-        (void)p;
-        uint32_t w0, w1;
-        cq_nib_run(r.qs, g, w0, w1);
-        u0 = w0;
-        u1 = w1;
-        sc = cq_h2f(r.d), mn = 0.0f;
-    }
-};
-
-template <> struct cq_type<CQ_Q4_1> {
-    static constexpr int QK = 32, BYTES = 20, PARTS = 1;
-    static constexpr bool INT = true;
-    static constexpr int UBITS = 4;   /* bits of the unsigned codes u */
-    static constexpr float ZP = 0.0f; /* q = u - ZP */
-    static constexpr bool HAS_MIN = true;
-    struct Raw {
-        uint32_t dm, qs[4];
-    };
-    CQ_DEV Raw load(const uint8_t *b, int p) {
-        (void)p;
-        Raw r;
-        r.dm = cq_ld32(b);
-#pragma unroll
-        for (int i = 0; i < 4; i++) r.qs[i] = cq_ld32(b + 4 + 4 * i);
-        return r;
-    }
-    CQ_DEV int off(int p, int g) {
-        return (void)p, 8 * g;
-    }
-    CQ_DEV void runu(const Raw &r, int p, int g, uint32_t &u0, uint32_t &u1, float &sc, float &mn) {
-        (void)p;
-        uint32_t w0, w1;
-        cq_nib_run(r.qs, g, w0, w1);
-        u0 = w0;
-        u1 = w1;
-        sc = cq_h2f(r.dm), mn = -cq_h2f(r.dm >> 16);
-    }
-};
-
 /* Q5: the 5th bits of elements 8g..8g+7 (bits of qh) into bit 4 of each byte */
 CQ_DEV void cq_q5_run(const uint32_t qs[4], uint32_t qh, int g, uint32_t &w0, uint32_t &w1) {
     cq_nib_run(qs, g, w0, w1);
@@ -258,22 +198,35 @@ CQ_DEV void cq_q5_run(const uint32_t qs[4], uint32_t qh, int g, uint32_t &w0, ui
     w1 |= cq_spread4(hb >> 4) << 4;
 }
 
-template <> struct cq_type<CQ_Q5_0> {
-    static constexpr int QK = 32, BYTES = 22, PARTS = 1;
+/* The five types share one layout: an f16 scale d (Q4_0, Q5_0, Q8_0) or f16
+ * d and m in one word (Q4_1, Q5_1); for Q5 a word of 5th bits; then the codes
+ * (16 bytes of nibbles, or 32 int8 for Q8_0). After a 2-byte header the
+ * words are only 2-byte aligned. Without a min the codes are symmetric,
+ * q = u - ZP with ZP = 2^(UBITS-1); with one, weight = d u + m. */
+template <bool QH, int NQS> struct cq_legacy_raw {
+    uint32_t d, qh, qs[NQS]; /* d: d (f16), or d | m << 16 */
+};
+template <int NQS> struct cq_legacy_raw<false, NQS> { uint32_t d, qs[NQS]; };
+
+template <int UBITS_, bool MIN_> struct cq_legacy {
+    static constexpr bool QH = UBITS_ == 5;         /* a word of 5th bits */
+    static constexpr int HDR = MIN_ ? 4 : 2;        /* bytes of d, or of d and m */
+    static constexpr int NQS = UBITS_ == 8 ? 8 : 4; /* words of codes */
+    static constexpr int QK = 32, BYTES = HDR + (QH ? 4 : 0) + 4 * NQS, PARTS = 1;
     static constexpr bool INT = true;
-    static constexpr int UBITS = 5;    /* bits of the unsigned codes u */
-    static constexpr float ZP = 16.0f; /* q = u - ZP */
-    static constexpr bool HAS_MIN = false;
-    struct Raw {
-        uint32_t d, qh, qs[4];
-    };
+    static constexpr int UBITS = UBITS_; /* bits of the unsigned codes u */
+    static constexpr float ZP = MIN_ ? 0.0f : (float)(1 << (UBITS_ - 1)); /* q = u - ZP */
+    static constexpr bool HAS_MIN = MIN_;
+    using Raw = cq_legacy_raw<QH, NQS>;
+    CQ_DEV uint32_t ld(const uint8_t *p) { return MIN_ ? cq_ld32(p) : cq_ld32a2(p); }
     CQ_DEV Raw load(const uint8_t *b, int p) {
         (void)p;
         Raw r;
-        r.d = cq_ld16(b);
-        r.qh = cq_ld32a2(b + 2);
+        r.d = MIN_ ? cq_ld32(b) : cq_ld16(b);
+        if constexpr (QH) r.qh = ld(b + HDR);
+        const uint8_t *qs = b + HDR + (QH ? 4 : 0);
 #pragma unroll
-        for (int i = 0; i < 4; i++) r.qs[i] = cq_ld32a2(b + 6 + 4 * i);
+        for (int i = 0; i < NQS; i++) r.qs[i] = ld(qs + 4 * i);
         return r;
     }
     CQ_DEV int off(int p, int g) {
@@ -281,79 +234,36 @@ template <> struct cq_type<CQ_Q5_0> {
     }
     CQ_DEV void runu(const Raw &r, int p, int g, uint32_t &u0, uint32_t &u1, float &sc, float &mn) {
         (void)p;
-        uint32_t w0, w1;
-        cq_q5_run(r.qs, r.qh, g, w0, w1);
-        u0 = w0;
-        u1 = w1;
-        sc = cq_h2f(r.d), mn = 0.0f;
+        if constexpr (UBITS_ == 8) {
+            /* int8 + 128 is the unsigned byte with its top bit flipped */
+            u0 = r.qs[2 * g] ^ 0x80808080u;
+            u1 = r.qs[2 * g + 1] ^ 0x80808080u;
+        } else if constexpr (QH) {
+            cq_q5_run(r.qs, r.qh, g, u0, u1);
+        } else {
+            cq_nib_run(r.qs, g, u0, u1);
+        }
+        sc = cq_h2f(r.d), mn = MIN_ ? -cq_h2f(r.d >> 16) : 0.0f;
     }
 };
 
-template <> struct cq_type<CQ_Q5_1> {
-    static constexpr int QK = 32, BYTES = 24, PARTS = 1;
-    static constexpr bool INT = true;
-    static constexpr int UBITS = 5;   /* bits of the unsigned codes u */
-    static constexpr float ZP = 0.0f; /* q = u - ZP */
-    static constexpr bool HAS_MIN = true;
-    struct Raw {
-        uint32_t dm, qh, qs[4];
-    };
-    CQ_DEV Raw load(const uint8_t *b, int p) {
-        (void)p;
-        Raw r;
-        r.dm = cq_ld32(b);
-        r.qh = cq_ld32(b + 4);
-#pragma unroll
-        for (int i = 0; i < 4; i++) r.qs[i] = cq_ld32(b + 8 + 4 * i);
-        return r;
-    }
-    CQ_DEV int off(int p, int g) {
-        return (void)p, 8 * g;
-    }
-    CQ_DEV void runu(const Raw &r, int p, int g, uint32_t &u0, uint32_t &u1, float &sc, float &mn) {
-        (void)p;
-        uint32_t w0, w1;
-        cq_q5_run(r.qs, r.qh, g, w0, w1);
-        u0 = w0;
-        u1 = w1;
-        sc = cq_h2f(r.dm), mn = -cq_h2f(r.dm >> 16);
-    }
-};
-
-template <> struct cq_type<CQ_Q8_0> {
-    static constexpr int QK = 32, BYTES = 34, PARTS = 1;
-    static constexpr bool INT = true;
-    static constexpr int UBITS = 8;     /* bits of the unsigned codes u */
-    static constexpr float ZP = 128.0f; /* q = u - ZP */
-    static constexpr bool HAS_MIN = false;
-    struct Raw {
-        uint32_t d, qs[8];
-    };
-    CQ_DEV Raw load(const uint8_t *b, int p) {
-        (void)p;
-        Raw r;
-        r.d = cq_ld16(b);
-#pragma unroll
-        for (int i = 0; i < 8; i++) r.qs[i] = cq_ld32a2(b + 2 + 4 * i);
-        return r;
-    }
-    CQ_DEV int off(int p, int g) {
-        return (void)p, 8 * g;
-    }
-    CQ_DEV void runu(const Raw &r, int p, int g, uint32_t &u0, uint32_t &u1, float &sc, float &mn) {
-        (void)p;
-        /* int8 + 128 is the unsigned byte with its top bit flipped */
-        u0 = r.qs[2 * g] ^ 0x80808080u;
-        u1 = r.qs[2 * g + 1] ^ 0x80808080u;
-        sc = cq_h2f(r.d), mn = 0.0f;
-    }
-};
+template <> struct cq_type<CQ_Q4_0> : cq_legacy<4, false> {};
+template <> struct cq_type<CQ_Q4_1> : cq_legacy<4, true> {};
+template <> struct cq_type<CQ_Q5_0> : cq_legacy<5, false> {};
+template <> struct cq_type<CQ_Q5_1> : cq_legacy<5, true> {};
+template <> struct cq_type<CQ_Q8_0> : cq_legacy<8, false> {};
 
 /* ---- K-quants: 256-element super-blocks, 8 parts ----
  * Q2_K, Q3_K, Q6_K: part p = (h, qq) = (p / 4, p % 4) holds elements
  *   128h + 32g + 8qq + i   (run g, i < 8), sub-block 8h + 2g + qq / 2.
  * Q4_K, Q5_K: part p = (c, half) = (p / 2, p % 2) holds elements
  *   64c + 32(g / 2) + 16half + 8(g % 2) + i, sub-block 2c + g / 2. */
+CQ_DEV int cq_off_hq(int p, int g) { /* Q2_K, Q3_K, Q6_K */
+    return 128 * (p >> 2) + 32 * g + 8 * (p & 3);
+}
+CQ_DEV int cq_off_c(int p, int g) { /* Q4_K, Q5_K */
+    return 64 * (p >> 1) + 32 * (g >> 1) + 16 * (p & 1) + 8 * (g & 1);
+}
 
 template <> struct cq_type<CQ_Q2_K> {
     static constexpr int QK = 256, BYTES = 84, PARTS = 8;
@@ -374,7 +284,7 @@ template <> struct cq_type<CQ_Q2_K> {
         r.dd = cq_ld32(b + 80);
         return r;
     }
-    CQ_DEV int off(int p, int g) { return 128 * (p >> 2) + 32 * g + 8 * (p & 3); }
+    CQ_DEV int off(int p, int g) { return cq_off_hq(p, g); }
     CQ_DEV void runu(const Raw &r, int p, int g, uint32_t &u0, uint32_t &u1, float &sc, float &mn) {
         u0 = (r.q0 >> (2 * g)) & 0x03030303u;
         u1 = (r.q1 >> (2 * g)) & 0x03030303u;
@@ -407,7 +317,7 @@ template <> struct cq_type<CQ_Q3_K> {
         r.d = cq_ld16(b + 108);
         return r;
     }
-    CQ_DEV int off(int p, int g) { return 128 * (p >> 2) + 32 * g + 8 * (p & 3); }
+    CQ_DEV int off(int p, int g) { return cq_off_hq(p, g); }
     CQ_DEV void runu(const Raw &r, int p, int g, uint32_t &u0, uint32_t &u1, float &sc, float &mn) {
         int h = p >> 2, q2 = (p & 3) >> 1, hs = 4 * h + g;
         uint32_t w0 = ((r.q0 >> (2 * g)) & 0x03030303u) | (((r.m0 >> hs) & 0x01010101u) << 2);
@@ -455,9 +365,7 @@ template <> struct cq_type<CQ_Q4_K> {
         r.qs = cq_ld128(b + 16 + 16 * p);
         return r;
     }
-    CQ_DEV int off(int p, int g) {
-        return 64 * (p >> 1) + 32 * (g >> 1) + 16 * (p & 1) + 8 * (g & 1);
-    }
+    CQ_DEV int off(int p, int g) { return cq_off_c(p, g); }
     CQ_DEV void runu(const Raw &r, int p, int g, uint32_t &u0, uint32_t &u1, float &sc, float &mn) {
         uint32_t qs[4] = {r.qs.x, r.qs.y, r.qs.z, r.qs.w};
         uint32_t w0, w1;
@@ -484,9 +392,7 @@ template <> struct cq_type<CQ_Q5_K> {
         r.qs = cq_ld128(b + 48 + 16 * p);
         return r;
     }
-    CQ_DEV int off(int p, int g) {
-        return 64 * (p >> 1) + 32 * (g >> 1) + 16 * (p & 1) + 8 * (g & 1);
-    }
+    CQ_DEV int off(int p, int g) { return cq_off_c(p, g); }
     CQ_DEV void runu(const Raw &r, int p, int g, uint32_t &u0, uint32_t &u1, float &sc, float &mn) {
         uint32_t qs[4] = {r.qs.x, r.qs.y, r.qs.z, r.qs.w};
         uint32_t w0, w1;
@@ -525,7 +431,7 @@ template <> struct cq_type<CQ_Q6_K> {
         r.d = cq_ld16(b + 208);
         return r;
     }
-    CQ_DEV int off(int p, int g) { return 128 * (p >> 2) + 32 * g + 8 * (p & 3); }
+    CQ_DEV int off(int p, int g) { return cq_off_hq(p, g); }
     CQ_DEV void runu(const Raw &r, int p, int g, uint32_t &u0, uint32_t &u1, float &sc, float &mn) {
         uint32_t a = (g & 1) ? r.l1a : r.l0a, b = (g & 1) ? r.l1b : r.l0b;
         int sh = (g >> 1) * 4;
