@@ -682,7 +682,7 @@ int main(void) {
         double d = probe_drift(sm);
         printf("scalar path batch drift: %.4g\n", d);
         g_tie = fmax(0.1, d);
-        concurrent_vs_alone(sm, quick ? 4 : 8, quick ? 6 : 12, false, d == 0, "scalar");
+        concurrent_vs_alone(sm, quick ? 3 : 8, quick ? 4 : 12, false, d == 0, "scalar");
         beast_model_free(sm);
     }
 
@@ -697,7 +697,7 @@ int main(void) {
         g_tie = fmax(0.1, d);
         printf("deterministic flag %s by the backend (drift %.4g)\n",
                honoured ? "honoured" : "NOT honoured (identical results not required)", d);
-        concurrent_vs_alone(dm, quick ? 8 : 16, quick ? 12 : 24, false, honoured, "deterministic");
+        concurrent_vs_alone(dm, quick ? 4 : 16, quick ? 8 : 24, false, honoured, "deterministic");
         beast_model_free(dm);
     }
     beast_model_free(g_model);
