@@ -16,7 +16,23 @@
  * With AVX2 the attention (src/cpu/attn.c: one task per token and group of
  * query heads sharing a KV head) and the GLU activations (src/cpu/vec.c)
  * also have SIMD versions; the scalar ones below stay as the reference and
- * the fallback. */
+ * the fallback.
+ *
+ * Batch independence (backend.h `deterministic`). Every op but matmul
+ * computes a token's row with the same operations whatever else is in the
+ * call: rmsnorm, rope, embed, kv_write and attention work per token (the
+ * attention kernels per token and head, the head grouping of a task does not
+ * change a head's sums), add and glu per element (the GLU tail goes through
+ * the vector code too), activation quantization per row. The matmul kernels
+ * for float and K-quant weights sum a (row, token) in the same order in the
+ * decode (up to 4 tokens) and the batch path. Only the 32-block types
+ * (Q4_0 .. Q8_0) differ by default: their decode kernel reduces 8 blocks to
+ * a lane each before scaling, their fast batch micro-kernel scales each
+ * block in 8 partial lanes, so a token's logits change in the last bits
+ * when it is batched with more than 4 others. In deterministic mode those
+ * types use the kernel's `exact` batch path (mm.h), which sums like the
+ * decode kernel. Results do not depend on the thread count either: tasks
+ * split rows, never a row's sum. */
 #include "backend/backend.h"
 #include "cpu/attn.h"
 #include "cpu/mm.h"
@@ -169,6 +185,7 @@ typedef struct {
     cpu_impl *c;
     /* fast path */
     const mm_kernel *kr;
+    mm_fn fn; /* kr->fn, or kr->exact in deterministic mode */
     mm_act act;
     int rows_per_task;
     /* activation quantization */
@@ -200,8 +217,8 @@ static void mm_fast_task(void *ctx, int task, int t) {
     size_t rs = quant_row_size(w->type, w->cols);
     int64_t r0 = (int64_t)task * j->rows_per_task;
     int nr = (int)MIN((int64_t)j->rows_per_task, w->rows - r0);
-    j->kr->fn(w->cols, (const uint8_t *)w->data + (size_t)r0 * rs, rs, nr, &j->act, j->n,
-              j->out + r0, (size_t)w->rows, j->c->scratch[t]);
+    j->fn(w->cols, (const uint8_t *)w->data + (size_t)r0 * rs, rs, nr, &j->act, j->n, j->out + r0,
+          (size_t)w->rows, j->c->scratch[t]);
 }
 
 /* quantize the activations of a group of tokens */
@@ -252,6 +269,7 @@ static void cpu_matmul(backend *b, float *out, const bk_weight *w, const float *
         return;
     }
     mm_job j = {.out = out, .w = w, .x = x, .n = n, .c = c, .kr = kr};
+    j.fn = b->deterministic ? kr->exact : kr->fn;
     if (ensure_scratch(c, MM_SCRATCH_BYTES / sizeof(float))) return;
     if (kr->act == MM_ACT_F32) {
         j.act = (mm_act){x, (size_t)w->cols * sizeof(float)};

@@ -50,6 +50,11 @@ SIMD_AVX2_BEGIN
 #define PANEL_W ((size_t)PR * PB * 32)
 #define PANEL_F ((size_t)PR * PB * 4)
 _Static_assert(PANEL_W + 2 * PANEL_F <= MM_SCRATCH_BYTES, "panel does not fit the scratch");
+/* the default batch path: tile FMR rows x MC tokens; per row and block 32 B
+ * of w and 32 B of dw x 8, then the offsets */
+#define FMR      2
+#define FPANEL_W ((size_t)PR * PB * 64)
+_Static_assert(FPANEL_W + PANEL_F <= MM_SCRATCH_BYTES, "panel does not fit the scratch");
 
 SIMD_INLINE int leg_bytes(int type) {
     switch (type) {
@@ -126,6 +131,14 @@ SIMD_INLINE __m256i leg_mask(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+/* h[i] = hadd of the dots of blocks 2i, 2i + 1 -> lane j = the dot of block j */
+SIMD_INLINE __m256i leg_pairs_to_lanes(const __m256i h[4]) {
+    /* ab = [0 1 2 3 | 0 1 2 3]: the low / high halves of blocks 0..3 */
+    __m256i ab = _mm256_hadd_epi32(h[0], h[1]), cd = _mm256_hadd_epi32(h[2], h[3]);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(ab, cd, 0x20),
+                            _mm256_permute2x128_si256(ab, cd, 0x31));
+}
+
 /* The float work of a group of 8 blocks, lane i = block i (lanes of missing
  * blocks of a last partial group are 0 in every operand): the integer dots
  * times dw * da, then the offsets times the activation block sums. Both
@@ -183,23 +196,29 @@ SIMD_INLINE void leg_row(int type, int C, int64_t k, const uint8_t *w, const mm_
             const int jn = (int)(b1 - b);
             const __m256i m = leg_mask(jn);
             float dw[8] = {0}, off[8] = {0};
-            __m256i p[MC][8];
-            for (int i = 0; i < 8; i++) {
-                if (i >= jn) {
-                    SIMD_UNROLL for (int c = 0; c < C; c++) p[c][i] = _mm256_setzero_si256();
-                    continue;
+            __m256i h[MC][4]; /* as in leg_group: hadd of the dots of pairs */
+            SIMD_UNROLL for (int i = 0; i < 8; i += 2) {
+                SIMD_UNROLL for (int c = 0; c < C; c++) h[c][i / 2] = _mm256_setzero_si256();
+                if (i >= jn) continue;
+                __m256i pp[2][MC];
+                SIMD_UNROLL for (int u = 0; u < 2; u++) {
+                    SIMD_UNROLL for (int c = 0; c < C; c++) pp[u][c] = _mm256_setzero_si256();
+                    if (i + u >= jn) continue;
+                    const uint8_t *blk = w + (b + i + u) * bytes;
+                    __m256i wv = leg_ints(type, blk);
+                    __m256i wabs = type == QT_Q8_0 ? _mm256_sign_epi8(wv, wv) : wv;
+                    dw[i + u] = simd_f16(blk);
+                    off[i + u] = leg_off(type, blk, dw[i + u]);
+                    SIMD_UNROLL for (int c = 0; c < C; c++) pp[u][c] =
+                        leg_dot(type, wv, wabs,
+                                _mm256_loadu_si256((const __m256i *)(qa[c] + (b + i + u) * 32)));
                 }
-                const uint8_t *blk = w + (b + i) * bytes;
-                __m256i wv = leg_ints(type, blk);
-                __m256i wabs = type == QT_Q8_0 ? _mm256_sign_epi8(wv, wv) : wv;
-                dw[i] = simd_f16(blk);
-                off[i] = leg_off(type, blk, dw[i]);
-                SIMD_UNROLL for (int c = 0; c < C; c++) p[c][i] = leg_dot(
-                    type, wv, wabs, _mm256_loadu_si256((const __m256i *)(qa[c] + (b + i) * 32)));
+                SIMD_UNROLL for (int c = 0; c < C; c++) h[c][i / 2] =
+                    _mm256_hadd_epi32(pp[0][c], pp[1][c]);
             }
             __m256 dw8 = _mm256_loadu_ps(dw), off8 = _mm256_loadu_ps(off);
             SIMD_UNROLL for (int c = 0; c < C; c++) acc[c] =
-                leg_apply(has_off, simd_reduce8_i32(p[c]), dw8, _mm256_maskload_ps(da[c] + b, m),
+                leg_apply(has_off, leg_pairs_to_lanes(h[c]), dw8, _mm256_maskload_ps(da[c] + b, m),
                           off8, _mm256_maskload_ps(sa[c] + b, m), acc[c]);
         }
         SIMD_UNROLL for (int c = 0; c < C; c++) {
@@ -214,19 +233,61 @@ SIMD_INLINE void leg_row(int type, int C, int64_t k, const uint8_t *w, const mm_
 
 /* Unpack rows [0, nr) x blocks [b0, b0 + nb) into the panel: for row r and
  * block j, 32 bytes of w at pw + (r * PB + j) * 32, dw[r * PB + j] and
- * off[r * PB + j]. */
+ * off[r * PB + j]; zero blocks after a last partial group of 8. */
 SIMD_INLINE void leg_pack(int type, const uint8_t *w, size_t ws, int nr, int64_t b0, int nb,
                           uint8_t *pw, float *dw, float *off) {
     const int bytes = leg_bytes(type);
     for (int r = 0; r < nr; r++) {
         const uint8_t *blk = w + r * ws + b0 * bytes;
         uint8_t *p = pw + (size_t)r * PB * 32;
-        for (int j = 0; j < nb; j++, blk += bytes, p += 32) {
+        int j = 0;
+        for (; j < nb; j++, blk += bytes, p += 32) {
             float d = simd_f16(blk);
             _mm256_store_si256((__m256i *)p, leg_ints(type, blk));
             dw[r * PB + j] = d;
             off[r * PB + j] = leg_off(type, blk, d);
         }
+        for (; j % 8; j++, p += 32) { /* zero blocks up to a group of 8 */
+            _mm256_store_si256((__m256i *)p, _mm256_setzero_si256());
+            dw[r * PB + j] = 0;
+            off[r * PB + j] = 0;
+        }
+    }
+}
+
+/* Blocks [j8, j8 + jn) of a panel row (jn <= 8) into acc[c] for C tokens.
+ * The integer dots of block pairs are combined with hadd as they are made,
+ * then to one vector per token with a lane per block (bench/kernels/
+ * legacy_micro.c v2). A last partial group (jn < 8, a compile-time 8 in
+ * the main loop) reads the zero blocks the pack left after the row, against
+ * a valid activation block (zero dots), and the activation scales with a
+ * mask. */
+SIMD_INLINE void leg_group(int type, int C, const uint8_t *pw, const float *dw, const float *off,
+                           const int8_t *const *qa, const float *const *da, const float *const *sa,
+                           int j8, int jn, __m256 *acc) {
+    const int has_off = type != QT_Q8_0;
+    __m256i h[MC][4]; /* per token: hadd of the dots of blocks 2i, 2i + 1 */
+    SIMD_UNROLL for (int i = 0; i < 8; i += 2) {
+        __m256i wa = _mm256_load_si256((const __m256i *)(pw + (size_t)(j8 + i) * 32));
+        __m256i wb = _mm256_load_si256((const __m256i *)(pw + (size_t)(j8 + i + 1) * 32));
+        __m256i aa = type == QT_Q8_0 ? _mm256_sign_epi8(wa, wa) : wa;
+        __m256i ab = type == QT_Q8_0 ? _mm256_sign_epi8(wb, wb) : wb;
+        int ia = j8 + (i < jn ? i : 0), ib = j8 + (i + 1 < jn ? i + 1 : 0);
+        SIMD_UNROLL for (int c = 0; c < C; c++) {
+            __m256i pa =
+                leg_dot(type, wa, aa, _mm256_loadu_si256((const __m256i *)(qa[c] + ia * 32)));
+            __m256i pb =
+                leg_dot(type, wb, ab, _mm256_loadu_si256((const __m256i *)(qa[c] + ib * 32)));
+            h[c][i / 2] = _mm256_hadd_epi32(pa, pb);
+        }
+    }
+    __m256 dw8 = _mm256_load_ps(dw + j8), off8 = _mm256_load_ps(off + j8);
+    const __m256i m = leg_mask(jn);
+    SIMD_UNROLL for (int c = 0; c < C; c++) {
+        __m256i isum = leg_pairs_to_lanes(h[c]);
+        __m256 da8 = jn == 8 ? _mm256_loadu_ps(da[c] + j8) : _mm256_maskload_ps(da[c] + j8, m);
+        __m256 sa8 = jn == 8 ? _mm256_loadu_ps(sa[c] + j8) : _mm256_maskload_ps(sa[c] + j8, m);
+        acc[c] = leg_apply(has_off, isum, dw8, da8, off8, sa8, acc[c]);
     }
 }
 
@@ -239,7 +300,6 @@ SIMD_INLINE void leg_pack(int type, const uint8_t *w, size_t ws, int nr, int64_t
 SIMD_INLINE void leg_micro(int type, int C, const uint8_t *pw, const float *dw, const float *off,
                            int nb, const mm_act *a, int64_t k, int64_t b0, float *out, size_t ldo,
                            int first) {
-    const int has_off = type != QT_Q8_0;
     __m256 acc[MC];
     const int8_t *qa[MC];
     const float *da[MC], *sa[MC];
@@ -251,116 +311,180 @@ SIMD_INLINE void leg_micro(int type, int C, const uint8_t *pw, const float *dw, 
         acc[c] = _mm256_setzero_ps();
     }
     int j8 = 0;
-    for (; j8 + 8 <= nb; j8 += 8) {
-        __m256i h[MC][4]; /* per token: hadd of the dots of blocks 2i, 2i + 1 */
-        SIMD_UNROLL for (int i = 0; i < 8; i += 2) {
-            __m256i wa = _mm256_load_si256((const __m256i *)(pw + (size_t)(j8 + i) * 32));
-            __m256i wb = _mm256_load_si256((const __m256i *)(pw + (size_t)(j8 + i + 1) * 32));
-            __m256i aa = type == QT_Q8_0 ? _mm256_sign_epi8(wa, wa) : wa;
-            __m256i ab = type == QT_Q8_0 ? _mm256_sign_epi8(wb, wb) : wb;
-            SIMD_UNROLL for (int c = 0; c < C; c++) {
-                __m256i pa = leg_dot(type, wa, aa,
-                                     _mm256_load_si256((const __m256i *)(qa[c] + (j8 + i) * 32)));
-                __m256i pb = leg_dot(
-                    type, wb, ab, _mm256_load_si256((const __m256i *)(qa[c] + (j8 + i + 1) * 32)));
-                h[c][i / 2] = _mm256_hadd_epi32(pa, pb);
-            }
-        }
-        __m256 dw8 = _mm256_loadu_ps(dw + j8), off8 = _mm256_loadu_ps(off + j8);
-        SIMD_UNROLL for (int c = 0; c < C; c++) {
-            /* ab = [0 1 2 3 | 0 1 2 3]: the low / high halves of blocks 0..3 */
-            __m256i ab = _mm256_hadd_epi32(h[c][0], h[c][1]);
-            __m256i cd = _mm256_hadd_epi32(h[c][2], h[c][3]);
-            __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(ab, cd, 0x20),
-                                            _mm256_permute2x128_si256(ab, cd, 0x31));
-            acc[c] = leg_apply(has_off, isum, dw8, _mm256_loadu_ps(da[c] + j8), off8,
-                               _mm256_loadu_ps(sa[c] + j8), acc[c]);
-        }
-    }
-    if (j8 < nb) { /* the last nb % 8 blocks */
-        const int jn = nb - j8;
-        const __m256i m = leg_mask(jn);
-        __m256i p[MC][8];
-        for (int i = 0; i < 8; i++) {
-            if (i >= jn) {
-                SIMD_UNROLL for (int c = 0; c < C; c++) p[c][i] = _mm256_setzero_si256();
-                continue;
-            }
-            __m256i wv = _mm256_load_si256((const __m256i *)(pw + (size_t)(j8 + i) * 32));
-            __m256i wabs = type == QT_Q8_0 ? _mm256_sign_epi8(wv, wv) : wv;
-            SIMD_UNROLL for (int c = 0; c < C; c++) p[c][i] = leg_dot(
-                type, wv, wabs, _mm256_load_si256((const __m256i *)(qa[c] + (j8 + i) * 32)));
-        }
-        __m256 dw8 = _mm256_maskload_ps(dw + j8, m), off8 = _mm256_maskload_ps(off + j8, m);
-        SIMD_UNROLL for (int c = 0; c < C; c++) acc[c] =
-            leg_apply(has_off, simd_reduce8_i32(p[c]), dw8, _mm256_maskload_ps(da[c] + j8, m), off8,
-                      _mm256_maskload_ps(sa[c] + j8, m), acc[c]);
-    }
+    for (; j8 + 8 <= nb; j8 += 8) leg_group(type, C, pw, dw, off, qa, da, sa, j8, 8, acc);
+    if (j8 < nb) leg_group(type, C, pw, dw, off, qa, da, sa, j8, nb - j8, acc);
     SIMD_UNROLL for (int c = 0; c < C; c++) {
         float v = simd_hsum(acc[c]);
         out[c * ldo] = first ? v : out[c * ldo] + v;
     }
 }
 
+/* The default batch path. Unpack rows [0, nr) x blocks [b0, b0 + nb) into
+ * the panel: for row r and block j, 32 bytes of w at pw + (r * PB + j) * 64,
+ * dw x 8 after them, and off[r * PB + j]. */
+SIMD_INLINE void leg_pack_fast(int type, const uint8_t *w, size_t ws, int nr, int64_t b0, int nb,
+                               uint8_t *pw, float *off) {
+    const int bytes = leg_bytes(type);
+    for (int r = 0; r < nr; r++) {
+        const uint8_t *blk = w + r * ws + b0 * bytes;
+        uint8_t *p = pw + (size_t)r * PB * 64;
+        for (int j = 0; j < nb; j++, blk += bytes, p += 64) {
+            float dw = simd_f16(blk);
+            _mm256_store_si256((__m256i *)p, leg_ints(type, blk));
+            _mm256_store_ps((float *)(p + 32), _mm256_set1_ps(dw));
+            off[r * PB + j] = leg_off(type, blk, dw);
+        }
+    }
+}
+
+/* R rows x C tokens of a panel over nb blocks starting at activation block
+ * b0; adds into out (out[c * ldo + r]) unless first. Per row, token and
+ * block: the dot in 8 lanes times dw * da, added to the accumulator. After every 8 blocks,
+ * the offset terms of those blocks: one FMA per row and token of the rows'
+ * offsets with the tokens' block sums (8 blocks in the lanes). */
+SIMD_INLINE void leg_micro_fast(int type, int R, int C, const uint8_t *pw, const float *off, int nb,
+                                const mm_act *a, int64_t k, int64_t b0, float *out, size_t ldo,
+                                int first) {
+    const int has_off = type != QT_Q8_0;
+    __m256 acc[FMR][MC];
+    const int8_t *qa[MC];
+    const float *da[MC], *sa[MC];
+    SIMD_UNROLL for (int c = 0; c < C; c++) {
+        qa[c] = (const int8_t *)a->rows + c * a->stride;
+        da[c] = q8_d(qa[c], k) + b0;
+        sa[c] = q8_s(qa[c], k) + b0;
+        qa[c] += b0 * 32;
+        SIMD_UNROLL for (int r = 0; r < R; r++) acc[r][c] = _mm256_setzero_ps();
+    }
+    for (int j8 = 0; j8 < nb; j8 += 8) {
+        int jn = MIN(8, nb - j8);
+        for (int j = j8; j < j8 + jn; j++) {
+            __m256i wv[FMR], wabs[FMR];
+            SIMD_UNROLL for (int r = 0; r < R; r++) {
+                wv[r] = _mm256_load_si256((const __m256i *)(pw + ((size_t)r * PB + j) * 64));
+                wabs[r] = type == QT_Q8_0 ? _mm256_sign_epi8(wv[r], wv[r]) : wv[r];
+            }
+            SIMD_UNROLL for (int c = 0; c < C; c++) {
+                __m256 dac = _mm256_broadcast_ss(da[c] + j);
+                __m256i av = _mm256_load_si256((const __m256i *)(qa[c] + j * 32));
+                SIMD_UNROLL for (int r = 0; r < R; r++) {
+                    __m256i p = leg_dot(type, wv[r], wabs[r], av);
+                    __m256 dw =
+                        _mm256_load_ps((const float *)(pw + ((size_t)r * PB + j) * 64 + 32));
+                    acc[r][c] =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dac, dw), acc[r][c]);
+                }
+            }
+        }
+        if (has_off) {
+            __m256i m = leg_mask(jn);
+            __m256 o[FMR];
+            SIMD_UNROLL for (int r = 0; r < R; r++) o[r] = _mm256_maskload_ps(off + r * PB + j8, m);
+            SIMD_UNROLL for (int c = 0; c < C; c++) {
+                __m256 sv = _mm256_maskload_ps(sa[c] + j8, m);
+                SIMD_UNROLL for (int r = 0; r < R; r++) acc[r][c] =
+                    _mm256_fmadd_ps(o[r], sv, acc[r][c]);
+            }
+        }
+    }
+    SIMD_UNROLL for (int r = 0; r < R; r++) SIMD_UNROLL for (int c = 0; c < C; c++) {
+        float v = simd_hsum(acc[r][c]);
+        out[c * ldo + r] = first ? v : out[c * ldo + r] + v;
+    }
+}
+
 typedef void (*leg_micro_fn)(const uint8_t *pw, const float *dw, const float *off, int nb,
                              const mm_act *a, int64_t k, int64_t b0, float *out, size_t ldo,
                              int first);
+typedef void (*leg_fast_fn)(const uint8_t *pw, const float *off, int nb, const mm_act *a, int64_t k,
+                            int64_t b0, float *out, size_t ldo, int first);
 typedef void (*leg_row_fn)(int64_t k, const uint8_t *w, const mm_act *a, float *out, size_t ldo);
-typedef void (*leg_pack_fn)(const uint8_t *w, size_t ws, int nr, int64_t b0, int nb, uint8_t *pw,
-                            float *dw, float *off);
 
-/* instantiations per type: micro-kernels and rows for C in 1..4 tokens */
+/* The kernels of one type: rows and micro-kernels for C in 1..4 tokens. */
+typedef struct {
+    leg_row_fn rows[4];
+    leg_micro_fn micros[4];   /* exact path: lane per block */
+    leg_fast_fn fast[FMR][4]; /* default path: R rows x C tokens */
+    void (*pack)(const uint8_t *w, size_t ws, int nr, int64_t b0, int nb, uint8_t *pw, float *dw,
+                 float *off);
+    void (*pack_fast)(const uint8_t *w, size_t ws, int nr, int64_t b0, int nb, uint8_t *pw,
+                      float *off);
+} leg_kernels;
+
 #define LEG_MICRO(t, C)                                                                            \
     static void leg_micro_##t##_##C(const uint8_t *pw, const float *dw, const float *off, int nb,  \
                                     const mm_act *a, int64_t k, int64_t b0, float *out,            \
                                     size_t ldo, int first) {                                       \
         leg_micro(QT_##t, C, pw, dw, off, nb, a, k, b0, out, ldo, first);                          \
     }
+#define LEG_FAST(t, R, C)                                                                          \
+    static void leg_fast_##t##_##R##_##C(const uint8_t *pw, const float *off, int nb,              \
+                                         const mm_act *a, int64_t k, int64_t b0, float *out,       \
+                                         size_t ldo, int first) {                                  \
+        leg_micro_fast(QT_##t, R, C, pw, off, nb, a, k, b0, out, ldo, first);                      \
+    }
 #define LEG_ROW(t, C)                                                                              \
     static void leg_row_##t##_##C(int64_t k, const uint8_t *w, const mm_act *a, float *out,        \
                                   size_t ldo) {                                                    \
         leg_row(QT_##t, C, k, w, a, out, ldo);                                                     \
     }
+#define LEG_C(t, C) LEG_MICRO(t, C) LEG_FAST(t, 1, C) LEG_FAST(t, 2, C) LEG_ROW(t, C)
 #define LEG_TYPE(t)                                                                                \
-    LEG_MICRO(t, 1)                                                                                \
-    LEG_MICRO(t, 2)                                                                                \
-    LEG_MICRO(t, 3)                                                                                \
-    LEG_MICRO(t, 4)                                                                                \
-    LEG_ROW(t, 1)                                                                                  \
-    LEG_ROW(t, 2)                                                                                  \
-    LEG_ROW(t, 3)                                                                                  \
-    LEG_ROW(t, 4)                                                                                  \
+    LEG_C(t, 1)                                                                                    \
+    LEG_C(t, 2)                                                                                    \
+    LEG_C(t, 3)                                                                                    \
+    LEG_C(t, 4)                                                                                    \
     static void leg_pack_##t(const uint8_t *w, size_t ws, int nr, int64_t b0, int nb, uint8_t *pw, \
                              float *dw, float *off) {                                              \
         leg_pack(QT_##t, w, ws, nr, b0, nb, pw, dw, off);                                          \
     }                                                                                              \
-    static const leg_micro_fn leg_micros_##t[4] = {leg_micro_##t##_1, leg_micro_##t##_2,           \
-                                                   leg_micro_##t##_3, leg_micro_##t##_4};          \
-    static const leg_row_fn leg_rows_##t[4] = {leg_row_##t##_1, leg_row_##t##_2, leg_row_##t##_3,  \
-                                               leg_row_##t##_4};
+    static void leg_pack_fast_##t(const uint8_t *w, size_t ws, int nr, int64_t b0, int nb,         \
+                                  uint8_t *pw, float *off) {                                       \
+        leg_pack_fast(QT_##t, w, ws, nr, b0, nb, pw, off);                                         \
+    }                                                                                              \
+    static const leg_kernels leg_##t = {                                                           \
+        {leg_row_##t##_1, leg_row_##t##_2, leg_row_##t##_3, leg_row_##t##_4},                      \
+        {leg_micro_##t##_1, leg_micro_##t##_2, leg_micro_##t##_3, leg_micro_##t##_4},              \
+        {{leg_fast_##t##_1_1, leg_fast_##t##_1_2, leg_fast_##t##_1_3, leg_fast_##t##_1_4},         \
+         {leg_fast_##t##_2_1, leg_fast_##t##_2_2, leg_fast_##t##_2_3, leg_fast_##t##_2_4}},        \
+        leg_pack_##t,                                                                              \
+        leg_pack_fast_##t};
 
-static void leg_gemm(const leg_micro_fn micros[4], const leg_row_fn rows[4], leg_pack_fn pack,
-                     int64_t k, const uint8_t *w, size_t ws, int nr, const mm_act *a, int nc,
-                     float *out, size_t ldo, void *scratch) {
+static void leg_gemm(const leg_kernels *K, int exact, int64_t k, const uint8_t *w, size_t ws,
+                     int nr, const mm_act *a, int nc, float *out, size_t ldo, void *scratch) {
     if (nc <= MC) { /* decoding: stream the rows */
-        for (int r = 0; r < nr; r++) rows[nc - 1](k, w + r * ws, a, out + r, ldo);
+        for (int r = 0; r < nr; r++) K->rows[nc - 1](k, w + r * ws, a, out + r, ldo);
         return;
     }
     uint8_t *pw = scratch;
     float *dw = (float *)(pw + PANEL_W), *off = dw + PR * PB;
+    float *foff = (float *)(pw + FPANEL_W);
     const int64_t nb = k / 32;
     for (int r0 = 0; r0 < nr; r0 += PR) {
         int pr = MIN(PR, nr - r0);
         for (int64_t b0 = 0; b0 < nb; b0 += PB) {
             int pb = (int)MIN((int64_t)PB, nb - b0);
-            pack(w + r0 * ws, ws, pr, b0, pb, pw, dw, off);
+            if (exact)
+                K->pack(w + r0 * ws, ws, pr, b0, pb, pw, dw, off);
+            else
+                K->pack_fast(w + r0 * ws, ws, pr, b0, pb, pw, foff);
             for (int c0 = 0; c0 < nc; c0 += MC) {
                 int cn = MIN(MC, nc - c0);
                 mm_act ac = {(const char *)a->rows + c0 * a->stride, a->stride};
                 float *o = out + c0 * ldo + r0;
-                for (int r = 0; r < pr; r++)
-                    micros[cn - 1](pw + (size_t)r * PB * 32, dw + r * PB, off + r * PB, pb, &ac, k,
-                                   b0, o + r, ldo, b0 == 0);
+                if (exact) {
+                    for (int r = 0; r < pr; r++)
+                        K->micros[cn - 1](pw + (size_t)r * PB * 32, dw + r * PB, off + r * PB, pb,
+                                          &ac, k, b0, o + r, ldo, b0 == 0);
+                    continue;
+                }
+                int r = 0;
+                for (; r + FMR <= pr; r += FMR)
+                    K->fast[1][cn - 1](pw + (size_t)r * PB * 64, foff + r * PB, pb, &ac, k, b0,
+                                       o + r, ldo, b0 == 0);
+                for (; r < pr; r++)
+                    K->fast[0][cn - 1](pw + (size_t)r * PB * 64, foff + r * PB, pb, &ac, k, b0,
+                                       o + r, ldo, b0 == 0);
             }
         }
     }
@@ -370,8 +494,11 @@ static void leg_gemm(const leg_micro_fn micros[4], const leg_row_fn rows[4], leg
     LEG_TYPE(t)                                                                                    \
     void mm_##lc##_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a,      \
                         int nc, float *out, size_t ldo, void *scratch) {                           \
-        leg_gemm(leg_micros_##t, leg_rows_##t, leg_pack_##t, k, w, wstride, nr, a, nc, out, ldo,   \
-                 scratch);                                                                         \
+        leg_gemm(&leg_##t, 0, k, w, wstride, nr, a, nc, out, ldo, scratch);                        \
+    }                                                                                              \
+    void mm_##lc##_exact_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr,                 \
+                              const mm_act *a, int nc, float *out, size_t ldo, void *scratch) {    \
+        leg_gemm(&leg_##t, 1, k, w, wstride, nr, a, nc, out, ldo, scratch);                        \
     }
 
 LEG_ENTRY(Q4_0, q4_0)

@@ -28,19 +28,19 @@ int simd_has_avx2(void) {
 
 #if SIMD_X86
 static const mm_kernel avx2_kernels[QT_COUNT] = {
-    [QT_F32] = {MM_ACT_F32, mm_f32_avx2, "avx2"},
-    [QT_F16] = {MM_ACT_F32, mm_f16_avx2, "avx2"},
-    [QT_BF16] = {MM_ACT_F32, mm_bf16_avx2, "avx2"},
-    [QT_Q4_0] = {MM_ACT_Q8_32, mm_q4_0_avx2, "avx2"},
-    [QT_Q4_1] = {MM_ACT_Q8_32, mm_q4_1_avx2, "avx2"},
-    [QT_Q5_0] = {MM_ACT_Q8_32, mm_q5_0_avx2, "avx2"},
-    [QT_Q5_1] = {MM_ACT_Q8_32, mm_q5_1_avx2, "avx2"},
-    [QT_Q8_0] = {MM_ACT_Q8_32, mm_q8_0_avx2, "avx2"},
-    [QT_Q2_K] = {MM_ACT_Q8_K, mm_q2_k_avx2, "avx2"},
-    [QT_Q3_K] = {MM_ACT_Q8_K, mm_q3_k_avx2, "avx2"},
-    [QT_Q4_K] = {MM_ACT_Q8_K, mm_q4_k_avx2, "avx2"},
-    [QT_Q5_K] = {MM_ACT_Q8_K, mm_q5_k_avx2, "avx2"},
-    [QT_Q6_K] = {MM_ACT_Q8_K, mm_q6_k_avx2, "avx2"},
+    [QT_F32] = {MM_ACT_F32, mm_f32_avx2, "avx2", mm_f32_avx2},
+    [QT_F16] = {MM_ACT_F32, mm_f16_avx2, "avx2", mm_f16_avx2},
+    [QT_BF16] = {MM_ACT_F32, mm_bf16_avx2, "avx2", mm_bf16_avx2},
+    [QT_Q4_0] = {MM_ACT_Q8_32, mm_q4_0_avx2, "avx2", mm_q4_0_exact_avx2},
+    [QT_Q4_1] = {MM_ACT_Q8_32, mm_q4_1_avx2, "avx2", mm_q4_1_exact_avx2},
+    [QT_Q5_0] = {MM_ACT_Q8_32, mm_q5_0_avx2, "avx2", mm_q5_0_exact_avx2},
+    [QT_Q5_1] = {MM_ACT_Q8_32, mm_q5_1_avx2, "avx2", mm_q5_1_exact_avx2},
+    [QT_Q8_0] = {MM_ACT_Q8_32, mm_q8_0_avx2, "avx2", mm_q8_0_exact_avx2},
+    [QT_Q2_K] = {MM_ACT_Q8_K, mm_q2_k_avx2, "avx2", mm_q2_k_avx2},
+    [QT_Q3_K] = {MM_ACT_Q8_K, mm_q3_k_avx2, "avx2", mm_q3_k_avx2},
+    [QT_Q4_K] = {MM_ACT_Q8_K, mm_q4_k_avx2, "avx2", mm_q4_k_avx2},
+    [QT_Q5_K] = {MM_ACT_Q8_K, mm_q5_k_avx2, "avx2", mm_q5_k_avx2},
+    [QT_Q6_K] = {MM_ACT_Q8_K, mm_q6_k_avx2, "avx2", mm_q6_k_avx2},
 };
 #endif
 

@@ -43,6 +43,11 @@ typedef struct {
     mm_act_kind act;
     mm_fn fn;
     const char *name; /* "avx2" */
+    /* fn's batch-independent variant: every token gets bit for bit its
+     * result of nc = 1 (backend.h `deterministic`). The same function as fn
+     * for the types whose batch path already sums in the decode path's order
+     * (all but the 32-block types; see dot_legacy.c). */
+    mm_fn exact;
 } mm_kernel;
 
 /* The kernel for a weight type; NULL for the reference path (no SIMD kernel
@@ -66,6 +71,16 @@ void mm_q5_0_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_
                   float *out, size_t ldo, void *scratch);
 void mm_q5_1_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
                   float *out, size_t ldo, void *scratch);
+void mm_q4_0_exact_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a,
+                        int nc, float *out, size_t ldo, void *scratch);
+void mm_q4_1_exact_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a,
+                        int nc, float *out, size_t ldo, void *scratch);
+void mm_q5_0_exact_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a,
+                        int nc, float *out, size_t ldo, void *scratch);
+void mm_q5_1_exact_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a,
+                        int nc, float *out, size_t ldo, void *scratch);
+void mm_q8_0_exact_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a,
+                        int nc, float *out, size_t ldo, void *scratch);
 void mm_q8_0_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
                   float *out, size_t ldo, void *scratch);
 void mm_q2_k_avx2(int64_t k, const uint8_t *w, size_t wstride, int nr, const mm_act *a, int nc,
