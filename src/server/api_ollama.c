@@ -83,6 +83,7 @@ static int parse_options(const json_t *root, srv_gen *g, srv_err *e) {
         g->seed_given = true;
     }
     if (srv_get_stops(o, "stop", g, e) < 0) return -1;
+    if (srv_get_bool(o, "ignore_eos", &g->ignore_eos, e) < 0) return -1;
     return 0;
 }
 

@@ -269,6 +269,7 @@ int srv_openai_parse(json_t *root, int api, srv_gen *g, srv_err *e) {
         g->seed_given = true;
     }
     if (srv_get_stops(root, "stop", g, e) < 0) return -1;
+    if (srv_get_bool(root, "ignore_eos", &g->ignore_eos, e) < 0) return -1;
     if (parse_bias(root, g, e)) return -1;
     if (chat) {
         bool lp = false;

@@ -346,6 +346,7 @@ static enum MHD_Result do_generate(srv_http *h, struct MHD_Connection *c, req_st
     rp.stop = (const char *const *)g.stops;
     rp.n_stop = g.n_stop;
     rp.logprobs = g.logprobs;
+    rp.ignore_eos = g.ignore_eos;
     rp.timeout_s = h->p.req_timeout_s;
 
     /* list the job first so a shutdown that starts now still cancels it */

@@ -114,6 +114,7 @@ struct srv_gen_s {
     int n_stop;
     int logprobs; /* -1 none, else the number of top entries (0: chosen only) */
     bool seed_given;
+    bool ignore_eos; /* "ignore_eos" (vLLM/llama.cpp extension): generate max_tokens */
 };
 
 void srv_gen_init(srv_gen *g, int api);

@@ -138,6 +138,15 @@ def test_max_tokens():
                                          stream_options={"include_usage": True})
     T.eq(finish, "length", "chat stream max_tokens=5: finish length")
     T.eq(usage.completion_tokens if usage else None, 5, "chat stream max_tokens=5: 5 completion tokens")
+    # ignore_eos (vLLM / llama.cpp extension, used by load tests): a reply that
+    # stops early by itself runs to max_tokens when asked to ignore EOS
+    short = [{"role": "user", "content": "Say hi."}]
+    r = client.chat.completions.create(model=MODEL, messages=short, max_tokens=60, temperature=0)
+    T.eq(r.choices[0].finish_reason, "stop", "short greedy reply ends by itself")
+    r = client.chat.completions.create(model=MODEL, messages=short, max_tokens=60, temperature=0,
+                                       extra_body={"ignore_eos": True})
+    T.eq((r.choices[0].finish_reason, r.usage.completion_tokens), ("length", 60),
+         "ignore_eos: runs to max_tokens")
 
 
 def pick_stop(text):
