@@ -16,7 +16,8 @@
 #
 # usage: bench/gpu-compare.sh --pack BUILD_DIR   (here: .peer/beast-bin.tar.xz)
 #        bench/gpu-compare.sh [STEPS]   STEPS: comma list of
-#        test,matvec,ceil,bench,load,profile,det (default: all but test, matvec)
+#        test,matvec,ceil,bench,exact,load,profile,det (default: all but
+#        test, matvec, exact; exact adds tg128 with BEAST_CUDA_Q8=0)
 # env:   BEAST_BIN  folder with beast, beast-gen, test_cuda, dev-cuda-* built
 #        elsewhere with -DBEAST_NATIVE=OFF (default /tmp/beast-bin, unpacked
 #        from the carried .peer/beast-bin.tar.xz)
@@ -137,6 +138,11 @@ if has bench; then
             stamp "beast bench $name round $k"
             "$BIN/beast" bench -m "$m" -p 512 -n 128 -r 5 -o csv 2>>"$LOG" |
                 sed "s/^/$k,/" >>"$OUT/beast.csv"
+            if has exact; then # float activations in every mat-vec (BEAST_CUDA_Q8=0)
+                stamp "beast bench (BEAST_CUDA_Q8=0) $name round $k"
+                BEAST_CUDA_Q8=0 "$BIN/beast" bench -m "$m" -p 0 -n 128 -r 5 -o csv 2>>"$LOG" |
+                    sed "s/^/$k,/" >>"$OUT/beast-exact.csv"
+            fi
         done
     done
 fi
@@ -195,7 +201,8 @@ fi
                 END {
                     a0 = c[0] ? s[0] / c[0] : 0; a1 = c[1] ? s[1] / c[1] : 0; b = bc ? bs / bc : 0
                     best = a0 > a1 ? a0 : a1
-                    printf "| %s | %s | %.1f | %.1f | %.1f | %s |\n", name, t, a0, a1, b, best > 0 ? sprintf("%.2fx", b / best) : "-"
+                    r = best > 0 ? sprintf("%.2fx", b / best) : "-"
+                    printf "| %s | %s | %.1f | %.1f | %.1f | %s |\n", name, t, a0, a1, b, r
                 }' "$OUT/beast.csv"
         done
     done

@@ -28,7 +28,10 @@
  *       leave it; runs after v11, which leaves it quantized). Checked
  *       against the float reference with the activation rounding added to
  *       the bound (sum |w| * amax32(x) / 254).
- *   lib cuda_matvec() as the backend calls it (v2's shape, launched with
+ *   libx the library's float path (cuda_matvec_multi, exact)
+ *   lib cuda_matvec() as the backend calls it (for one token of Q4_K:
+ *       src/cuda/cuda_mvq.cu, 8-bit x quantized inside the kernel, checked
+ *       with the activation rounding bound) (v2's shape, launched with
  *       programmatic dependent launch, with fused-launch support)
  * bench/results/ holds tables of runs, including a variant (since removed)
  * that read 4-6 bit codes as the float 0.5 + u/256 to save an FADD a weight:
@@ -431,6 +434,15 @@ static void launch_lib(cudaStream_t s, float *out, const uint8_t *w, size_t rb, 
     cuda_matvec(s, out, g_type, w, rows, cols, x, 1);
 }
 
+/* the library's float (exact) path, where "lib" takes cuda_mvq.cu's */
+static void launch_libx(cudaStream_t s, float *out, const uint8_t *w, size_t rb, int rows,
+                        int cols, const float *x) {
+    (void)rb;
+    const void *wp = w;
+    int64_t r = rows;
+    cuda_matvec_multi(s, 1, &out, g_type, &wp, &r, cols, x, 1, 1);
+}
+
 struct version {
     const char *name;
     launch_fn fn;
@@ -446,6 +458,7 @@ template <int TYPE> static std::vector<version> versions() {
                     {"v11b", launch_q8<TYPE, 2, 2>},
                     {"v11c", launch_q8<TYPE, 4, 2>},
                     {"v11n", launch_q8<TYPE, 4, 1, false>},
+                    {"libx", launch_libx},
                     {"lib", launch_lib}};
     return {{"v1", launch_dev<TYPE, 1, 1>},
             {"v2", launch_dev<TYPE, 2, 2>},
@@ -590,7 +603,8 @@ int main(int argc, char **argv) {
                 CK(cudaMemcpy(y.data(), dy, sh.rows * 4, cudaMemcpyDeviceToHost));
                 /* error / S, over the allowed: 2e-5, plus the activation
                  * rounding for the 8-bit-x versions (v11*) */
-                bool q8 = !strncmp(v.name, "v11", 3);
+                bool q8 = !strncmp(v.name, "v11", 3) ||
+                          (!strcmp(v.name, "lib") && cuda_mvq_supported(type, sh.cols));
                 double worst = 0;
                 for (size_t k = 0; k < rows_chk.size(); k++) {
                     double e = fabs(y[rows_chk[k]] - ref[k]) / S[k] / (2e-5 + (q8 ? A[k] : 0));

@@ -20,7 +20,9 @@
  * cached graph, and so does any free(). Running a queue also fuses some neighbouring commands into
  * one launch (run_fused: q/k/v and gate/up mat-vecs, rope of q and k, the
  * residual add with the next rmsnorm), which a queue makes possible without
- * changing the interface. In the environment, BEAST_CUDA_GRAPHS=0 turns
+ * changing the interface. In the environment, BEAST_CUDA_Q8=0 keeps the
+ * one-token Q4_K / Q6_K mat-vec on float activations (cuda_mvq.cu is the default,
+ * with 8-bit activations), BEAST_CUDA_GRAPHS=0 turns
  * graphs off, BEAST_CUDA_FUSE=0 the fusions, BEAST_CUDA_VERBOSE=1 prints
  * counters when the backend is destroyed, and BEAST_CUDA_PROFILE=1 times
  * each eager launch by kind (use with graphs off).
@@ -111,6 +113,7 @@ typedef struct {
     int n_graphs;
     uint64_t tick;
     int use_graphs, verbose, fuse, profile;
+    int exact; /* BEAST_CUDA_Q8=0: float activations in every mat-vec */
     cudaEvent_t prof_ev[2 * PROF_SLOTS];
     int prof_kind[PROF_SLOTS], prof_used;
     double prof_ms[K_GATHER + 1][2];
@@ -250,8 +253,9 @@ static void run_matmul(cuda_impl *c, const cmd *k) {
     if (n <= MV_BATCH_MAX || k->i[2]) { /* i[2]: deterministic */
         for (int t0 = 0; t0 < n; t0 += CUDA_MV_MAX_NT) {
             int nt = n - t0 < CUDA_MV_MAX_NT ? n - t0 : CUDA_MV_MAX_NT;
-            if (cuda_matvec(c->stream, out + (size_t)t0 * rows, type, w, rows, cols,
-                            x + (size_t)t0 * cols, nt))
+            float *o = out + (size_t)t0 * rows;
+            if (cuda_matvec_multi(c->stream, 1, &o, type, &w, &rows, cols, x + (size_t)t0 * cols,
+                                  nt, c->exact || k->i[2]))
                 c->failed = 1;
         }
         return;
@@ -379,7 +383,8 @@ static int run_fused(cuda_impl *c, int k) {
         b->p[0] != a->p[2] && a->l[1] % 32 == 0 && (uintptr_t)a->p[2] % 16 == 0) {
         /* gate, up, glu: one launch computing both rows and the product */
         if (cuda_matvec_glu(c->stream, (float *)a->p[0], (float *)b->p[0], a->i[0], a->p[1],
-                            b->p[1], a->l[0], a->l[1], (const float *)a->p[2], a->i[1], g3->i[0]))
+                            b->p[1], a->l[0], a->l[1], (const float *)a->p[2], a->i[1], g3->i[0],
+                            c->exact || a->i[2]))
             c->failed = 1;
         return 3;
     }
@@ -405,7 +410,7 @@ static int run_fused(cuda_impl *c, int k) {
             rows[j] = c->q[k + j].l[0];
         }
         if (cuda_matvec_multi(c->stream, m, out, a->i[0], w, rows, a->l[1], (const float *)a->p[2],
-                              a->i[1]))
+                              a->i[1], c->exact || a->i[2]))
             c->failed = 1;
         return m;
     }
@@ -857,6 +862,7 @@ extern "C" backend *bk_cuda_new(int device) {
     c->verbose = env_flag("BEAST_CUDA_VERBOSE", 0);
     c->fuse = env_flag("BEAST_CUDA_FUSE", 1);
     c->profile = env_flag("BEAST_CUDA_PROFILE", 0);
+    c->exact = !env_flag("BEAST_CUDA_Q8", 1);
     if (!cu_ok(cudaSetDevice(device), "set device") ||
         !cu_ok(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "stream") ||
         !cu_ok(cudaMalloc(&c->blas_ws, BLAS_WORKSPACE), "cuBLAS workspace"))

@@ -58,7 +58,10 @@ void cuda_copy_multi(cudaStream_t s, int n_jobs, void *const *dst, const void *c
 /* ---- cuda_matvec.cu ---- */
 
 /* out[t][r] = sum_c W[r][c] * x[t][c] for t < n <= CUDA_MV_MAX_NT, reading
- * the weights once for all n tokens. x must be 16-byte aligned. */
+ * the weights once for all n tokens. x must be 16-byte aligned. One token
+ * of a type cuda_mvq handles goes there (8-bit activations) unless `exact`
+ * (the _multi / _glu forms; cuda_matvec is not exact): exact results are
+ * float dot products, the same for a token whatever n is. */
 #define CUDA_MV_MAX_NT 8
 int cuda_matvec(cudaStream_t s, float *out, int type, const void *w, int64_t rows, int64_t cols,
                 const float *x, int n);
@@ -66,11 +69,20 @@ int cuda_matvec(cudaStream_t s, float *out, int type, const void *w, int64_t row
  * read the same x (out[k] = W_k x), in one launch. */
 #define CUDA_MV_MAX_JOBS 3
 int cuda_matvec_multi(cudaStream_t s, int n_jobs, float *const *out, int type, const void *const *w,
-                      const int64_t *rows, int64_t cols, const float *x, int n);
+                      const int64_t *rows, int64_t cols, const float *x, int n, int exact);
 /* gate = W_gate x, up = W_up x (same shape and type), then gate = act(gate) *
  * up, in one launch (n <= 4): the forward pass's gate, up and glu ops. */
 int cuda_matvec_glu(cudaStream_t s, float *gate_out, float *up_out, int type, const void *w_gate,
-                    const void *w_up, int64_t rows, int64_t cols, const float *x, int n, int act);
+                    const void *w_up, int64_t rows, int64_t cols, const float *x, int n, int act,
+                    int exact);
+
+/* ---- cuda_mvq.cu: one token, Q4_K / Q6_K, integer dot products on int8 x ---- */
+#define CUDA_MVQ_MAX_COLS 16384
+int cuda_mvq_supported(int type, int64_t cols);
+/* out[k] = W_k x for n_jobs weights of one type and width (glu: gate and
+ * up, out[0] = act(gate) * up with act = glu - 1, out[1] = up) */
+int cuda_mvq(cudaStream_t s, int n_jobs, float *const *out, int type, const void *const *w,
+             const int64_t *rows, int64_t cols, const float *x, int glu);
 /* out[i][:] = scale * dequant(W[row_i]) with row_i = ids[i] (ids in device
  * memory), or row0 + i when ids is NULL; i < n. */
 int cuda_dequant_rows(cudaStream_t s, float *out, int type, const void *w, int64_t cols,
@@ -105,7 +117,7 @@ int cuda_attn_splits(int n_tokens, int n_head_kv, int max_len);
  * result does not depend on the other tokens; the grid has enough splits
  * for max_len (cuda_attn_det_splits), and a token's unused splits are
  * skipped by the merge. */
-#define CUDA_ATTN_DET_CHUNK 512
+#define CUDA_ATTN_DET_CHUNK 128
 int cuda_attn_det_splits(int max_len);
 /* Scratch floats the attention needs (partial results of the splits). */
 size_t cuda_attn_scratch(int n_tokens, int n_head, int head_dim, int splits);

@@ -1,6 +1,8 @@
 /* cuda_matvec.cu: weight kernels of the CUDA backend: the decode mat-vec
  * (n <= 8 tokens) for every weight type, dequantizing in registers, and the
  * row dequantizer used by embed and by the cuBLAS path for larger batches.
+ * One token of Q4_K or Q6_K goes to cuda_mvq.cu's integer kernel unless the caller
+ * asks for exact (float) results.
  *
  * Mat-vec: a CTA takes a group of R rows (R = 4 for one token, 2 for two,
  * so the x values loaded for a part serve all R rows), its 1..4 warps
@@ -267,7 +269,7 @@ static void mv_launch(cudaStream_t s, mv_jobs &jobs, const int64_t *rows, size_t
 }
 
 static int mv_run(cudaStream_t s, int n_jobs, float *const *out, int type, const void *const *w,
-                  const int64_t *rows, int64_t cols, const float *x, int n, int glu) {
+                  const int64_t *rows, int64_t cols, const float *x, int n, int glu, int exact) {
     if (n < 1 || n > CUDA_MV_MAX_NT || n_jobs < 1 || n_jobs > CUDA_MV_MAX_JOBS || cols < 1 ||
         cols > INT32_MAX / 2) {
         err_set("cuda matvec: bad shape (%d weights, %lld columns, n %d)", n_jobs, (long long)cols,
@@ -283,6 +285,9 @@ static int mv_run(cudaStream_t s, int n_jobs, float *const *out, int type, const
         err_set("cuda matvec: weight type %d is not supported", type);
         return -1;
     }
+    if (n == 1 && !exact && cuda_mvq_supported(type, cols) && (uintptr_t)x % 16 == 0 &&
+        (!glu || (n_jobs == 2 && rows[0] == rows[1])))
+        return cuda_mvq(s, n_jobs, out, type, w, rows, cols, x, glu);
     size_t rb = row_size(type, cols);
     if (glu && (n_jobs != 2 || rows[0] != rows[1] || n > 4 || cols % 32 || (uintptr_t)x % 16)) {
         err_set("cuda matvec: bad gate/up pair");
@@ -329,21 +334,22 @@ static int mv_run(cudaStream_t s, int n_jobs, float *const *out, int type, const
 }
 
 int cuda_matvec_multi(cudaStream_t s, int n_jobs, float *const *out, int type, const void *const *w,
-                      const int64_t *rows, int64_t cols, const float *x, int n) {
-    return mv_run(s, n_jobs, out, type, w, rows, cols, x, n, 0);
+                      const int64_t *rows, int64_t cols, const float *x, int n, int exact) {
+    return mv_run(s, n_jobs, out, type, w, rows, cols, x, n, 0, exact);
 }
 
 int cuda_matvec_glu(cudaStream_t s, float *gate_out, float *up_out, int type, const void *w_gate,
-                    const void *w_up, int64_t rows, int64_t cols, const float *x, int n, int act) {
+                    const void *w_up, int64_t rows, int64_t cols, const float *x, int n, int act,
+                    int exact) {
     float *out[2] = {gate_out, up_out};
     const void *w[2] = {w_gate, w_up};
     int64_t r[2] = {rows, rows};
-    return mv_run(s, 2, out, type, w, r, cols, x, n, 1 + act);
+    return mv_run(s, 2, out, type, w, r, cols, x, n, 1 + act, exact);
 }
 
 int cuda_matvec(cudaStream_t s, float *out, int type, const void *w, int64_t rows, int64_t cols,
                 const float *x, int n) {
-    return cuda_matvec_multi(s, 1, &out, type, &w, &rows, cols, x, n);
+    return cuda_matvec_multi(s, 1, &out, type, &w, &rows, cols, x, n, 0);
 }
 
 /* ---- dequantize rows: a thread per part ---- */

@@ -1,0 +1,320 @@
+/* cuda_mvq.cu: the one-token mat-vec for Q4_K and Q6_K weights with
+ * integer dot products on 8-bit activations (dp4a), the decode path of
+ * Q4_K_M models.
+ *
+ * Why: the float mat-vec (cuda_matvec.cu) spends 4-6 instructions a weight
+ * (code to float, scale, FMA) and is bound by instruction issue at 30-40% of
+ * the memory bandwidth (dev/cuda/matvec.cu). Here one dp4a multiplies four
+ * 4-bit codes by four int8 activations and sums them, and each sub-block's
+ * scale and min are decoded once per 32 weights: about one instruction a
+ * weight.
+ *
+ * Shape: a persistent grid of CTAs of 8 warps. Each CTA first quantizes x
+ * into shared memory (int8 in blocks of 32 with scale amax / 127, and the
+ * exact float sum of each block for the min term), then its warps take
+ * groups of 2 rows (2 rows of one weight, or in glu mode the same row of
+ * gate and up) until all rows are done. A lane takes one quarter of a
+ * 256-weight block per row: the 16-byte header and the 32 code bytes of two
+ * sub-blocks (64 weights), three 16-byte loads; the warp's lanes cover 8
+ * consecutive blocks (1152 contiguous bytes) per row and step. A row's sum
+ * is reduced by shuffles within its warp, so every row is computed the same
+ * way whatever the job mix (fusions stay bit-identical to single launches).
+ * The first step's weights are loaded before the kernel waits for its
+ * predecessor (programmatic dependent launch).
+ *
+ * Q4_K: w = d * sc_j * u - dmin * m_j (u the 4-bit code, j the sub-block
+ * of 32), so a sub-block contributes
+ *   d * sc_j * xd_j * sum(u * xq) - dmin * m_j * sum(x)
+ * with x ~ xd_j * xq. Q6_K: w = d * sc_j * (u - 32) over sub-blocks of 16;
+ * a lane takes one half (128 weights) and one of the two 16-element columns
+ * of it: 16 bytes each of the low-bit words ql (two spans) and the high
+ * bits qh, its 4 int8 scales and d (the 210-byte blocks are only 2-byte
+ * aligned: aligned 32-bit loads and funnel shifts); u - 32 is formed per
+ * byte (vsub4) and multiplied signed. The activation rounding adds at most
+ * sum_c |w_c| * amax32(x) / 254 to a row's error (as on the SIMD CPU
+ * backend, and as llama.cpp's GPU mat-vec does). */
+#include "cuda/cuda_impl.h"
+#include "cuda/cuda_quant.cuh"
+
+#define MVQ_WARPS 8
+#define MVQ_R     2 /* rows a warp holds at once */
+
+struct mvq_jobs {
+    const uint8_t *w[CUDA_MV_MAX_JOBS];
+    float *out[CUDA_MV_MAX_JOBS];
+    int rows[CUDA_MV_MAX_JOBS];
+    int groups_end[CUDA_MV_MAX_JOBS]; /* cumulative row groups */
+    int n_jobs;
+    int glu; /* 0, or 1 + bk_act: group k = row k of w[0] (gate) and w[1] (up) */
+};
+
+static __device__ __forceinline__ float mvq_act(float g, int act) {
+    if (act == 0) return g / (1.0f + expf(-g));
+    const float c = 0.7978845608028654f;
+    return 0.5f * g * (1.0f + tanhf(c * (g + 0.044715f * g * g * g)));
+}
+
+/* the rows of group g: job j, first row r0; row pointers of the 2 rows */
+static __device__ __forceinline__ void mvq_group(const mvq_jobs &jobs, int g, size_t row_bytes,
+                                                 int &j, int &r0, const uint8_t *(&wr)[MVQ_R]) {
+    j = 0;
+#pragma unroll
+    for (int k = 1; k < CUDA_MV_MAX_JOBS; k++)
+        if (k < jobs.n_jobs && g >= jobs.groups_end[k - 1]) j = k;
+    if (jobs.glu) {
+        r0 = g;
+        wr[0] = jobs.w[0] + (size_t)g * row_bytes;
+        wr[1] = jobs.w[1] + (size_t)g * row_bytes;
+    } else {
+        r0 = (g - (j ? jobs.groups_end[j - 1] : 0)) * MVQ_R;
+#pragma unroll
+        for (int r = 0; r < MVQ_R; r++)
+            wr[r] = jobs.w[j] + (size_t)min(r0 + r, jobs.rows[j] - 1) * row_bytes;
+    }
+}
+
+/* 16 bytes from a 2-byte aligned address (5 aligned words, funnel shifts;
+ * the fifth word is read only inside the block) */
+static __device__ __forceinline__ uint4 mvq_ld128a2(const uint8_t *p) {
+    const uint32_t *q = (const uint32_t *)((uintptr_t)p & ~(uintptr_t)3);
+    const uint32_t a = __ldg(q), b = __ldg(q + 1), c = __ldg(q + 2), d = __ldg(q + 3),
+                   e = __ldg(q + 4);
+    const int sh = (int)((uintptr_t)p & 3) * 8;
+    return make_uint4(__funnelshift_r(a, b, sh), __funnelshift_r(b, c, sh),
+                      __funnelshift_r(c, d, sh), __funnelshift_r(d, e, sh));
+}
+
+/* what a lane loads for one item (a quarter of a block) of one row */
+template <int TYPE> struct mvq_raw;
+template <> struct mvq_raw<CQ_Q4_K> {
+    static constexpr int BYTES = 144;
+    uint4 hdr, q0, q1;
+    __device__ __forceinline__ void load(const uint8_t *row, int it) {
+        const uint8_t *b = row + (size_t)(it >> 2) * BYTES;
+        hdr = cq_ld128(b);
+        q0 = cq_ld128(b + 16 + 32 * (it & 3));
+        q1 = cq_ld128(b + 32 + 32 * (it & 3));
+    }
+};
+template <> struct mvq_raw<CQ_Q6_K> {
+    static constexpr int BYTES = 210;
+    uint4 la, lb, qh;
+    uint32_t s0, s1, d;
+    __device__ __forceinline__ void load(const uint8_t *row, int it) {
+        const uint8_t *b = row + (size_t)(it >> 2) * BYTES;
+        const int h = (it & 3) >> 1, k = it & 1;
+        la = mvq_ld128a2(b + 64 * h + 16 * k);
+        lb = mvq_ld128a2(b + 64 * h + 32 + 16 * k);
+        qh = mvq_ld128a2(b + 128 + 32 * h + 16 * k);
+        const uint8_t *sp = b + 192 + 8 * h; /* the half's 8 scales */
+        s0 = cq_ld32a2(sp);
+        s1 = cq_ld32a2(sp + 4);
+        d = cq_ld16(b + 208);
+    }
+};
+
+/* one item (64 weights) of one row against the int8 x of its elements */
+template <int TYPE>
+static __device__ __forceinline__ float mvq_dot(const mvq_raw<TYPE> &r, int it, const int8_t *xq,
+                                                const float *xd, const float *xs);
+
+template <>
+__device__ __forceinline__ float mvq_dot<CQ_Q6_K>(const mvq_raw<CQ_Q6_K> &r, int it,
+                                                  const int8_t *xq, const float *xd,
+                                                  const float *xs) {
+    (void)xs;
+    const int h = (it & 3) >> 1, k = it & 1;
+    const int e0 = (it >> 2) * 256 + 128 * h + 16 * k; /* element of column 0 */
+    const uint32_t la[4] = {r.la.x, r.la.y, r.la.z, r.la.w};
+    const uint32_t lb[4] = {r.lb.x, r.lb.y, r.lb.z, r.lb.w};
+    const uint32_t qh[4] = {r.qh.x, r.qh.y, r.qh.z, r.qh.w};
+    float acc = 0.0f;
+#pragma unroll
+    for (int q = 0; q < 4; q++) { /* the 16 elements e0 + 32 q .. + 16 */
+        const int4 xv = *(const int4 *)(xq + e0 + 32 * q);
+        const int xw[4] = {xv.x, xv.y, xv.z, xv.w};
+        int is = 0;
+#pragma unroll
+        for (int m = 0; m < 4; m++) {
+            const uint32_t lo = (q & 1) ? lb[m] : la[m];
+            const uint32_t lo4 = q < 2 ? lo & 0x0f0f0f0fu : (lo >> 4) & 0x0f0f0f0fu;
+            const uint32_t hi2 = ((q == 0   ? qh[m] << 4
+                                   : q == 1 ? qh[m] << 2
+                                   : q == 2 ? qh[m]
+                                            : qh[m] >> 2)) &
+                                 0x30303030u;
+            is = __dp4a((int)__vsub4(lo4 | hi2, 0x20202020u), xw[m], is);
+        }
+        /* int8 scale 2q + k of the half */
+        const uint32_t sw = q < 2 ? r.s0 : r.s1;
+        const float sc = (float)(int8_t)(sw >> (8 * (2 * (q & 1) + k)));
+        acc = fmaf(sc * xd[(e0 + 32 * q) >> 5], (float)is, acc);
+    }
+    return cq_h2f(r.d) * acc;
+}
+
+template <>
+__device__ __forceinline__ float mvq_dot<CQ_Q4_K>(const mvq_raw<CQ_Q4_K> &r, int it,
+                                                  const int8_t *xq, const float *xd,
+                                                  const float *xs) {
+    const int c = it & 3, e0 = (it >> 2) * 256 + 64 * c; /* first element */
+    const int4 *xp = (const int4 *)(xq + e0);
+    const int4 xq4[4] = {xp[0], xp[1], xp[2], xp[3]};
+    const float d0 = xd[e0 >> 5], d1 = xd[(e0 >> 5) + 1];
+    const float s0 = xs[e0 >> 5], s1 = xs[(e0 >> 5) + 1];
+    const uint32_t w[8] = {r.q0.x, r.q0.y, r.q0.z, r.q0.w, r.q1.x, r.q1.y, r.q1.z, r.q1.w};
+    const int xl[8] = {xq4[0].x, xq4[0].y, xq4[0].z, xq4[0].w,
+                       xq4[1].x, xq4[1].y, xq4[1].z, xq4[1].w};
+    const int xh[8] = {xq4[2].x, xq4[2].y, xq4[2].z, xq4[2].w,
+                       xq4[3].x, xq4[3].y, xq4[3].z, xq4[3].w};
+    int lo = 0, hi = 0;
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        lo = __dp4a((int)(w[k] & 0x0f0f0f0fu), xl[k], lo);
+        hi = __dp4a((int)((w[k] >> 4) & 0x0f0f0f0fu), xh[k], hi);
+    }
+    float sc0, mn0, sc1, mn1;
+    cq_k4_scale_min(r.hdr, c, 0, sc0, mn0); /* sub-block 2c: the low nibbles */
+    cq_k4_scale_min(r.hdr, c, 2, sc1, mn1); /* sub-block 2c + 1: the high nibbles */
+    float acc = (sc0 * d0) * (float)lo;
+    acc = fmaf(-mn0, s0, acc);
+    acc = fmaf(sc1 * d1, (float)hi, acc);
+    return fmaf(-mn1, s1, acc);
+}
+
+template <int TYPE>
+__global__ void __launch_bounds__(32 * MVQ_WARPS)
+    mvq_kernel(const mvq_jobs jobs, size_t row_bytes, int cols, const float *__restrict__ x,
+               int n_groups) {
+    extern __shared__ int4 mvq_sm[];
+    int8_t *xq = (int8_t *)mvq_sm;    /* [cols] */
+    float *xd = (float *)(xq + cols); /* [cols / 32] scales */
+    float *xs = xd + cols / 32;       /* [cols / 32] float sums */
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int items = cols / 256 * 4, gstride = gridDim.x * MVQ_WARPS;
+
+    /* the first step of the first group: weights only, before the wait */
+    int g = blockIdx.x * MVQ_WARPS + warp;
+    mvq_raw<TYPE> pre[MVQ_R];
+    if (g < n_groups && lane < items) {
+        int j, r0;
+        const uint8_t *wr[MVQ_R];
+        mvq_group(jobs, g, row_bytes, j, r0, wr);
+#pragma unroll
+        for (int r = 0; r < MVQ_R; r++) pre[r].load(wr[r], lane);
+    }
+    cuda_pdl_wait();
+
+    /* x -> int8 blocks of 32: 8 threads a block, a float4 each */
+    for (int i4 = threadIdx.x; i4 < cols / 4; i4 += blockDim.x) {
+        float4 v = __ldg((const float4 *)x + i4);
+        float a = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+        float s = (v.x + v.y) + (v.z + v.w);
+#pragma unroll
+        for (int o = 1; o < 8; o <<= 1) {
+            a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
+            s += __shfl_xor_sync(0xffffffffu, s, o);
+        }
+        float inv = a > 0.0f ? 127.0f / a : 0.0f;
+        uint32_t q = (uint32_t)(__float2int_rn(v.x * inv) & 0xff) |
+                     (uint32_t)(__float2int_rn(v.y * inv) & 0xff) << 8 |
+                     (uint32_t)(__float2int_rn(v.z * inv) & 0xff) << 16 |
+                     (uint32_t)(__float2int_rn(v.w * inv) & 0xff) << 24;
+        ((uint32_t *)xq)[i4] = q;
+        if ((i4 & 7) == 0) {
+            xd[i4 >> 3] = a / 127.0f;
+            xs[i4 >> 3] = s;
+        }
+    }
+    __syncthreads();
+
+    for (bool first = true; g < n_groups; g += gstride, first = false) {
+        int j, r0;
+        const uint8_t *wr[MVQ_R];
+        mvq_group(jobs, g, row_bytes, j, r0, wr);
+        float acc[MVQ_R] = {};
+        for (int it = lane; it < items; it += 32) {
+            mvq_raw<TYPE> raw[MVQ_R];
+#pragma unroll
+            for (int r = 0; r < MVQ_R; r++) {
+                if (first && it == lane)
+                    raw[r] = pre[r];
+                else
+                    raw[r].load(wr[r], it);
+            }
+#pragma unroll
+            for (int r = 0; r < MVQ_R; r++) acc[r] += mvq_dot<TYPE>(raw[r], it, xq, xd, xs);
+        }
+#pragma unroll
+        for (int r = 0; r < MVQ_R; r++)
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
+        if (lane == 0) {
+            if (jobs.glu) {
+                jobs.out[1][r0] = acc[1];
+                jobs.out[0][r0] = mvq_act(acc[0], jobs.glu - 1) * acc[1];
+            } else {
+#pragma unroll
+                for (int r = 0; r < MVQ_R; r++)
+                    if (r0 + r < jobs.rows[j]) jobs.out[j][r0 + r] = acc[r];
+            }
+        }
+    }
+}
+
+int cuda_mvq_supported(int type, int64_t cols) {
+    return (type == CQ_Q4_K || type == CQ_Q6_K) && cols % 256 == 0 && cols >= 256 &&
+           cols <= CUDA_MVQ_MAX_COLS;
+}
+
+template <int TYPE>
+static void mvq_launch(cudaStream_t s, const mvq_jobs &jobs, int64_t cols, const float *x,
+                       int groups, size_t smem) {
+    /* cached device properties: multiprocessors and CTAs that fit on one */
+    static int sms = 0, per_sm = 0;
+    if (!sms) {
+        int dev = 0;
+        cudaGetDevice(&dev);
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mvq_kernel<TYPE>, 32 * MVQ_WARPS,
+                                                      (CUDA_MVQ_MAX_COLS * 5) / 4);
+        if (per_sm < 1) per_sm = 1;
+        if (sms < 1) sms = 1;
+    }
+    int ctas = (groups + MVQ_WARPS - 1) / MVQ_WARPS;
+    if (ctas > sms * per_sm) ctas = sms * per_sm;
+    cuda_launch(mvq_kernel<TYPE>, dim3(ctas), dim3(32 * MVQ_WARPS), smem, s, jobs,
+                (size_t)(cols / 256 * mvq_raw<TYPE>::BYTES), (int)cols, x, groups);
+}
+
+int cuda_mvq(cudaStream_t s, int n_jobs, float *const *out, int type, const void *const *w,
+             const int64_t *rows, int64_t cols, const float *x, int glu) {
+    if (!cuda_mvq_supported(type, cols) || n_jobs < 1 || n_jobs > CUDA_MV_MAX_JOBS ||
+        (glu && (n_jobs != 2 || rows[0] != rows[1])) || (uintptr_t)x % 16) {
+        err_set("cuda mvq: unsupported weight type %d / %lld columns / jobs", type,
+                (long long)cols);
+        return -1;
+    }
+    mvq_jobs jobs;
+    memset(&jobs, 0, sizeof jobs);
+    int groups = 0;
+    for (int k = 0; k < n_jobs; k++) {
+        if (rows[k] < 1 || rows[k] > INT32_MAX / 2) {
+            err_set("cuda mvq: bad row count %lld", (long long)rows[k]);
+            return -1;
+        }
+        jobs.w[k] = (const uint8_t *)w[k];
+        jobs.out[k] = out[k];
+        jobs.rows[k] = (int)rows[k];
+        if (!glu || k == 0) groups += glu ? (int)rows[k] : (int)((rows[k] + MVQ_R - 1) / MVQ_R);
+        jobs.groups_end[k] = groups;
+    }
+    jobs.n_jobs = glu ? 1 : n_jobs;
+    jobs.glu = glu;
+    size_t smem = (size_t)cols + (size_t)cols / 32 * 8;
+    if (type == CQ_Q4_K)
+        mvq_launch<CQ_Q4_K>(s, jobs, cols, x, groups, smem);
+    else
+        mvq_launch<CQ_Q6_K>(s, jobs, cols, x, groups, smem);
+    return 0;
+}
