@@ -11,14 +11,18 @@
  * The bk columns use T threads (-t, default 2) and wall time; the others run
  * on the calling thread and are timed in its CPU time (see harness.h).
  *
- * Usage: matmul [-t threads] [-r reps] [-q] [-s ROWS,K,N] [TYPE...]
+ * Usage: matmul [-t threads] [-r reps] [-q] [-x] [-s ROWS,K,N] [TYPE...]
  *   -q: quick (skip the slow ref and bk-ref columns).
+ *   -x: the avx2 column runs the kernels' exact batch path (mm.h: what the
+ *       backend's deterministic mode uses).
  *   -s: one custom shape instead of the table's three (e.g. a gemma output
  *       matrix, 262144,640,1: larger than the L3, so decode reads DRAM). */
 #include "harness.h"
 
 static const int ALL[] = {QT_F32,  QT_F16,  QT_BF16, QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1,
                           QT_Q8_0, QT_Q2_K, QT_Q3_K, QT_Q4_K, QT_Q5_K, QT_Q6_K};
+
+static int use_exact; /* -x: the kernels' exact (deterministic-mode) batch path */
 
 typedef struct {
     const h_weight *w;
@@ -39,8 +43,9 @@ static void run_ref(void *p) {
 static void run_avx2(void *p) {
     job *j = p;
     h_qact q = h_prepare(j->kr, j->x, j->n, j->w->k);
-    j->kr->fn(j->w->k, j->w->q, j->w->rs, (int)j->w->rows, &q.act, j->n, j->out, (size_t)j->w->rows,
-              j->scratch);
+    mm_fn fn = use_exact ? j->kr->exact : j->kr->fn;
+    fn(j->w->k, j->w->q, j->w->rs, (int)j->w->rows, &q.act, j->n, j->out, (size_t)j->w->rows,
+       j->scratch);
     free(q.buf);
 }
 
@@ -83,6 +88,8 @@ int main(int argc, char **argv) {
             reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-q"))
             quick = 1;
+        else if (!strcmp(argv[i], "-x"))
+            use_exact = 1;
         else if (!strcmp(argv[i], "-s") && i + 1 < argc)
             sscanf(argv[++i], "%lld,%lld,%lld", &custom[0], &custom[1], &custom[2]);
         else
