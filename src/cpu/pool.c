@@ -3,16 +3,36 @@
  * One job at a time. The caller publishes (fn, ctx, n_tasks), bumps the
  * generation counter and wakes sleepers; every thread, the caller too, takes
  * task indices from a shared atomic counter; the last thread to finish a task
- * lets the caller return. */
+ * lets the caller return.
+ *
+ * Waiting. With the machine to itself a job ends microseconds after the
+ * caller runs out of tasks, so the caller spins (pause) for a short while
+ * first. But when other processes use the cores, the thread still running
+ * the last task may have been preempted, and a caller that spins then burns
+ * the very core time that thread needs (2 threads became slower than 1). So
+ * after CALLER_SPIN pauses the caller sleeps on the `done` counter (futex on
+ * Linux, sched_yield elsewhere); the thread that finishes the last task
+ * wakes it if it said it sleeps (`sleeping`, seq_cst on both sides: either
+ * the caller sees the count complete or the finisher sees the flag). Idle
+ * workers likewise spin, then yield the core between polls, then sleep on
+ * the condition variable. */
 #include "cpu/pool.h"
 #include "util/util.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
-#define SPIN_ITERS 20000
+#define SPIN_ITERS  20000 /* idle worker: pauses before yielding */
+#define YIELD_ITERS 200   /* idle worker: yields before sleeping */
+#define CALLER_SPIN 4000  /* caller: pauses before sleeping on the job's end */
 
 struct pool {
     int n_threads;
@@ -21,7 +41,8 @@ struct pool {
     pthread_cond_t wake;
     atomic_uint gen;       /* job generation */
     _Atomic uint64_t next; /* (generation << 32) | next task index */
-    atomic_int done;       /* tasks finished */
+    atomic_int done;       /* tasks finished (the caller's futex word) */
+    atomic_int sleeping;   /* the caller sleeps on `done` */
     atomic_int stop;
     pool_fn fn;
     void *ctx;
@@ -39,6 +60,23 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+/* sleep while *w == v (may return early); wake one sleeper of w */
+static void word_wait(atomic_int *w, int v) {
+#ifdef __linux__
+    syscall(SYS_futex, (int *)w, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0);
+#else
+    (void)w, (void)v;
+    sched_yield();
+#endif
+}
+static void word_wake(atomic_int *w) {
+#ifdef __linux__
+    syscall(SYS_futex, (int *)w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+#else
+    (void)w;
+#endif
+}
+
 /* Claim tasks of job `job` only: the generation in the high half of `next`
  * keeps a late thread from taking indices of a newer job with stale state. */
 static void work(pool *p, int thread, unsigned job) {
@@ -51,7 +89,10 @@ static void work(pool *p, int thread, unsigned job) {
         } while (!atomic_compare_exchange_weak_explicit(&p->next, &v, v + 1, memory_order_acq_rel,
                                                         memory_order_acquire));
         p->fn(p->ctx, (int)(uint32_t)v, thread);
-        atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+        int d = atomic_fetch_add_explicit(&p->done, 1, memory_order_seq_cst) + 1;
+        if (d == atomic_load_explicit(&p->n_tasks, memory_order_relaxed) &&
+            atomic_load_explicit(&p->sleeping, memory_order_seq_cst))
+            word_wake(&p->done);
     }
 }
 
@@ -66,6 +107,10 @@ static void *worker(void *arg) {
         while (atomic_load_explicit(&p->gen, memory_order_acquire) == seen) {
             if (++spins < SPIN_ITERS) {
                 cpu_relax();
+                continue;
+            }
+            if (spins < SPIN_ITERS + YIELD_ITERS) { /* let others have the core */
+                sched_yield();
                 continue;
             }
             pthread_mutex_lock(&p->mu);
@@ -149,5 +194,15 @@ void pool_run(pool *p, pool_fn fn, void *ctx, int n_tasks) {
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     work(p, 0, job);
-    while (atomic_load_explicit(&p->done, memory_order_acquire) < n_tasks) cpu_relax();
+    /* every task is claimed: wait for the ones other threads still run */
+    for (int spins = 0; atomic_load_explicit(&p->done, memory_order_acquire) < n_tasks; spins++) {
+        if (spins < CALLER_SPIN) {
+            cpu_relax();
+            continue;
+        }
+        atomic_store_explicit(&p->sleeping, 1, memory_order_seq_cst);
+        int d = atomic_load_explicit(&p->done, memory_order_seq_cst);
+        if (d < n_tasks) word_wait(&p->done, d);
+        atomic_store_explicit(&p->sleeping, 0, memory_order_relaxed);
+    }
 }
