@@ -112,7 +112,7 @@ if has matvec; then
 fi
 
 # 3. wait for the peer (the measurements want an idle CPU)
-while [ ! -x $PEER/build/bin/llama-bench ] && pgrep -f "peer-cuda.sh $PEER" >/dev/null; do
+while [ ! -x $PEER/build/bin/llama-server ] && pgrep -f "peer-cuda.sh $PEER" >/dev/null; do
     late && break
     sleep 5
 done

@@ -19,8 +19,10 @@
  * consecutive blocks (1152 contiguous bytes) per row and step. A row's sum
  * is reduced by shuffles within its warp, so every row is computed the same
  * way whatever the job mix (fusions stay bit-identical to single launches).
- * The first step's weights are loaded before the kernel waits for its
- * predecessor (programmatic dependent launch).
+ * Each warp keeps two steps in flight (the next step's weights are loaded
+ * before the current one is multiplied, across groups too), and the first
+ * step's weights are loaded before the kernel waits for its predecessor
+ * (programmatic dependent launch).
  *
  * Q4_K: w = d * sc_j * u - dmin * m_j (u the 4-bit code, j the sub-block
  * of 32), so a sub-block contributes
@@ -183,7 +185,7 @@ __device__ __forceinline__ float mvq_dot<CQ_Q4_K>(const mvq_raw<CQ_Q4_K> &r, int
 }
 
 template <int TYPE>
-__global__ void __launch_bounds__(32 * MVQ_WARPS)
+__global__ void __launch_bounds__(32 * MVQ_WARPS, 2)
     mvq_kernel(const mvq_jobs jobs, size_t row_bytes, int cols, const float *__restrict__ x,
                int n_groups) {
     extern __shared__ int4 mvq_sm[];
@@ -193,72 +195,102 @@ __global__ void __launch_bounds__(32 * MVQ_WARPS)
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int items = cols / 256 * 4, gstride = gridDim.x * MVQ_WARPS;
 
-    /* the first step of the first group: weights only, before the wait */
-    int g = blockIdx.x * MVQ_WARPS + warp;
-    mvq_raw<TYPE> pre[MVQ_R];
-    if (g < n_groups && lane < items) {
-        int j, r0;
-        const uint8_t *wr[MVQ_R];
+    /* A warp walks its (group, step) pairs in order, the weights of the
+     * next pair loaded before the current one is multiplied (two steps in
+     * flight); the first pair's, before the wait for the previous kernel. */
+    const int iters = (items + 31) / 32;
+    int g = blockIdx.x * MVQ_WARPS + warp, k = 0, j = 0, r0 = 0;
+    const uint8_t *wr[MVQ_R];
+    mvq_raw<TYPE> cur[MVQ_R], nxt[MVQ_R];
+    if (g < n_groups) {
         mvq_group(jobs, g, row_bytes, j, r0, wr);
+        if (lane < items)
 #pragma unroll
-        for (int r = 0; r < MVQ_R; r++) pre[r].load(wr[r], lane);
+            for (int r = 0; r < MVQ_R; r++) cur[r].load(wr[r], lane);
     }
     cuda_pdl_wait();
 
-    /* x -> int8 blocks of 32: 8 threads a block, a float4 each */
-    for (int i4 = threadIdx.x; i4 < cols / 4; i4 += blockDim.x) {
-        float4 v = __ldg((const float4 *)x + i4);
-        float a = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
-        float s = (v.x + v.y) + (v.z + v.w);
+    /* x -> int8 blocks of 32: 8 threads a block, a float4 each, up to four
+     * float4 loads of a thread in flight */
+    const int n4 = cols / 4;
+    for (int base = 0; base < n4; base += 4 * blockDim.x) {
+        float4 v[4];
 #pragma unroll
-        for (int o = 1; o < 8; o <<= 1) {
-            a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
-            s += __shfl_xor_sync(0xffffffffu, s, o);
+        for (int u = 0; u < 4; u++) {
+            const int i4 = base + u * blockDim.x + threadIdx.x;
+            if (i4 < n4) v[u] = __ldg((const float4 *)x + i4);
         }
-        float inv = a > 0.0f ? 127.0f / a : 0.0f;
-        uint32_t q = (uint32_t)(__float2int_rn(v.x * inv) & 0xff) |
-                     (uint32_t)(__float2int_rn(v.y * inv) & 0xff) << 8 |
-                     (uint32_t)(__float2int_rn(v.z * inv) & 0xff) << 16 |
-                     (uint32_t)(__float2int_rn(v.w * inv) & 0xff) << 24;
-        ((uint32_t *)xq)[i4] = q;
-        if ((i4 & 7) == 0) {
-            xd[i4 >> 3] = a / 127.0f;
-            xs[i4 >> 3] = s;
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int i4 = base + u * blockDim.x + threadIdx.x;
+            if (base + u * (int)blockDim.x >= n4) break; /* whole warps: n4 % 64 == 0 */
+            float a =
+                fmaxf(fmaxf(fabsf(v[u].x), fabsf(v[u].y)), fmaxf(fabsf(v[u].z), fabsf(v[u].w)));
+            float sum = (v[u].x + v[u].y) + (v[u].z + v[u].w);
+#pragma unroll
+            for (int o = 1; o < 8; o <<= 1) {
+                a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
+                sum += __shfl_xor_sync(0xffffffffu, sum, o);
+            }
+            if (i4 < n4) {
+                const float inv = a > 0.0f ? 127.0f / a : 0.0f;
+                ((uint32_t *)xq)[i4] = (uint32_t)(__float2int_rn(v[u].x * inv) & 0xff) |
+                                       (uint32_t)(__float2int_rn(v[u].y * inv) & 0xff) << 8 |
+                                       (uint32_t)(__float2int_rn(v[u].z * inv) & 0xff) << 16 |
+                                       (uint32_t)(__float2int_rn(v[u].w * inv) & 0xff) << 24;
+                if ((i4 & 7) == 0) {
+                    xd[i4 >> 3] = a / 127.0f;
+                    xs[i4 >> 3] = sum;
+                }
+            }
         }
     }
     __syncthreads();
 
-    for (bool first = true; g < n_groups; g += gstride, first = false) {
-        int j, r0;
-        const uint8_t *wr[MVQ_R];
-        mvq_group(jobs, g, row_bytes, j, r0, wr);
-        float acc[MVQ_R] = {};
-        for (int it = lane; it < items; it += 32) {
-            mvq_raw<TYPE> raw[MVQ_R];
+    float acc[MVQ_R] = {};
+    while (g < n_groups) {
+        /* the next pair: (g, k + 1), or the first step of the next group */
+        int g2 = g, k2 = k + 1, j2 = j, r02 = r0;
+        const uint8_t *wr2[MVQ_R];
+#pragma unroll
+        for (int r = 0; r < MVQ_R; r++) wr2[r] = wr[r];
+        if (k2 == iters) {
+            k2 = 0;
+            g2 = g + gstride;
+            if (g2 < n_groups) mvq_group(jobs, g2, row_bytes, j2, r02, wr2);
+        }
+        if (g2 < n_groups && lane + 32 * k2 < items)
+#pragma unroll
+            for (int r = 0; r < MVQ_R; r++) nxt[r].load(wr2[r], lane + 32 * k2);
+        if (lane + 32 * k < items)
+#pragma unroll
+            for (int r = 0; r < MVQ_R; r++)
+                acc[r] += mvq_dot<TYPE>(cur[r], lane + 32 * k, xq, xd, xs);
+        if (k == iters - 1) { /* the group's last step: reduce and write */
 #pragma unroll
             for (int r = 0; r < MVQ_R; r++) {
-                if (first && it == lane)
-                    raw[r] = pre[r];
-                else
-                    raw[r].load(wr[r], it);
+#pragma unroll
+                for (int o = 16; o > 0; o >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
+            }
+            if (lane == 0) {
+                if (jobs.glu) {
+                    jobs.out[1][r0] = acc[1];
+                    jobs.out[0][r0] = mvq_act(acc[0], jobs.glu - 1) * acc[1];
+                } else {
+#pragma unroll
+                    for (int r = 0; r < MVQ_R; r++)
+                        if (r0 + r < jobs.rows[j]) jobs.out[j][r0 + r] = acc[r];
+                }
             }
 #pragma unroll
-            for (int r = 0; r < MVQ_R; r++) acc[r] += mvq_dot<TYPE>(raw[r], it, xq, xd, xs);
+            for (int r = 0; r < MVQ_R; r++) acc[r] = 0.0f;
         }
 #pragma unroll
-        for (int r = 0; r < MVQ_R; r++)
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
-        if (lane == 0) {
-            if (jobs.glu) {
-                jobs.out[1][r0] = acc[1];
-                jobs.out[0][r0] = mvq_act(acc[0], jobs.glu - 1) * acc[1];
-            } else {
-#pragma unroll
-                for (int r = 0; r < MVQ_R; r++)
-                    if (r0 + r < jobs.rows[j]) jobs.out[j][r0 + r] = acc[r];
-            }
+        for (int r = 0; r < MVQ_R; r++) {
+            cur[r] = nxt[r];
+            wr[r] = wr2[r];
         }
+        g = g2, k = k2, j = j2, r0 = r02;
     }
 }
 
