@@ -435,8 +435,8 @@ static void launch_lib(cudaStream_t s, float *out, const uint8_t *w, size_t rb, 
 }
 
 /* the library's float (exact) path, where "lib" takes cuda_mvq.cu's */
-static void launch_libx(cudaStream_t s, float *out, const uint8_t *w, size_t rb, int rows,
-                        int cols, const float *x) {
+static void launch_libx(cudaStream_t s, float *out, const uint8_t *w, size_t rb, int rows, int cols,
+                        const float *x) {
     (void)rb;
     const void *wp = w;
     int64_t r = rows;
@@ -452,14 +452,10 @@ template <int TYPE> static std::vector<version> versions() {
     if constexpr (cq_type<TYPE>::INT)
         if (TYPE == CQ_Q4_K || TYPE == CQ_Q6_K || TYPE == CQ_Q5_K || TYPE == CQ_Q8_0 ||
             TYPE == CQ_Q4_0)
-            return {{"v2", launch_dev<TYPE, 2, 2>},
-                    {"v10", launch_dev<TYPE, 4, 1, false, true>},
-                    {"v11", launch_q8<TYPE, 4, 1>},
-                    {"v11b", launch_q8<TYPE, 2, 2>},
-                    {"v11c", launch_q8<TYPE, 4, 2>},
-                    {"v11n", launch_q8<TYPE, 4, 1, false>},
-                    {"libx", launch_libx},
-                    {"lib", launch_lib}};
+            return {{"v2", launch_dev<TYPE, 2, 2>},  {"v10", launch_dev<TYPE, 4, 1, false, true>},
+                    {"v11", launch_q8<TYPE, 4, 1>},  {"v11b", launch_q8<TYPE, 2, 2>},
+                    {"v11c", launch_q8<TYPE, 4, 2>}, {"v11n", launch_q8<TYPE, 4, 1, false>},
+                    {"libx", launch_libx},           {"lib", launch_lib}};
     return {{"v1", launch_dev<TYPE, 1, 1>},
             {"v2", launch_dev<TYPE, 2, 2>},
             {"v3", launch_dev<TYPE, 4, 2>},
