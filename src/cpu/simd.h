@@ -69,7 +69,9 @@ SIMD_AVX2_BEGIN
  * once, from DRAM for a real model, and the hardware prefetcher alone
  * leaves bandwidth unused (measured on the target, Zen 3: a matvec from
  * DRAM by one thread went from ~8-10 to ~10-11.5 GB/s with 2-4 KB). */
+#ifndef SIMD_PREFETCH /* -DSIMD_PREFETCH=N to experiment */
 #define SIMD_PREFETCH 2048
+#endif
 SIMD_INLINE void simd_prefetch(const uint8_t *p, int bytes) {
     for (int o = 0; o < bytes; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T0);
 }
