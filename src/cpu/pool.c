@@ -30,9 +30,9 @@
 #include <unistd.h>
 #endif
 
-#define SPIN_ITERS  2000  /* idle worker: pauses before yielding */
-#define YIELD_ITERS 200   /* idle worker: yields before sleeping */
-#define CALLER_SPIN 4000  /* caller: pauses before sleeping on the job's end */
+#define SPIN_ITERS  2000 /* idle worker: pauses before yielding */
+#define YIELD_ITERS 200  /* idle worker: yields before sleeping */
+#define CALLER_SPIN 4000 /* caller: pauses before sleeping on the job's end */
 
 struct pool {
     int n_threads;
