@@ -13,7 +13,8 @@
  *   - the real models (BEAST_MODELS_DIR; skipped with 77 when none is
  *     there): several sequences with prompts of mixed lengths in one batch
  *     against each prompt fed one token at a time, then decode steps with
- *     different batch compositions, on 2 threads and on 1.
+ *     different batch compositions, on 2 threads and on 1 (the same logits
+ *     on both).
  * Comparisons are memcmp of the float results. */
 #include "backend/backend.h"
 #include "beast.h"
@@ -227,14 +228,24 @@ enum { NSEQ = 4, MAXP = 24, STEPS = 3 };
 /* Prompts of mixed lengths: all in one batch (context a, logits for every
  * token), each token alone (context b); then STEPS decode steps, all
  * sequences together in a, in changing groups in b. */
-static void run_model(const char *path, int threads) {
+/* FNV-1a over the bytes of n floats, continuing from h */
+static uint64_t hash_floats(uint64_t h, const float *x, size_t n) {
+    const unsigned char *b = (const unsigned char *)x;
+    for (size_t i = 0; i < n * sizeof(float); i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Returns a hash of every logit of context a (the all-in-one-batch run), so
+ * runs with other thread counts on the same random tokens can be compared. */
+static uint64_t run_model(const char *path, int threads) {
+    uint64_t hash = 14695981039346656037ull;
     beast_model_params mp = beast_model_default_params();
     mp.n_threads = threads;
     mp.n_gpu_layers = 0;
     mp.deterministic = true;
     beast_model *m = beast_model_load(path, &mp);
     CHECK(m != NULL, "load %s: %s", path, beast_error());
-    if (!m) return;
+    if (!m) return 0;
     const int nv = beast_n_vocab(m);
     beast_ctx_params cp = beast_ctx_default_params();
     cp.n_ctx = 64;
@@ -266,6 +277,7 @@ static void run_model(const char *path, int threads) {
     }
     CHECK(beast_decode(a, ba) == 0, "decode: %s", beast_error());
     for (int i = 0; i < total; i++) memcpy(la + (size_t)i * nv, beast_logits(a, i), (size_t)nv * 4);
+    hash = hash_floats(hash, la, (size_t)total * nv);
     int bad = 0, checked = 0;
     for (int s = 0; s < NSEQ; s++)
         for (int i = 0; i < len[s]; i++) {
@@ -297,6 +309,7 @@ static void run_model(const char *path, int threads) {
         CHECK(beast_decode(a, ba) == 0, "decode: %s", beast_error());
         for (int i = 0; i < NSEQ; i++)
             memcpy(la + (size_t)(NSEQ - 1 - i) * nv, beast_logits(a, i), (size_t)nv * 4);
+        hash = hash_floats(hash, la, (size_t)NSEQ * nv);
         /* b: sequences [0, cut) together, then the rest together */
         int cut = 1 + step % (NSEQ - 1);
         for (int g = 0; g < 2; g++) {
@@ -327,6 +340,7 @@ out:
     beast_ctx_free(a);
     beast_ctx_free(b);
     beast_model_free(m);
+    return hash;
 }
 
 int main(void) {
@@ -347,8 +361,14 @@ int main(void) {
         if (!f) continue;
         fclose(f);
         found++;
-        run_model(path, 2);
-        if (i == 0) run_model(path, 1);
+        uint64_t rng = check_rng, h2 = run_model(path, 2);
+        if (i == 0) { /* the same random tokens on 1 thread: the same logits */
+            uint64_t after = check_rng;
+            check_rng = rng;
+            uint64_t h1 = run_model(path, 1);
+            CHECK(h1 == h2 && h1 != 0, "%s: logits on 1 thread differ from 2 threads", path);
+            check_rng = after;
+        }
     }
     int rc = check_done();
     if (!found && rc == 0) {
