@@ -40,7 +40,10 @@ static const char SERVE_HELP[] =
     "      --read-timeout S     a request must arrive whole within S seconds (default 30)\n"
     "      --drain S            on SIGINT/SIGTERM, let replies finish for S seconds\n"
     "                           before cancelling them (default 5)\n"
-    "      --deterministic      results independent of batch composition (slower)\n"
+    "      --deterministic      results independent of batch composition and of the\n"
+    "                           prefix cache (default on the CPU, where it costs some\n"
+    "                           prefill speed; on the GPU it costs much more)\n"
+    "      --no-deterministic   allow batch-dependent rounding (faster prefill on the CPU)\n"
     "      --no-prefix-cache    do not reuse the KV of shared prompt prefixes\n"
     "  -t, --threads N          CPU threads (default: all cores)\n"
     "      --gpu-layers N       layers on the GPU (default -1 = all when there is one;\n"
@@ -75,7 +78,8 @@ int cmd_serve(int argc, char **argv) {
     srv_http_params hp = srv_http_default_params();
     srv_sched_params sp = srv_sched_default_params();
     int gpu_layers = -1, n_ctx = 4096;
-    bool deterministic = false, ctx_given = false;
+    int deterministic = -1; /* -1: on for the CPU backend, off for the GPU */
+    bool ctx_given = false;
     double drain = 5;
     const char *api_key = getenv("BEAST_API_KEY");
     static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
@@ -95,6 +99,7 @@ int cmd_serve(int argc, char **argv) {
                                              {"drain", required_argument, 0, 3010},
                                              {"read-timeout", required_argument, 0, 3014},
                                              {"deterministic", no_argument, 0, 3011},
+                                             {"no-deterministic", no_argument, 0, 3015},
                                              {"no-prefix-cache", no_argument, 0, 3012},
                                              {"gpu-layers", required_argument, 0, 3013},
                                              {"threads", required_argument, 0, 't'},
@@ -161,7 +166,10 @@ int cmd_serve(int argc, char **argv) {
             hp.read_timeout_s = v;
             break;
         case 3011:
-            deterministic = true;
+            deterministic = 1;
+            break;
+        case 3015:
+            deterministic = 0;
             break;
         case 3012:
             sp.prefix_cache = false;
@@ -205,7 +213,7 @@ int cmd_serve(int argc, char **argv) {
     beast_model_params mp = beast_model_default_params();
     mp.n_threads = o.n_threads;
     mp.n_gpu_layers = gpu_layers;
-    mp.deterministic = deterministic;
+    mp.deterministic = deterministic == 1;
     beast_model *m = beast_model_load(path, &mp);
     if (!m) {
         fprintf(stderr, "beast: %s\n", beast_error());
@@ -220,6 +228,12 @@ int cmd_serve(int argc, char **argv) {
         n_ctx = mi.n_ctx_train > 0 ? mi.n_ctx_train : 4096;
     }
     sp.n_ctx = n_ctx;
+    /* Default: batch-independent results on the CPU, where the exact batch
+     * kernels cost a part of prefill speed (docs/BENCHMARKS.md), so a user
+     * gets the same text alone or among 32 and with or without the prefix
+     * cache. On the GPU the exact mode runs every matmul as mat-vecs, which
+     * costs most of prefill and batching throughput: off unless asked. */
+    if (deterministic < 0) deterministic = strcmp(mi.backend, "cpu") == 0;
     sp.deterministic = deterministic;
     srv_sched *s = srv_sched_new(m, &sp);
     if (!s) {
