@@ -4,7 +4,13 @@
  * repeated after one warm-up run; mean and standard deviation of tokens/s.
  * For generation it also reports the weight bytes read per token and the
  * achieved GB/s, next to the memory bandwidth of a large copy measured here.
- * --profile adds the share of time per op kind. */
+ * --profile adds the share of time per op kind.
+ *
+ * --parallel N,... adds batched decoding (like llama-batched-bench): N
+ * sequences each get a short prompt (not timed), then every decode step is
+ * one beast_decode holding one token of each sequence; it reports the
+ * aggregate tokens/s and the time per step (what a server step with N
+ * running requests costs). */
 #include "cli/cli.h"
 
 #include <getopt.h>
@@ -26,7 +32,10 @@ static const char BENCH_HELP[] =
     "  -r, --repetitions N   measured runs per test, after one warm-up (default 5)\n"
     "  -b, --batch-size N    tokens per forward pass (default 512)\n"
     "  -o, --output FMT      md (default), csv or json\n"
-    "      --profile         per-op time split of one pp and one tg run\n"
+    "      --parallel N,...  also decode the tg tests with N sequences at once (one token\n"
+    "                        each per step; aggregate t/s and ms per step)\n"
+    "      --profile         per-op time split of one pp and one tg run (and of each\n"
+    "                        --parallel run)\n"
     "  -h, --help            this help\n";
 
 #define MAX_LIST 16
@@ -112,7 +121,8 @@ typedef struct {
     const char *model;
     beast_model_info info;
     int threads, n_prompt, n_gen, depth, reps;
-    double mean, sd;  /* tokens/s */
+    int n_par;        /* sequences decoded at once (0: the single-sequence tests) */
+    double mean, sd;  /* tokens/s (aggregate over the sequences) */
     double gbps;      /* tg: weight + KV bytes read per second */
     double bytes_tok; /* tg: bytes read per token */
 } result;
@@ -173,6 +183,70 @@ static int run_test(beast_ctx *c, beast_batch *b, int nv, result *r) {
     return 0;
 }
 
+/* ---- batched decoding: n_par sequences, one token each per step ---- */
+#define PAR_PROMPT 16
+
+/* Give each of the n_par sequences a fresh PAR_PROMPT-token prompt (not
+ * timed), then time n_gen steps of one token per sequence (with prof, the
+ * per-op profile counts the steps only). Seconds or -1. */
+static double run_parallel(beast_ctx *c, beast_batch *b, int nv, int n_par, int n_gen, int prof) {
+    beast_batch_clear(b);
+    for (int s = 0; s < n_par; s++) {
+        beast_seq_clear(c, s);
+        for (int i = 0; i < PAR_PROMPT; i++)
+            if (beast_batch_add(b, rand_tok(nv), s, i == PAR_PROMPT - 1)) return -1;
+    }
+    if (beast_decode(c, b)) return -1;
+    if (prof) beast_ctx_set_profile(c, true);
+    double t0 = now_s();
+    for (int k = 0; k < n_gen; k++) {
+        beast_batch_clear(b);
+        for (int s = 0; s < n_par; s++)
+            if (beast_batch_add(b, rand_tok(nv), s, true)) return -1;
+        if (beast_decode(c, b)) return -1;
+    }
+    return now_s() - t0;
+}
+
+static int run_parallel_test(beast_ctx *c, beast_batch *b, int nv, result *r) {
+    if (run_parallel(c, b, nv, r->n_par, r->n_gen, 0) < 0) return -1; /* warm-up */
+    double sum = 0, sq = 0;
+    for (int k = 0; k < r->reps; k++) {
+        double t = run_parallel(c, b, nv, r->n_par, r->n_gen, 0);
+        if (t < 0) return -1;
+        double ts = (double)r->n_par * r->n_gen / t;
+        sum += ts;
+        sq += ts * ts;
+    }
+    r->mean = sum / r->reps;
+    r->sd = r->reps > 1 ? sqrt(fmax(0, (sq - sum * sum / r->reps) / (r->reps - 1))) : 0;
+    r->bytes_tok = 0;
+    r->gbps = 0;
+    return 0;
+}
+
+static void print_profile(beast_ctx *c, const char *label, double t) {
+    const char *names[32];
+    double secs[32];
+    int n = beast_ctx_profile(c, names, secs, 32);
+    double tot = 0;
+    for (int i = 0; i < n; i++) tot += secs[i];
+    printf("\nprofile %s (%.1f ms, ops %.1f ms):", label, t * 1e3, tot * 1e3);
+    for (int i = 0; i < n; i++)
+        if (secs[i] > 0) printf(" %s %.1f%%", names[i], 100 * secs[i] / tot);
+    printf("\n");
+}
+
+/* Per-op split of one batched run (eager and synchronised per op). */
+static void profile_parallel(beast_ctx *c, beast_batch *b, int nv, int n_par, int n_gen) {
+    double t = run_parallel(c, b, nv, n_par, n_gen, 1);
+    beast_ctx_set_profile(c, false);
+    if (t < 0) return;
+    char label[64];
+    snprintf(label, sizeof label, "tg%d x%d", n_gen, n_par);
+    print_profile(c, label, t);
+}
+
 static void profile(beast_ctx *c, beast_batch *b, int nv, int depth, int n_prompt, int n_gen) {
     const char *names[32];
     double secs[32];
@@ -216,36 +290,83 @@ static void print_result(const result *r, const char *fmt, double copy_bw) {
     char test[64];
     if (r->n_prompt)
         snprintf(test, sizeof test, "pp%d", r->n_prompt);
+    else if (r->n_par)
+        snprintf(test, sizeof test, "tg%d x%d", r->n_gen, r->n_par);
     else
         snprintf(test, sizeof test, "tg%d", r->n_gen);
     if (r->depth) snprintf(test + strlen(test), sizeof test - strlen(test), " @ d%d", r->depth);
     if (!strcmp(fmt, "csv")) {
-        printf("%s,%zu,%lld,%s,%d,%d,%d,%d,%.3f,%.3f,%.0f,%.3f,%.3f\n", base_name(r->model),
+        printf("%s,%zu,%lld,%s,%d,%d,%d,%d,%.3f,%.3f,%.0f,%.3f,%.3f,%d,%.4f\n", base_name(r->model),
                r->info.file_size, (long long)r->info.n_params, r->info.backend, r->threads,
                r->n_prompt, r->n_gen, r->depth, r->mean, r->sd, r->bytes_tok, r->gbps,
-               copy_bw / 1e9);
+               copy_bw / 1e9, r->n_par, r->n_par ? 1e3 * r->n_par / r->mean : 0.0);
     } else if (!strcmp(fmt, "json")) {
         printf("  {\"model\": \"%s\", \"size\": %zu, \"params\": %lld, \"backend\": \"%s\", "
                "\"threads\": %d, \"n_prompt\": %d, \"n_gen\": %d, \"depth\": %d, "
                "\"avg_ts\": %.3f, \"stddev_ts\": %.3f, \"bytes_per_token\": %.0f, "
-               "\"gbps\": %.3f, \"copy_gbps\": %.3f}",
+               "\"gbps\": %.3f, \"copy_gbps\": %.3f, \"n_parallel\": %d, \"ms_per_step\": %.4f}",
                base_name(r->model), r->info.file_size, (long long)r->info.n_params, r->info.backend,
                r->threads, r->n_prompt, r->n_gen, r->depth, r->mean, r->sd, r->bytes_tok, r->gbps,
-               copy_bw / 1e9);
+               copy_bw / 1e9, r->n_par, r->n_par ? 1e3 * r->n_par / r->mean : 0.0);
     } else {
         char size[32], gb[32] = "";
         human_size(size, sizeof size, (double)r->info.file_size);
-        if (r->n_gen) snprintf(gb, sizeof gb, "%.2f", r->gbps);
+        if (r->n_par)
+            snprintf(gb, sizeof gb, "%.2fms", 1e3 * r->n_par / r->mean);
+        else if (r->n_gen)
+            snprintf(gb, sizeof gb, "%.2f", r->gbps);
         printf("| %-32s | %10s | %7.1f M | %-4s | %7d | %12s | %9.2f ± %-7.2f | %6s |\n",
                base_name(r->model), size, r->info.n_params / 1e6, r->info.backend, r->threads, test,
                r->mean, r->sd, gb);
     }
 }
 
+/* The --parallel tests of one model: a context of max(P) sequences, each
+ * tg test at each P. 0 or 1. */
+static int bench_parallel(beast_model *m, beast_batch *b, int nv, result *r, const intlist *par,
+                          const intlist *tg, const char *fmt, double copy_bw, int do_profile,
+                          int *first) {
+    int maxp = 0, maxg = 0;
+    for (int i = 0; i < par->n; i++) maxp = par->v[i] > maxp ? par->v[i] : maxp;
+    for (int i = 0; i < tg->n; i++) maxg = tg->v[i] > maxg ? tg->v[i] : maxg;
+    beast_ctx_params cp = beast_ctx_default_params();
+    cp.n_ctx = PAR_PROMPT + maxg + 1;
+    cp.n_seq = maxp;
+    cp.n_batch = maxp * PAR_PROMPT > 512 ? maxp * PAR_PROMPT : 512;
+    beast_ctx *c = beast_ctx_new(m, &cp);
+    if (!c) {
+        fprintf(stderr, "beast: %s\n", beast_error());
+        return 1;
+    }
+    int rc = 0;
+    r->depth = 0;
+    r->n_prompt = 0;
+    for (int pi = 0; pi < par->n && !rc; pi++)
+        for (int gi = 0; gi < tg->n && !rc; gi++) {
+            if (!tg->v[gi]) continue;
+            r->n_par = par->v[pi];
+            r->n_gen = tg->v[gi];
+            if (run_parallel_test(c, b, nv, r)) {
+                fprintf(stderr, "beast: %s\n", beast_error());
+                rc = 1;
+                break;
+            }
+            if (!strcmp(fmt, "json") && !*first) printf(",\n");
+            *first = 0;
+            print_result(r, fmt, copy_bw);
+            fflush(stdout);
+        }
+    if (!rc && do_profile)
+        for (int pi = 0; pi < par->n; pi++) profile_parallel(c, b, nv, par->v[pi], maxg);
+    r->n_par = 0;
+    beast_ctx_free(c);
+    return rc;
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *models[MAX_LIST];
     int n_models = 0, depth = 0, reps = 5, n_batch = 512, do_profile = 0;
-    intlist pp = {{512}, 1}, tg = {{128}, 1}, th = {{0}, 0};
+    intlist pp = {{512}, 1}, tg = {{128}, 1}, th = {{0}, 0}, par = {{0}, 0};
     const char *fmt = "md";
     static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
                                              {"n-prompt", required_argument, 0, 'p'},
@@ -256,6 +377,7 @@ int cmd_bench(int argc, char **argv) {
                                              {"batch-size", required_argument, 0, 'b'},
                                              {"output", required_argument, 0, 'o'},
                                              {"profile", no_argument, 0, 1001},
+                                             {"parallel", required_argument, 0, 1002},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     int opt;
@@ -297,6 +419,9 @@ int cmd_bench(int argc, char **argv) {
         case 1001:
             do_profile = 1;
             break;
+        case 1002:
+            if (parse_list("parallel", optarg, &par, 1)) return 2;
+            break;
         case 'h':
             printf("%s", BENCH_HELP);
             return 0;
@@ -327,14 +452,18 @@ int cmd_bench(int argc, char **argv) {
     if (!strcmp(fmt, "md")) {
         printf("memory copy bandwidth (read + write, %d threads): %.2f GB/s\n\n", max_threads,
                copy_bw / 1e9);
+        if (par.n)
+            printf("tgN xP: P sequences decoded together, one token each per step: aggregate "
+                   "t/s, ms per step in the last column\n\n");
         printf("| %-32s | %10s | %9s | %-4s | %7s | %12s | %19s | %6s |\n", "model", "size",
                "params", "bk", "threads", "test", "t/s", "GB/s");
+
         printf("|%s|%s|%s|%s|%s|%s|%s|%s|\n", "----------------------------------", "------------",
                "-----------", "------", "--------:", "--------------",
                "--------------------:", "-------:");
     } else if (!strcmp(fmt, "csv")) {
         printf("model,size,params,backend,threads,n_prompt,n_gen,depth,avg_ts,stddev_ts,"
-               "bytes_per_token,gbps,copy_gbps\n");
+               "bytes_per_token,gbps,copy_gbps,n_parallel,ms_per_step\n");
     } else {
         printf("[\n");
     }
@@ -383,8 +512,11 @@ int cmd_bench(int argc, char **argv) {
                 rc = 1;
             }
             if (!rc && do_profile) profile(c, b, nv, depth, maxp, maxg);
-            beast_batch_free(b);
             beast_ctx_free(c);
+            c = NULL;
+            if (!rc && par.n && maxg > 0)
+                rc = bench_parallel(m, b, nv, &r, &par, &tg, fmt, copy_bw, do_profile, &first);
+            beast_batch_free(b);
             beast_model_free(m);
         }
     }
