@@ -259,15 +259,19 @@ SIMD_INLINE void leg_pack(int type, const uint8_t *w, size_t ws, int nr, int64_t
  * The integer dots of block pairs are combined with hadd as they are made,
  * then to one vector per token with a lane per block (bench/kernels/
  * legacy_micro.c v2). A last partial group (jn < 8, a compile-time 8 in
- * the main loop) reads the zero blocks the pack left after the row, against
- * a valid activation block (zero dots), and the activation scales with a
- * mask. */
+ * the main loop) skips the pairs past its blocks, reads the zero block the
+ * pack left after an odd last block against a valid activation block (a
+ * zero dot), and the activation scales with a mask. */
 SIMD_INLINE void leg_group(int type, int C, const uint8_t *pw, const float *dw, const float *off,
                            const int8_t *const *qa, const float *const *da, const float *const *sa,
                            int j8, int jn, __m256 *acc) {
     const int has_off = type != QT_Q8_0;
     __m256i h[MC][4]; /* per token: hadd of the dots of blocks 2i, 2i + 1 */
     SIMD_UNROLL for (int i = 0; i < 8; i += 2) {
+        if (i >= jn) { /* pairs past a partial group: no blocks */
+            SIMD_UNROLL for (int c = 0; c < C; c++) h[c][i / 2] = _mm256_setzero_si256();
+            continue;
+        }
         __m256i wa = _mm256_load_si256((const __m256i *)(pw + (size_t)(j8 + i) * 32));
         __m256i wb = _mm256_load_si256((const __m256i *)(pw + (size_t)(j8 + i + 1) * 32));
         __m256i aa = type == QT_Q8_0 ? _mm256_sign_epi8(wa, wa) : wa;
