@@ -17,6 +17,9 @@ typedef struct {
      * bk_cuda_new, weight uploads (allocation and copy) in weight_init,
      * graph capture and instantiation */
     double init_ms, upload_ms, capture_ms;
+    /* matmuls of up to this many tokens run as mat-vecs; larger ones take
+     * the cuBLAS path (BEAST_CUDA_MV_MAX) */
+    int mv_max;
 } bk_cuda_stats;
 
 /* Counters of a CUDA backend (zeros for any other backend). */

@@ -31,10 +31,16 @@
  * it (cuda_impl.h: cuda_launch), so each kernel's launch overlaps the
  * previous one and mat-vecs start streaming weights before it ends.
  *
- * Matmul: n <= 32 tokens run the register-dequantizing mat-vec kernels
+ * Matmul: n <= mv_max tokens run the register-dequantizing mat-vec kernels
  * (8 tokens per launch); larger batches dequantize the weight to f32 in
  * slices of rows and multiply with cuBLAS in TF32 (f32 range for the
- * activations, 10-bit mantissa products, f32 accumulation).
+ * activations, 10-bit mantissa products, f32 accumulation). mv_max is
+ * MV_BATCH_MAX unless BEAST_CUDA_MV_MAX says otherwise: the mat-vec's cost
+ * grows with every token (it is bound by loading x, not weights), while the
+ * cuBLAS path costs about the same from 2 to 32 tokens (dequantizing every
+ * weight), so decode steps of many sequences are faster there. The slice
+ * (GEMM_SCRATCH_MAX floats) is BEAST_CUDA_GEMM_SLICE_M millions of floats if
+ * set (a slice that fits in L2 is read back from there by the GEMM).
  *
  * Deterministic mode (backend.deterministic): every token's result is the
  * one it gets alone. The mat-vec kernels already compute each token's rows
@@ -55,7 +61,7 @@ extern "C" {
 #include "quant/quant.h"
 }
 
-#define MV_BATCH_MAX     32
+#define MV_BATCH_MAX     16                 /* default mv_max */
 #define GEMM_SCRATCH_MAX ((size_t)32 << 20) /* floats of dequantized weight slice */
 #define BLAS_WORKSPACE   ((size_t)32 << 20)
 #define MAX_GRAPHS       32
@@ -109,11 +115,13 @@ typedef struct {
     size_t attn_cap; /* floats */
     float *gemm_scratch;
     size_t gemm_cap; /* floats */
+    size_t gemm_max; /* floats: largest slice (BEAST_CUDA_GEMM_SLICE_M, millions) */
     graph_entry graphs[MAX_GRAPHS];
     int n_graphs;
     uint64_t tick;
     int use_graphs, verbose, fuse, profile;
-    int exact; /* BEAST_CUDA_Q8=0: float activations in every mat-vec */
+    int exact;  /* BEAST_CUDA_Q8=0: float activations in every mat-vec */
+    int mv_max; /* matmuls of more tokens take the cuBLAS path */
     cudaEvent_t prof_ev[2 * PROF_SLOTS];
     int prof_kind[PROF_SLOTS], prof_used;
     double prof_ms[K_GATHER + 1][2];
@@ -250,7 +258,7 @@ static void run_matmul(cuda_impl *c, const cmd *k) {
     const float *x = (const float *)k->p[2];
     int type = k->i[0], n = k->i[1];
     int64_t rows = k->l[0], cols = k->l[1];
-    if (n <= MV_BATCH_MAX || k->i[2]) { /* i[2]: deterministic */
+    if (n <= c->mv_max || k->i[2]) { /* i[2]: deterministic */
         for (int t0 = 0; t0 < n; t0 += CUDA_MV_MAX_NT) {
             int nt = n - t0 < CUDA_MV_MAX_NT ? n - t0 : CUDA_MV_MAX_NT;
             float *o = out + (size_t)t0 * rows;
@@ -261,7 +269,9 @@ static void run_matmul(cuda_impl *c, const cmd *k) {
         return;
     }
     const float one = 1.0f, zero = 0.0f;
-    int64_t slice = type == QT_F32 ? rows : (int64_t)(c->gemm_cap / (size_t)cols);
+    size_t cap = c->gemm_cap < c->gemm_max ? c->gemm_cap : c->gemm_max;
+    if (cap < (size_t)cols) cap = (size_t)cols;
+    int64_t slice = type == QT_F32 ? rows : (int64_t)(cap / (size_t)cols);
     if (slice > rows) slice = rows;
     for (int64_t r0 = 0; r0 < rows; r0 += slice) {
         int64_t nr = rows - r0 < slice ? rows - r0 : slice;
@@ -377,10 +387,11 @@ static int run_fused(cuda_impl *c, int k) {
     }
     const cmd *g3 = k + 2 < c->nq ? &c->q[k + 2] : NULL;
     if (a->kind == K_MATMUL && b->kind == K_MATMUL && g3 && g3->kind == K_GLU && a->i[1] <= 4 &&
-        b->p[2] == a->p[2] && b->i[0] == a->i[0] && b->i[1] == a->i[1] && b->l[0] == a->l[0] &&
-        b->l[1] == a->l[1] && g3->p[0] == a->p[0] && g3->p[1] == a->p[0] && g3->p[2] == b->p[0] &&
-        g3->l[0] == (int64_t)a->i[1] * a->l[0] && a->p[0] != b->p[0] && a->p[0] != a->p[2] &&
-        b->p[0] != a->p[2] && a->l[1] % 32 == 0 && (uintptr_t)a->p[2] % 16 == 0) {
+        (a->i[1] <= c->mv_max || a->i[2]) && b->p[2] == a->p[2] && b->i[0] == a->i[0] &&
+        b->i[1] == a->i[1] && b->l[0] == a->l[0] && b->l[1] == a->l[1] && g3->p[0] == a->p[0] &&
+        g3->p[1] == a->p[0] && g3->p[2] == b->p[0] && g3->l[0] == (int64_t)a->i[1] * a->l[0] &&
+        a->p[0] != b->p[0] && a->p[0] != a->p[2] && b->p[0] != a->p[2] && a->l[1] % 32 == 0 &&
+        (uintptr_t)a->p[2] % 16 == 0) {
         /* gate, up, glu: one launch computing both rows and the product */
         if (cuda_matvec_glu(c->stream, (float *)a->p[0], (float *)b->p[0], a->i[0], a->p[1],
                             b->p[1], a->l[0], a->l[1], (const float *)a->p[2], a->i[1], g3->i[0],
@@ -388,7 +399,7 @@ static int run_fused(cuda_impl *c, int k) {
             c->failed = 1;
         return 3;
     }
-    if (a->kind == K_MATMUL && a->i[1] <= CUDA_MV_MAX_NT) {
+    if (a->kind == K_MATMUL && a->i[1] <= CUDA_MV_MAX_NT && (a->i[1] <= c->mv_max || a->i[2])) {
         int m = 1;
         while (m < CUDA_MV_MAX_JOBS && k + m < c->nq) {
             const cmd *e = &c->q[k + m];
@@ -687,9 +698,9 @@ static void cu_rmsnorm(backend *b, float *out, const float *x, const float *w, i
 
 static void cu_matmul(backend *b, float *out, const bk_weight *w, const float *x, int n) {
     cuda_impl *c = impl(b);
-    if (n > MV_BATCH_MAX && w->type != QT_F32 && !b->deterministic) {
+    if (n > c->mv_max && w->type != QT_F32 && !b->deterministic) {
         size_t need = (size_t)w->rows * (size_t)w->cols;
-        if (need > GEMM_SCRATCH_MAX) need = GEMM_SCRATCH_MAX - GEMM_SCRATCH_MAX % (size_t)w->cols;
+        if (need > c->gemm_max) need = c->gemm_max - c->gemm_max % (size_t)w->cols;
         if (need < (size_t)w->cols) need = (size_t)w->cols;
         if (grow_device(c, &c->gemm_scratch, &c->gemm_cap, need)) {
             c->failed = 1;
@@ -863,6 +874,14 @@ extern "C" backend *bk_cuda_new(int device) {
     c->fuse = env_flag("BEAST_CUDA_FUSE", 1);
     c->profile = env_flag("BEAST_CUDA_PROFILE", 0);
     c->exact = !env_flag("BEAST_CUDA_Q8", 1);
+    {
+        const char *v = getenv("BEAST_CUDA_MV_MAX");
+        c->mv_max = v && *v ? atoi(v) : MV_BATCH_MAX;
+        if (c->mv_max < 1) c->mv_max = 1;
+        if (c->mv_max > 4096) c->mv_max = 4096;
+        v = getenv("BEAST_CUDA_GEMM_SLICE_M");
+        c->gemm_max = v && *v && atoi(v) > 0 ? ((size_t)atoi(v) << 20) : GEMM_SCRATCH_MAX;
+    }
     if (!cu_ok(cudaSetDevice(device), "set device") ||
         !cu_ok(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "stream") ||
         !cu_ok(cudaMalloc(&c->blas_ws, BLAS_WORKSPACE), "cuBLAS workspace"))
@@ -891,6 +910,7 @@ extern "C" void bk_cuda_get_stats(backend *b, bk_cuda_stats *out) {
     out->init_ms = c->init_ms;
     out->upload_ms = c->upload_ms;
     out->capture_ms = c->capture_ms;
+    out->mv_max = c->mv_max;
 }
 
 extern "C" int bk_is_cuda(const backend *b) {
