@@ -29,8 +29,8 @@ const char *beast_error(void);
 
 /* ---- model ---- */
 typedef struct {
-    int n_threads;    /* CPU threads for compute; 0 = all cores */
-    int n_gpu_layers; /* -1 = all when a GPU is present (default), 0 = CPU only */
+    int n_threads;      /* CPU threads for compute; 0 = all cores */
+    int n_gpu_layers;   /* -1 = all when a GPU is present (default), 0 = CPU only */
     bool deterministic; /* every token's result independent of the batch it is in
                            (fixed reduction order; slower batches) */
 } beast_model_params;
@@ -70,6 +70,10 @@ bool beast_token_is_eog(const beast_model *m, int32_t tok); /* end of generation
  * recognise control-token text such as "<|im_start|>". */
 int beast_tokenize(const beast_model *m, const char *text, size_t len, bool add_special,
                    bool parse_special, int32_t *out, int max);
+/* The same into a buffer of the right size: returns the count and *out
+ * (malloc'd, the caller frees it), or -1. */
+int beast_tokenize_alloc(const beast_model *m, const char *text, size_t len, bool add_special,
+                         bool parse_special, int32_t **out);
 /* Raw bytes of one token (may be part of a UTF-8 character); returns the
  * length, which may exceed cap. Control tokens give "" unless special. */
 int beast_token_piece(const beast_model *m, int32_t tok, char *buf, int cap, bool special);

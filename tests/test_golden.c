@@ -235,6 +235,12 @@ static void run(const char *name, int quick) {
         tok_ok += same;
         CHECK(same, "%s prompt %d: tokenization differs from llama.cpp (%d vs %d tokens)", name, p,
               n, gp[p].n_prompt);
+        int32_t *ids2 = NULL;
+        int n2 =
+            beast_tokenize_alloc(m, gp[p].text, strlen(gp[p].text), gp[p].add_bos, true, &ids2);
+        CHECK(n2 == gp[p].n_prompt && !memcmp(ids2, gp[p].prompt, (size_t)n2 * 4),
+              "%s prompt %d: beast_tokenize_alloc differs from llama.cpp", name, p);
+        free(ids2);
         beast_seq_clear(c, 0);
         beast_batch_clear(b);
         for (int i = 0; i < gp[p].n_prompt; i++)

@@ -70,10 +70,6 @@ int cli_generate(beast_ctx *c, const beast_model *m, sampler *s, const cli_commo
 
 void cli_print_stats(FILE *f, double load_ms, const cli_gen_stats *st);
 
-/* Tokenize with a growing buffer; returns count or -1. *out malloc'd. */
-int cli_tokenize(const beast_model *m, const char *text, bool add_special, bool parse_special,
-                 int32_t **out);
-
 int cmd_run(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_info(int argc, char **argv);

@@ -161,7 +161,7 @@ int cmd_chat(int argc, char **argv) {
         free(toks);
         toks = NULL;
         /* the template emits BOS itself when the model wants one */
-        int n = cli_tokenize(m, rendered, false, true, &toks);
+        int n = beast_tokenize_alloc(m, rendered, strlen(rendered), false, true, &toks);
         free(rendered);
         if (n < 0) {
             fprintf(stderr, "beast: %s\n", beast_error());

@@ -136,7 +136,7 @@ int cmd_run(int argc, char **argv) {
         if (nb > 0 && nb < (int)sizeof bos && !strncmp(rendered, bos, (size_t)nb))
             add_special = false;
     }
-    int n = cli_tokenize(m, text, add_special, rendered != NULL, &toks);
+    int n = beast_tokenize_alloc(m, text, strlen(text), add_special, rendered != NULL, &toks);
     if (n < 0) {
         fprintf(stderr, "beast: %s\n", beast_error());
         goto out;

@@ -221,27 +221,6 @@ void cli_install_sigint(void) {
     sigaction(SIGINT, &sa, NULL);
 }
 
-int cli_tokenize(const beast_model *m, const char *text, bool add_special, bool parse_special,
-                 int32_t **out) {
-    size_t len = strlen(text);
-    int cap = (int)(len < (1u << 26) ? len : (1u << 26)) + 16;
-    int32_t *buf = malloc((size_t)cap * sizeof *buf);
-    if (!buf) return -1;
-    int n = beast_tokenize(m, text, len, add_special, parse_special, buf, cap);
-    if (n > cap) {
-        free(buf);
-        buf = malloc((size_t)n * sizeof *buf);
-        if (!buf) return -1;
-        n = beast_tokenize(m, text, len, add_special, parse_special, buf, n);
-    }
-    if (n < 0) {
-        free(buf);
-        return -1;
-    }
-    *out = buf;
-    return n;
-}
-
 static double now_s(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);

@@ -234,6 +234,26 @@ int beast_tokenize(const beast_model *m, const char *text, size_t len, bool add_
     return tok_encode(m->vocab, text, len, flags, out, max);
 }
 
+int beast_tokenize_alloc(const beast_model *m, const char *text, size_t len, bool add_special,
+                         bool parse_special, int32_t **out) {
+    /* a first guess of one token per byte (capped), then the exact size */
+    int cap = (int)(len < (1u << 26) ? len : (1u << 26)) + 16;
+    int32_t *buf = xmalloc((size_t)cap * sizeof *buf);
+    if (!buf) return -1;
+    int n = beast_tokenize(m, text, len, add_special, parse_special, buf, cap);
+    if (n > cap) {
+        free(buf);
+        if (!(buf = xmalloc((size_t)n * sizeof *buf))) return -1;
+        n = beast_tokenize(m, text, len, add_special, parse_special, buf, n);
+    }
+    if (n < 0) {
+        free(buf);
+        return -1;
+    }
+    *out = buf;
+    return n;
+}
+
 int beast_token_piece(const beast_model *m, int32_t tok, char *buf, int cap, bool special) {
     if (tok < 0 || tok >= m->hp.n_vocab) {
         err_set("token id %d out of range", tok);

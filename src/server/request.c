@@ -66,27 +66,6 @@ void srv_gen_free(srv_gen *g) {
     memset(g, 0, sizeof *g);
 }
 
-static int tokenize(const beast_model *m, const char *text, bool add_special, bool parse_special,
-                    int32_t **out) {
-    size_t len = strlen(text);
-    int cap = (int)(len < (1u << 24) ? len : (1u << 24)) + 16;
-    int32_t *buf = xmalloc((size_t)cap * sizeof *buf);
-    if (!buf) return -1;
-    int n = beast_tokenize(m, text, len, add_special, parse_special, buf, cap);
-    if (n > cap) {
-        free(buf);
-        buf = xmalloc((size_t)n * sizeof *buf);
-        if (!buf) return -1;
-        n = beast_tokenize(m, text, len, add_special, parse_special, buf, n);
-    }
-    if (n < 0) {
-        free(buf);
-        return -1;
-    }
-    *out = buf;
-    return n;
-}
-
 int srv_gen_tokens(const beast_model *m, const srv_gen *g, int32_t **out, srv_err *e) {
     int n_vocab = beast_n_vocab(m);
     *out = NULL;
@@ -112,10 +91,10 @@ int srv_gen_tokens(const beast_model *m, const srv_gen *g, int32_t **out, srv_er
         int nb = b >= 0 ? beast_token_piece(m, b, bos, sizeof bos, true) : 0;
         if (nb > 0 && nb < (int)sizeof bos && !strncmp(rendered, bos, (size_t)nb))
             add_special = false;
-        n = tokenize(m, rendered, add_special, true, out);
+        n = beast_tokenize_alloc(m, rendered, strlen(rendered), add_special, true, out);
         free(rendered);
     } else if (g->prompt) {
-        n = tokenize(m, g->prompt, true, true, out);
+        n = beast_tokenize_alloc(m, g->prompt, strlen(g->prompt), true, true, out);
     } else if (g->tokens) {
         for (int i = 0; i < g->n_tokens; i++) {
             if (g->tokens[i] < 0 || g->tokens[i] >= n_vocab) {
