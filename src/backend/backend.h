@@ -85,6 +85,12 @@ typedef struct {
     void (*glu)(backend *b, float *out, const float *gate, const float *up, int64_t n, bk_act act);
     /* out[i] = x[rows[i]] for rows of length dim */
     void (*gather)(backend *b, float *out, const float *x, const int32_t *rows, int n, int dim);
+    /* For each of `rows` rows of n_vocab logits: the BK_TOPK best entries,
+     * best first, into ids[r * BK_TOPK ..] and vals[r * BK_TOPK ..], and the
+     * row's log-sum-exp into lse[r] (skipped when lse is NULL); see the
+     * definition at BK_TOPK below. All pointers are backend memory. */
+    void (*topk)(backend *b, int32_t *ids, float *vals, float *lse, const float *logits, int rows,
+                 int n_vocab);
     /* wait for all queued work */
     int (*sync)(backend *b);
 } bk_ops;
@@ -97,6 +103,25 @@ struct backend {
      * tokens are batched. Set by the model loader before any compute. */
     int deterministic;
 };
+
+/* topk. A logit l counts as clean(l): NaN as -inf, +inf as FLT_MAX (the
+ * sampler's rule). Entries are ordered by clean logit, higher first, and on
+ * equal logits by id, lower first (-0 equals +0): the sampler's order. A row
+ * gives its first min(BK_TOPK, n_vocab) entries in that order (-inf ones
+ * included, so a row's -inf entries come in id order); when n_vocab <
+ * BK_TOPK the rest are id -1, logit -inf. vals hold the clean logits.
+ * lse = m + log(sum_i exp(clean(l_i) - m)) with m the largest clean logit,
+ * each exp taken in float; -inf when every logit is -inf.
+ *
+ * BK_TOPK = 64: covers the usual top_k (40, the default here and in Ollama
+ * and llama.cpp) with room for the strict "k-th best beats everything
+ * outside" test the sampler needs, and OpenAI's 20 top_logprobs; a row's
+ * result is 516 bytes; 64 entries sort with one thread per entry. */
+#define BK_TOPK 64
+
+/* The topk definition for one row in host memory (a heap of BK_TOPK; the
+ * CPU backend's op, and the engine's host path). lse may be NULL. */
+void bk_topk_row(const float *logits, int n_vocab, int32_t *ids, float *vals, float *lse);
 
 /* Constructors. */
 backend *bk_cpu_new(int n_threads);

@@ -16,7 +16,8 @@
  * With AVX2 the attention (src/cpu/attn.c: one task per token and group of
  * query heads sharing a KV head) and the GLU activations (src/cpu/vec.c)
  * also have SIMD versions; the scalar ones below stay as the reference and
- * the fallback.
+ * the fallback. topk keeps a heap of BK_TOPK per row (bk_topk_row, also the
+ * engine's host path), one task per row.
  *
  * Batch independence (backend.h `deterministic`). Every op but matmul
  * computes a token's row with the same operations whatever else is in the
@@ -41,8 +42,10 @@
 #include "cpu/simd.h"
 #include "cpu/vec.h"
 #include "quant/quant.h"
+#include "util/heap.h"
 #include "util/util.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -522,6 +525,85 @@ static void cpu_gather(backend *b, float *out, const float *x, const int32_t *ro
         memmove(out + (size_t)i * dim, x + (size_t)rows[i] * dim, (size_t)dim * sizeof(float));
 }
 
+/* ---- topk (backend.h: BK_TOPK) ---- */
+typedef struct {
+    float v;
+    int32_t id;
+} tk_ent;
+
+/* the heap keeps the best entries with the worst on top: a leaves before b
+ * when it comes after b in the sampler's order (lower logit, or the same
+ * and a higher id) */
+static bool tk_worse(const void *x, const void *y) {
+    const tk_ent *a = x, *b = y;
+    return a->v < b->v || (a->v == b->v && a->id > b->id);
+}
+HEAP_DEFINE(tk_heap, tk_ent, tk_worse)
+
+static inline float tk_clean(float x) {
+    if (x != x) return -INFINITY;
+    if (x == INFINITY) return FLT_MAX;
+    return x;
+}
+
+void bk_topk_row(const float *logits, int n_vocab, int32_t *ids, float *vals, float *lse) {
+    tk_ent buf[BK_TOPK], e;
+    heap h = {(unsigned char *)buf, 0, BK_TOPK}; /* never grows: at most BK_TOPK */
+    int k = MIN(BK_TOPK, MAX(n_vocab, 0));
+    for (int i = 0; i < n_vocab; i++) {
+        e = (tk_ent){tk_clean(logits[i]), i};
+        if ((int)h.n < k) {
+            tk_heap_push(&h, &e);
+        } else if (e.v > buf[0].v) { /* ids come in increasing order: a newcomer loses ties */
+            tk_ent out;
+            tk_heap_pop(&h, &out);
+            tk_heap_push(&h, &e);
+        }
+    }
+    int m = (int)h.n;
+    for (int j = m - 1; j >= 0; j--) { /* the worst leaves first */
+        tk_heap_pop(&h, &e);
+        ids[j] = e.id;
+        vals[j] = e.v;
+    }
+    for (int j = m; j < BK_TOPK; j++) {
+        ids[j] = -1;
+        vals[j] = -INFINITY;
+    }
+    if (!lse) return;
+    float mx = m > 0 ? vals[0] : -INFINITY;
+    if (mx == -INFINITY) {
+        *lse = -INFINITY;
+        return;
+    }
+    double sum = 0;
+    for (int i = 0; i < n_vocab; i++) {
+        float l = tk_clean(logits[i]);
+        if (l != -INFINITY) sum += (double)expf(l - mx);
+    }
+    *lse = (float)((double)mx + log(sum));
+}
+
+typedef struct {
+    int32_t *ids;
+    float *vals, *lse;
+    const float *logits;
+    int n_vocab;
+} topk_job;
+
+static void topk_task(void *ctx, int r, int t) {
+    (void)t;
+    topk_job *j = ctx;
+    bk_topk_row(j->logits + (size_t)r * j->n_vocab, j->n_vocab, j->ids + (size_t)r * BK_TOPK,
+                j->vals + (size_t)r * BK_TOPK, j->lse ? j->lse + r : NULL);
+}
+
+static void cpu_topk(backend *b, int32_t *ids, float *vals, float *lse, const float *logits,
+                     int rows, int n_vocab) {
+    topk_job j = {ids, vals, lse, logits, n_vocab};
+    pool_run(impl(b)->pool, topk_task, &j, rows);
+}
+
 static int cpu_sync(backend *b) {
     cpu_impl *c = impl(b);
     int f = c->failed;
@@ -556,6 +638,7 @@ static const bk_ops CPU_OPS = {
     .add = cpu_add,
     .glu = cpu_glu,
     .gather = cpu_gather,
+    .topk = cpu_topk,
     .sync = cpu_sync,
 };
 

@@ -79,6 +79,7 @@ enum {
     K_ADD,
     K_GLU,
     K_GATHER,
+    K_TOPK,
 };
 
 /* One queued op. Zero-filled before use so sequences compare with memcmp. */
@@ -124,8 +125,8 @@ typedef struct {
     int mv_max; /* matmuls of more tokens take the cuBLAS path */
     cudaEvent_t prof_ev[2 * PROF_SLOTS];
     int prof_kind[PROF_SLOTS], prof_used;
-    double prof_ms[K_GATHER + 1][2];
-    long prof_n[K_GATHER + 1][2];
+    double prof_ms[K_TOPK + 1][2];
+    long prof_n[K_TOPK + 1][2];
     int failed;     /* sticky until sync() reports it */
     void **weights; /* device copies made by weight_init */
     int n_weights, cap_weights;
@@ -354,6 +355,11 @@ static void run_cmd(cuda_impl *c, const cmd *k) {
         cuda_gather(s, (float *)k->p[0], (const float *)k->p[1], (const int32_t *)k->p[2], k->i[0],
                     k->i[1]);
         break;
+    case K_TOPK:
+        if (cuda_topk(s, (int32_t *)k->p[0], (float *)k->p[1], (float *)k->p[2],
+                      (const float *)k->p[3], k->i[0], k->i[1]))
+            c->failed = 1;
+        break;
     }
 }
 
@@ -444,7 +450,7 @@ static int run_fused(cuda_impl *c, int k) {
 
 static const char *const KIND_NAMES[] = {"upload", "download", "embed",    "rmsnorm",
                                          "matmul", "rope",     "kv_write", "attention",
-                                         "add",    "glu",      "gather"};
+                                         "add",    "glu",      "gather",   "topk"};
 
 /* BEAST_CUDA_PROFILE=1 (eager runs only): time every launch group with
  * events, summed per kind (fused groups under their first command's kind,
@@ -522,7 +528,10 @@ bad:
 static int flush_sync(cuda_impl *c) {
     if (c->nq > 0) {
         graph_entry *e = NULL;
-        if (c->use_graphs) {
+        /* a lone command (the engine reading one row of logits) gains
+         * nothing from a graph, and one graph per row would crowd out the
+         * decode steps' */
+        if (c->use_graphs && c->nq > 1) {
             uint64_t h = hash_cmds(c->q, c->nq);
             e = find_graph(c, h);
             if (!e) {
@@ -776,6 +785,14 @@ static void cu_gather(backend *b, float *out, const float *x, const int32_t *row
     k->i[0] = n, k->i[1] = dim;
 }
 
+static void cu_topk(backend *b, int32_t *ids, float *vals, float *lse, const float *logits,
+                    int rows, int n_vocab) {
+    cmd *k = push(impl(b), K_TOPK);
+    if (!k) return;
+    k->p[0] = ids, k->p[1] = vals, k->p[2] = lse, k->p[3] = logits;
+    k->i[0] = rows, k->i[1] = n_vocab;
+}
+
 static int cu_sync(backend *b) {
     cuda_impl *c = impl(b);
     int rc = flush_sync(c);
@@ -792,9 +809,9 @@ static void cu_destroy(backend *b) {
                 c->n_eager, c->n_captures, c->n_replays);
     if (c->profile) {
         double total = 0;
-        for (int k = 0; k <= K_GATHER; k++) total += c->prof_ms[k][0] + c->prof_ms[k][1];
+        for (int k = 0; k <= K_TOPK; k++) total += c->prof_ms[k][0] + c->prof_ms[k][1];
         fprintf(stderr, "beast cuda profile (eager launches, device time between events):\n");
-        for (int k = 0; k <= K_GATHER; k++)
+        for (int k = 0; k <= K_TOPK; k++)
             for (int f = 0; f < 2; f++)
                 if (c->prof_n[k][f])
                     fprintf(stderr, "  %-10s%s %8ld launches %10.3f ms %6.1f%% %8.2f us each\n",
@@ -837,6 +854,7 @@ static const bk_ops CUDA_OPS = {
     .add = cu_add,
     .glu = cu_glu,
     .gather = cu_gather,
+    .topk = cu_topk,
     .sync = cu_sync,
 };
 

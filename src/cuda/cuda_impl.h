@@ -107,6 +107,11 @@ void cuda_add(cudaStream_t s, float *x, const float *y, int64_t n);
 void cuda_glu(cudaStream_t s, float *out, const float *gate, const float *up, int64_t n, int act);
 void cuda_gather(cudaStream_t s, float *out, const float *x, const int32_t *rows, int n, int dim);
 
+/* ---- cuda_topk.cu ---- */
+/* backend.h's topk op: rows (<= 65535) of n_vocab logits; lse may be NULL. */
+int cuda_topk(cudaStream_t s, int32_t *ids, float *vals, float *lse, const float *logits, int rows,
+              int n_vocab);
+
 /* ---- cuda_attn.cu ---- */
 
 /* Splits of the sequence (flash-decoding) the attention uses for a batch of
