@@ -124,8 +124,34 @@ int beast_batch_add(beast_batch *b, int32_t token, int seq, bool want_logits);
  * sequence, context full, out of KV blocks): then nothing was appended. */
 int beast_decode(beast_ctx *c, const beast_batch *b);
 /* Logits (n_vocab floats) for batch entry i of the last beast_decode, or
- * NULL when that entry did not ask for them. Valid until the next decode. */
+ * NULL when that entry did not ask for them (or, on a GPU, when reading them
+ * back failed: beast_error says so). Valid until the next decode. When a
+ * decode asked for at most 32 rows of logits they stay in backend memory
+ * and each row is copied to the host on its first beast_logits call. */
 const float *beast_logits(beast_ctx *c, int i);
+
+/* The best candidates of batch entry i's logits, for sampling without the
+ * whole row. A logit counts as clean(l): NaN as -inf, +inf as FLT_MAX (the
+ * sampler's rule). *out receives n <= BEAST_N_CAND entries (the return
+ * value): the n best finite clean logits, highest first, lower id first on
+ * equal logits. Guarantees:
+ *   n < BEAST_N_CAND: every other token's logit is -inf (or NaN);
+ *   n == BEAST_N_CAND: every other token's logit is <= out[n-1].logit, and
+ *   one equal to it has a higher id than every candidate of that logit.
+ * lse (may be NULL) receives the row's log-sum-exp, max + log(sum exp(l -
+ * max)) over every token, computed in float per term (log-probabilities
+ * are logit - lse); -inf when n == 0. Returns -1 (beast_error) when entry
+ * i did not ask for logits or the backend failed. Valid until the next
+ * decode. On a GPU, the first call after a decode selects the candidates of
+ * all its rows at once (at most 32 rows of logits: then only the
+ * candidates, 516 bytes a row, come to the host); asking for lse the first
+ * time after calls without it selects again. */
+#define BEAST_N_CAND 64
+typedef struct {
+    int32_t id;
+    float logit;
+} beast_cand;
+int beast_candidates(beast_ctx *c, int i, const beast_cand **out, float *lse);
 
 int beast_seq_len(const beast_ctx *c, int seq); /* positions held */
 void beast_seq_clear(beast_ctx *c, int seq);    /* forget a sequence */

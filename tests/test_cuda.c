@@ -50,6 +50,7 @@
 #include "check.h"
 
 #include <execinfo.h>
+#include <float.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -459,6 +460,140 @@ static void test_small_ops(void) {
     printf("small ops: done\n");
 }
 
+/* ---- topk (backend.h: BK_TOPK) ----
+ * The GPU's radix select against a plain reference: every entry of the row
+ * sorted by (clean logit descending, id ascending), the first BK_TOPK taken
+ * (-1 / -inf past n_vocab); lse in double. Rows with many equal logits (the
+ * tie rule decides which of them are in), -inf, NaN, +inf, -0, denormals,
+ * fewer finite entries than BK_TOPK, all -inf, all equal. ids and logits
+ * must be identical; lse within 1e-5 of max(1, |lse|) (float exponentials,
+ * summed in another order). The CPU backend's op must agree exactly too. */
+static float tk_clean(float x) {
+    return x != x ? -INFINITY : x == INFINITY ? FLT_MAX : x;
+}
+
+static const float *tk_row;
+static int tk_cmp(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    float lx = tk_clean(tk_row[x]), ly = tk_clean(tk_row[y]);
+    if (lx != ly) return lx > ly ? -1 : 1;
+    return (x > y) - (x < y);
+}
+
+static void topk_ref(const float *row, int nv, int32_t *order, int32_t *ids, float *vals,
+                     double *lse) {
+    for (int i = 0; i < nv; i++) order[i] = i;
+    tk_row = row;
+    qsort(order, (size_t)nv, sizeof *order, tk_cmp);
+    for (int j = 0; j < BK_TOPK; j++) {
+        ids[j] = j < nv ? order[j] : -1;
+        vals[j] = j < nv ? tk_clean(row[order[j]]) : -INFINITY;
+    }
+    double mx = nv > 0 ? tk_clean(row[order[0]]) : -INFINITY, z = 0;
+    for (int i = 0; i < nv && mx != -INFINITY; i++) z += exp((double)tk_clean(row[i]) - mx);
+    *lse = mx == -INFINITY ? -INFINITY : mx + log(z);
+}
+
+static void topk_fill_row(float *x, int nv, int shape) {
+    for (int i = 0; i < nv; i++) {
+        double g = rng_normal();
+        /* smooth, heavy ties, all equal, few finite, none finite, denormals
+         * and zeros of both signs */
+        x[i] = shape == 0   ? (float)(3 * g)
+               : shape == 1 ? (float)floor(2 * g) * 0.5f
+               : shape == 2 ? 1.25f
+               : shape == 3 ? (rng_int(nv) < 30 ? (float)g : -INFINITY)
+               : shape == 4 ? -INFINITY
+                            : (float)(g * 1e-38);
+        int r = rng_int(500);
+        if (r == 0) x[i] = NAN;
+        if (r == 1) x[i] = -INFINITY;
+        if (r == 2) x[i] = -0.0f;
+        if (r == 3 && rng_int(20) == 0) x[i] = INFINITY;
+    }
+}
+
+static void check_topk(int nv, int rows) {
+    size_t n = (size_t)rows * nv;
+    float *x = malloc(n * 4 + 4);
+    int shapes[64];
+    for (int r = 0; r < rows; r++) {
+        shapes[r] = r == 0 ? 0 : rng_int(6);
+        topk_fill_row(x + (size_t)r * nv, nv, shapes[r]);
+    }
+    size_t kb = (size_t)rows * BK_TOPK * 4;
+    float *xd = dput(x, n * 4 + 4);
+    int32_t *idd = G->ops->alloc(G, kb), *idd2 = G->ops->alloc(G, kb);
+    float *vd = G->ops->alloc(G, kb), *vd2 = G->ops->alloc(G, kb), *ld = G->ops->alloc(G, rows * 4);
+    G->ops->topk(G, idd, vd, ld, xd, rows, nv);
+    G->ops->topk(G, idd2, vd2, NULL, xd, rows, nv); /* without lse: the same list */
+    int32_t *ig = malloc(kb), *ig2 = malloc(kb), *ic = malloc(kb), *order = malloc(nv * 4 + 4);
+    float *vg = malloc(kb), *vg2 = malloc(kb), *vc = malloc(kb), *lg = malloc(rows * 4),
+          *lc = malloc(rows * 4);
+    dget(ig, idd, kb), dget(vg, vd, kb), dget(lg, ld, rows * 4);
+    dget(ig2, idd2, kb), dget(vg2, vd2, kb);
+    C->ops->topk(C, ic, vc, lc, x, rows, nv);
+    C->ops->sync(C);
+    int bad = 0;
+    for (int r = 0; r < rows && bad < 5; r++) {
+        int32_t ids[BK_TOPK];
+        float vals[BK_TOPK];
+        double lse;
+        topk_ref(x + (size_t)r * nv, nv, order, ids, vals, &lse);
+        size_t o = (size_t)r * BK_TOPK;
+        int same = 1, same2 = 1, same_cpu = 1;
+        for (int j = 0; j < BK_TOPK; j++) {
+            same &= ig[o + j] == ids[j] && vg[o + j] == vals[j];
+            same2 &= ig2[o + j] == ids[j] && vg2[o + j] == vals[j];
+            same_cpu &= ic[o + j] == ids[j] && vc[o + j] == vals[j];
+        }
+        double tol = 1e-5 * fmax(1, fabs(lse));
+        int lse_ok = lse == -INFINITY ? lg[r] == -INFINITY : fabs(lg[r] - lse) <= tol;
+        int lse_cpu = lse == -INFINITY ? lc[r] == -INFINITY : fabs(lc[r] - lse) <= tol;
+        CHECK(same && same2,
+              "topk %d logits row %d (shape %d): GPU list differs (with lse %d, "
+              "without %d; first: %d %g vs %d %g)",
+              nv, r, shapes[r], same, same2, ig[o], (double)vg[o], ids[0], (double)vals[0]);
+        CHECK(same_cpu, "topk %d logits row %d (shape %d): CPU list differs", nv, r, shapes[r]);
+        CHECK(lse_ok && lse_cpu,
+              "topk %d logits row %d (shape %d): lse GPU %.9g CPU %.9g want %.9g", nv, r, shapes[r],
+              (double)lg[r], (double)lc[r], lse);
+        bad += !(same && same2 && same_cpu && lse_ok && lse_cpu);
+    }
+    dfree(xd), dfree(idd), dfree(idd2), dfree(vd), dfree(vd2), dfree(ld);
+    free(x), free(ig), free(ig2), free(ic), free(order), free(vg), free(vg2), free(vc), free(lg),
+        free(lc);
+}
+
+static void test_topk(void) {
+    const int sizes[] = {262144, 49152 + 7, 128256, 1, 63, 64, 65, 1000, 32000};
+    for (size_t k = 0; k < ARRAY_LEN(sizes); k++) check_topk(sizes[k], 1 + rng_int(40));
+    check_topk(262144, 40);
+    check_topk(128256, 32);
+    /* for information (not checked): a decode step's 32 rows of 128256
+     * logits, the topk op (with the small download) vs. downloading them */
+    int rows = 32, nv = 128256, reps = 20;
+    size_t n = (size_t)rows * nv;
+    float *x = malloc(n * 4);
+    topk_fill_row(x, (int)n, 0);
+    float *xd = dput(x, n * 4), *vd = G->ops->alloc(G, (size_t)rows * BK_TOPK * 4),
+          *ld = G->ops->alloc(G, rows * 4);
+    int32_t *idd = G->ops->alloc(G, (size_t)rows * BK_TOPK * 4), *ih = malloc(rows * BK_TOPK * 4);
+    double t0 = time_now();
+    for (int r = 0; r < reps; r++) {
+        G->ops->topk(G, idd, vd, ld, xd, rows, nv);
+        dget(ih, idd, (size_t)rows * BK_TOPK * 4);
+    }
+    double t1 = time_now();
+    for (int r = 0; r < reps; r++) dget(x, xd, n * 4);
+    double t2 = time_now();
+    printf("topk: %d rows x %d: %.1f us per call (topk + download), full rows download %.1f us\n",
+           rows, nv, (t1 - t0) / reps * 1e6, (t2 - t1) / reps * 1e6);
+    dfree(xd), dfree(vd), dfree(ld), dfree(idd);
+    free(x), free(ih);
+    printf("topk: done\n");
+}
+
 /* ---- kv_write + attention ---- */
 typedef struct {
     int n_head, n_head_kv, hd, window, kv_type;
@@ -672,6 +807,65 @@ out:
     beast_model_free(me);
 }
 
+/* beast_candidates on the GPU: 40 sequences, decode steps of 20 (rows left
+ * on the GPU: topk there, then 516 bytes a row) and of 40 (more than 32
+ * rows: on the host), each row's list against the reference of the row
+ * beast_logits gives, asked for before and after the row, with and without
+ * lse. */
+static void check_candidates_model(const char *path, const char *label) {
+    beast_model_params mp = beast_model_default_params();
+    beast_model *m = beast_model_load(path, &mp);
+    CHECK(m != NULL, "%s: load: %s", label, beast_error());
+    if (!m) return;
+    int nv = beast_n_vocab(m), n_seq = 40, bad = 0, rows = 0;
+    beast_ctx_params cp = beast_ctx_default_params();
+    cp.n_ctx = 64;
+    cp.n_seq = n_seq;
+    beast_ctx *c = beast_ctx_new(m, &cp);
+    beast_batch *b = beast_batch_new(4 * n_seq);
+    int32_t *order = malloc((size_t)nv * 4);
+    for (int step = 0; c && b && step < 8 && bad < 5; step++) {
+        int ns = step == 0 || step % 3 == 2 ? n_seq : 20;
+        beast_batch_clear(b);
+        for (int s = 0; s < ns; s++)
+            for (int i = 0; i < (step ? 1 : 3); i++)
+                beast_batch_add(b, rng_int(nv), s, step || i == 2);
+        CHECK(beast_decode(c, b) == 0, "%s: decode: %s", label, beast_error());
+        for (int e = 0; e < b->n && bad < 5; e++) {
+            if (!b->logits[e]) continue;
+            int first = (e + step) % 2, with_lse = (e / 2 + step) % 2;
+            const beast_cand *cd = NULL;
+            float lse = 0;
+            int n = first ? beast_candidates(c, e, &cd, with_lse ? &lse : NULL) : 0;
+            const float *row = beast_logits(c, e);
+            if (!first) n = beast_candidates(c, e, &cd, with_lse ? &lse : NULL);
+            if (!row || n < 0) {
+                CHECK(0, "%s: entry %d: %s", label, e, beast_error());
+                bad++;
+                continue;
+            }
+            int32_t ids[BK_TOPK];
+            float vals[BK_TOPK];
+            double want;
+            topk_ref(row, nv, order, ids, vals, &want);
+            int nf = 0;
+            while (nf < BK_TOPK && vals[nf] != -INFINITY) nf++;
+            int ok = n == nf;
+            for (int j = 0; j < n && ok; j++) ok = cd[j].id == ids[j] && cd[j].logit == vals[j];
+            if (with_lse) ok &= fabs(lse - want) <= 1e-5 * fmax(1, fabs(want));
+            CHECK(ok, "%s: step %d (%d rows) entry %d: %d candidates, want %d (lse %g want %g)",
+                  label, step, ns, e, n, nf, (double)lse, want);
+            bad += !ok;
+            rows++;
+        }
+    }
+    printf("%s: candidates of %d rows checked\n", label, rows);
+    free(order);
+    beast_batch_free(b);
+    beast_ctx_free(c);
+    beast_model_free(m);
+}
+
 static void test_generated(void) {
     struct {
         const char *preset;
@@ -704,6 +898,7 @@ static void test_generated(void) {
             snprintf(label, sizeof label, "%s %s%s", cases[k].preset, gen_type_name(cases[k].wtype),
                      cases[k].kv_f32 ? " (f32 KV)" : "");
             compare_models(path, label, cases[k].kv_f32);
+            if (k == 0 || k == 3) check_candidates_model(path, label);
         }
         unlink(path);
     }
@@ -850,6 +1045,7 @@ int main(void) {
         return 1;
     }
     test_small_ops();
+    test_topk();
     test_embed();
     test_attention();
     test_fusions();

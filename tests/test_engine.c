@@ -7,17 +7,24 @@
  *  - two sequences interleaved in one batch give the logits each gets alone;
  *  - truncating a sequence and decoding again reproduces the logits;
  *  - bad batches (token or sequence out of range, context overflow) fail
- *    with a message and leave the context unchanged.
+ *    with a message and leave the context unchanged;
+ *  - beast_candidates keeps its promise on the row beast_logits gives, for
+ *    decode steps (logits left in backend memory, read lazily, also across
+ *    micro-batches) and for larger batches (rows on the host).
+ * And the CPU backend's topk op on random rows (ties, -inf, NaN, +inf, -0,
+ * short rows), checked the same way.
  * Run twice: on the exact CPU path (BEAST_CPU_SCALAR=1, f32 activations)
  * the invariance is to 1e-4; on the fast path the batch and single-token
  * kernels sum in different orders, and with 8-bit activations a last-bit
  * difference can flip one rounding in the next layer's quantization, which
  * then propagates through the KV cache: there the bound is 5% of the logit
  * range (tiny random models are chaotic). */
+#include "backend/backend.h"
 #include "beast.h"
 #include "model/gen.h"
 #include "util/util.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +44,115 @@ static double diff(const float *a, const float *b, int n) {
 }
 
 static double TOL = 1e-4;
+
+static float clean(float x) {
+    return x != x ? -INFINITY : x == INFINITY ? FLT_MAX : x;
+}
+
+/* A top list of a row checked without sorting the row: entry j is (ids[j],
+ * vals[j]), vals[j] the clean logit; the n entries come in strict order
+ * (higher logit, lower id on ties), and every other token comes after the
+ * last (lower logit, or equal with a higher id). lse (unless NULL) against
+ * the row's log-sum-exp in double. */
+static int check_top(const float *row, int nv, const int32_t *ids, const float *vals, int n,
+                     const float *lse, const char *what) {
+    int ok = 1;
+    char *in = calloc((size_t)nv, 1);
+    for (int j = 0; j < n && ok; j++) {
+        ok &= ids[j] >= 0 && ids[j] < nv && !in[ids[j]];
+        if (!ok) break;
+        in[ids[j]] = 1;
+        ok &= vals[j] == clean(row[ids[j]]);
+        if (j > 0) ok &= vals[j - 1] > vals[j] || (vals[j - 1] == vals[j] && ids[j - 1] < ids[j]);
+    }
+    CHECK(ok, "%s: the %d listed entries are not the row's, in order", what, n);
+    for (int i = 0; i < nv && ok && n > 0; i++) {
+        float l = clean(row[i]);
+        if (!in[i] && !(l < vals[n - 1] || (l == vals[n - 1] && i > ids[n - 1]))) {
+            CHECK(0, "%s: token %d (%g) beats the last of %d listed (%d, %g)", what, i, (double)l,
+                  n, ids[n - 1], (double)vals[n - 1]);
+            ok = 0;
+        }
+    }
+    free(in);
+    if (lse) {
+        double mx = -INFINITY, z = 0;
+        for (int i = 0; i < nv; i++) mx = fmax(mx, clean(row[i]));
+        for (int i = 0; i < nv && mx != -INFINITY; i++) z += exp((double)clean(row[i]) - mx);
+        double want = mx == -INFINITY ? -INFINITY : mx + log(z);
+        int good =
+            want == -INFINITY ? *lse == -INFINITY : fabs(*lse - want) <= 1e-5 * fmax(1, fabs(want));
+        CHECK(good, "%s: lse %.9g want %.9g", what, (double)*lse, want);
+        ok &= good;
+    }
+    return ok;
+}
+
+/* beast_candidates of entry i against its row: BEAST_N_CAND or all the
+ * finite logits. Asks for the candidates before the row when `first`. */
+static void check_cands(beast_ctx *c, int i, int nv, int with_lse, int first, const char *what) {
+    const beast_cand *cd = NULL;
+    float lse = 0;
+    int n = first ? beast_candidates(c, i, &cd, with_lse ? &lse : NULL) : 0;
+    const float *row = beast_logits(c, i);
+    if (!first) n = beast_candidates(c, i, &cd, with_lse ? &lse : NULL);
+    CHECK(row && n >= 0 && n <= BEAST_N_CAND, "%s: entry %d: logits %p, %d candidates (%s)", what,
+          i, (const void *)row, n, beast_error());
+    if (!row || n < 0) return;
+    int finite = 0;
+    for (int t = 0; t < nv; t++) finite += clean(row[t]) != -INFINITY;
+    CHECK(n == MIN(BEAST_N_CAND, finite), "%s: %d candidates of %d finite logits", what, n, finite);
+    int32_t ids[BEAST_N_CAND];
+    float vals[BEAST_N_CAND];
+    for (int j = 0; j < n; j++) ids[j] = cd[j].id, vals[j] = cd[j].logit;
+    check_top(row, nv, ids, vals, n, with_lse ? &lse : NULL, what);
+}
+
+/* The CPU backend's topk op on random rows. */
+static void test_topk_op(void) {
+    backend *bk = bk_cpu_new(2);
+    CHECK(bk != NULL, "cpu backend: %s", beast_error());
+    if (!bk) return;
+    int sizes[] = {1, 3, 63, 64, 65, 1000, 49152 + 7};
+    for (int t = 0; t < 24; t++) {
+        int nv = sizes[t % 7], rows = 1 + rng_int(5), shape = rng_int(4);
+        float *l = bk->ops->alloc(bk, (size_t)rows * nv * sizeof(float));
+        int32_t *ids = bk->ops->alloc(bk, (size_t)rows * BK_TOPK * sizeof(int32_t));
+        float *vals = bk->ops->alloc(bk, (size_t)rows * BK_TOPK * sizeof(float));
+        float *lse = bk->ops->alloc(bk, (size_t)rows * sizeof(float));
+        for (size_t i = 0; i < (size_t)rows * nv; i++) {
+            double g = rng_normal();
+            l[i] = shape == 0   ? (float)(3 * g)
+                   : shape == 1 ? (float)floor(2 * g) * 0.5f /* many ties */
+                   : shape == 2 ? 0.0f                       /* all equal (and -0 below) */
+                                : (float)(g * 1e-3);
+            int r = rng_int(200);
+            if (r == 0) l[i] = -INFINITY;
+            if (r == 1) l[i] = NAN;
+            if (r == 2 && rng_int(10) == 0) l[i] = INFINITY;
+            if (r == 3) l[i] = -0.0f;
+        }
+        if (rows > 1) /* one row all -inf */
+            for (int i = 0; i < nv; i++) l[(size_t)nv + i] = -INFINITY;
+        bk->ops->topk(bk, ids, vals, lse, l, rows, nv);
+        CHECK(bk->ops->sync(bk) == 0, "topk sync");
+        char what[64];
+        for (int r = 0; r < rows; r++) {
+            snprintf(what, sizeof what, "topk op, %d logits, shape %d, row %d", nv, shape, r);
+            const int32_t *ri = ids + (size_t)r * BK_TOPK;
+            const float *rv = vals + (size_t)r * BK_TOPK;
+            int k = MIN(BK_TOPK, nv), tail = 1;
+            check_top(l + (size_t)r * nv, nv, ri, rv, k, lse + r, what);
+            for (int j = k; j < BK_TOPK; j++) tail &= ri[j] == -1 && rv[j] == -INFINITY;
+            CHECK(tail, "%s: entries past n_vocab", what);
+        }
+        bk->ops->free(bk, l);
+        bk->ops->free(bk, ids);
+        bk->ops->free(bk, vals);
+        bk->ops->free(bk, lse);
+    }
+    bk->ops->destroy(bk);
+}
 
 static void run_model(const char *preset, int seed) {
     char path[] = "/tmp/beast_test_engine_XXXXXX";
@@ -87,6 +203,7 @@ static void run_model(const char *preset, int seed) {
         beast_batch_clear(b);
         beast_batch_add(b, toks[i], 0, true);
         CHECK(beast_decode(c, b) == 0, "decode: %s", beast_error());
+        if (i % 10 < 2) check_cands(c, 0, nv, i % 4 == 0, i % 2, "decode step");
         memcpy(ref + (size_t)i * nv, beast_logits(c, 0), (size_t)nv * 4);
     }
     for (int i = 0; i < N; i++) {
@@ -109,6 +226,29 @@ static void run_model(const char *preset, int seed) {
             worst = fmax(worst, diff(beast_logits(cs[k], i), ref + (size_t)i * nv, nv));
         CHECK(worst < TOL, "%s: one batch (n_batch %s) vs token by token: %g", preset,
               k ? "7" : "512", worst);
+        for (int i = 0; i < N; i += 7) check_cands(cs[k], i, nv, i % 2, i % 3 == 0, "prompt rows");
+    }
+
+    /* 2b. 20 rows of logits over three micro-batches of 7: left in backend
+     * memory (20 <= 32 rows), each micro-batch's at its own offset */
+    beast_seq_clear(c7, 0);
+    beast_batch_clear(b);
+    for (int i = 0; i < 20; i++) beast_batch_add(b, toks[i], 0, true);
+    CHECK(beast_decode(c7, b) == 0, "20 rows: %s", beast_error());
+    for (int i = 0; i < 20; i++) { /* all candidates first, without lse, then with it */
+        const beast_cand *cd;
+        CHECK(beast_candidates(c7, i, &cd, NULL) >= 0, "candidates: %s", beast_error());
+    }
+    double worst = 0;
+    for (int i = 0; i < 20; i++) {
+        check_cands(c7, i, nv, 1, 1, "20 rows");
+        worst = fmax(worst, diff(beast_logits(c7, i), ref + (size_t)i * nv, nv));
+    }
+    CHECK(worst < TOL, "%s: 20 rows over micro-batches vs token by token: %g", preset, worst);
+    {
+        const beast_cand *cd;
+        CHECK(beast_candidates(c7, 20, &cd, NULL) == -1 && beast_logits(c7, 20) == NULL,
+              "an entry past the batch has no candidates");
     }
 
     /* 3. two sequences interleaved in one batch, only some logits */
@@ -120,7 +260,8 @@ static void run_model(const char *preset, int seed) {
         beast_batch_add(b, toks2[i], 1, i % 5 == 0);
     }
     CHECK(beast_decode(c, b) == 0, "interleaved: %s", beast_error());
-    double worst = 0;
+    worst = 0;
+    check_cands(c, 0, nv, 1, 1, "interleaved");
     for (int i = 0; i < N; i++) {
         const float *l0 = beast_logits(c, 2 * i), *l1 = beast_logits(c, 2 * i + 1);
         CHECK((l0 != NULL) == (i % 3 == 0) && (l1 != NULL) == (i % 5 == 0), "logit rows");
@@ -170,8 +311,8 @@ out:
 }
 
 int main(void) {
-    int seed = (int)getpid() ^ (int)(time_now() * 1000);
-    printf("seed %d\n", seed);
+    int seed = (int)check_seed();
+    test_topk_op();
     for (int exact = 1; exact >= 0; exact--) {
         if (exact)
             setenv("BEAST_CPU_SCALAR", "1", 1);

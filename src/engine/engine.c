@@ -2,11 +2,20 @@
  *
  * beast_decode checks the batch, reserves KV positions for every sequence
  * (all or nothing), splits the batch into micro-batches of at most n_batch
- * tokens, and runs the forward pass on each. */
+ * tokens, and runs the forward pass on each.
+ *
+ * Logits: a decode that asks for at most LOGIT_ROWS rows leaves them in
+ * backend memory; beast_logits copies a row to the host on its first call,
+ * beast_candidates runs the backend's topk over all rows on its first call
+ * and copies only those results (a GPU sends 516 bytes a row instead of
+ * n_vocab floats). Larger batches download every row as it is computed, and
+ * candidates come from the host rows through the same definition
+ * (bk_topk_row). */
 #include "engine/engine.h"
 #include "quant/quant.h"
 #include "util/util.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #define KV_BLOCK 16
@@ -21,12 +30,12 @@ beast_ctx_params beast_ctx_default_params(void) {
 
 static void free_bufs(beast_ctx *c) {
     void **bufs[] = {
-        (void **)&c->d.x,           (void **)&c->d.xb,      (void **)&c->d.q,
-        (void **)&c->d.k,           (void **)&c->d.v,       (void **)&c->d.att,
-        (void **)&c->d.hb,          (void **)&c->d.hb2,     (void **)&c->d.xo,
-        (void **)&c->d.logits,      (void **)&c->d.ids,     (void **)&c->d.pos,
-        (void **)&c->d.slots,       (void **)&c->d.seq_row, (void **)&c->d.out_rows,
-        (void **)&c->d.block_table,
+        (void **)&c->d.x,        (void **)&c->d.xb,          (void **)&c->d.q,
+        (void **)&c->d.k,        (void **)&c->d.v,           (void **)&c->d.att,
+        (void **)&c->d.hb,       (void **)&c->d.hb2,         (void **)&c->d.xo,
+        (void **)&c->d.logits,   (void **)&c->d.topk,        (void **)&c->d.ids,
+        (void **)&c->d.pos,      (void **)&c->d.slots,       (void **)&c->d.seq_row,
+        (void **)&c->d.out_rows, (void **)&c->d.block_table,
     };
     for (size_t i = 0; i < ARRAY_LEN(bufs); i++)
         if (*bufs[i]) {
@@ -48,6 +57,11 @@ void beast_ctx_free(beast_ctx *c) {
     free(c->h_seq_scratch);
     free(c->logits);
     free(c->logit_row);
+    free(c->row_flags);
+    free(c->cand);
+    free(c->cand_n);
+    free(c->cand_lse);
+    free(c->h_topk);
     free(c);
 }
 
@@ -97,6 +111,7 @@ beast_ctx *beast_ctx_new(beast_model *m, const beast_ctx_params *pp) {
         {(void **)&c->d.hb2, nb * F * 4},
         {(void **)&c->d.xo, nb * E * 4},
         {(void **)&c->d.logits, (size_t)LOGIT_ROWS * hp->n_vocab * 4},
+        {(void **)&c->d.topk, TOPK_BYTES(LOGIT_ROWS)},
         {(void **)&c->d.ids, nb * 4},
         {(void **)&c->d.pos, nb * 4},
         {(void **)&c->d.slots, nb * 4},
@@ -113,8 +128,9 @@ beast_ctx *beast_ctx_new(beast_model *m, const beast_ctx_params *pp) {
     c->h_block_table = xmalloc(rows * c->max_blocks * 4);
     c->h_row_of = xmalloc((size_t)p.n_seq * sizeof(int));
     c->h_seq_scratch = xmalloc((size_t)p.n_seq * 3 * sizeof(int));
+    c->h_topk = xmalloc(TOPK_BYTES(LOGIT_ROWS));
     if (!c->h_row_of || !c->h_seq_scratch || !c->h_pos || !c->h_slots || !c->h_seq_row ||
-        !c->h_out_rows || !c->h_block_table)
+        !c->h_out_rows || !c->h_block_table || !c->h_topk)
         goto fail;
     return c;
 fail:
@@ -208,9 +224,87 @@ int beast_ctx_n_seq(const beast_ctx *c) {
     return c->n_seq;
 }
 
+/* ---- logits and candidates of the last decode ---- */
 const float *beast_logits(beast_ctx *c, int i) {
-    if (i < 0 || i >= c->logit_row_cap || c->logit_row[i] < 0) return NULL;
-    return c->logits + (size_t)c->logit_row[i] * c->m->hp.n_vocab;
+    if (!c || i < 0 || i >= c->logit_row_cap || c->logit_row[i] < 0) return NULL;
+    int r = c->logit_row[i];
+    size_t nv = (size_t)c->m->hp.n_vocab;
+    float *row = c->logits + (size_t)r * nv;
+    if (!(c->row_flags[r] & ROW_HOST)) {
+        if (c->bk->ops->download(c->bk, row, c->d.logits + (size_t)r * nv, nv * sizeof(float))) {
+            err_prefix("reading logits");
+            return NULL;
+        }
+        c->row_flags[r] |= ROW_HOST;
+    }
+    return row;
+}
+
+/* Row r's candidates from its topk result (BK_TOPK entries, -inf ones last). */
+static void set_cands(beast_ctx *c, int r, const int32_t *ids, const float *vals,
+                      const float *lse) {
+    beast_cand *o = c->cand + (size_t)r * BK_TOPK;
+    int n = 0;
+    while (n < BK_TOPK && vals[n] != -INFINITY) {
+        o[n].id = ids[n];
+        o[n].logit = vals[n];
+        n++;
+    }
+    c->cand_n[r] = n;
+    c->row_flags[r] |= ROW_CAND;
+    if (lse) {
+        c->cand_lse[r] = *lse;
+        c->row_flags[r] |= ROW_LSE;
+    }
+}
+
+/* Every row's candidates with the backend's topk on the logits it holds
+ * (lazy mode): one op, one small download. */
+static int topk_all(beast_ctx *c, int with_lse) {
+    const bk_ops *op = c->bk->ops;
+    int rows = c->n_out, nv = c->m->hp.n_vocab;
+    int32_t *d_ids = c->d.topk;
+    float *d_vals = (float *)d_ids + (size_t)rows * BK_TOPK,
+          *d_lse = d_vals + (size_t)rows * BK_TOPK;
+    op->topk(c->bk, d_ids, d_vals, with_lse ? d_lse : NULL, c->d.logits, rows, nv);
+    if (op->download(c->bk, c->h_topk, c->d.topk, TOPK_BYTES(rows))) {
+        err_prefix("selecting candidates");
+        return -1;
+    }
+    const int32_t *ids = c->h_topk;
+    const float *vals = (const float *)ids + (size_t)rows * BK_TOPK,
+                *lse = vals + (size_t)rows * BK_TOPK;
+    for (int r = 0; r < rows; r++)
+        set_cands(c, r, ids + (size_t)r * BK_TOPK, vals + (size_t)r * BK_TOPK,
+                  with_lse ? lse + r : NULL);
+    return 0;
+}
+
+int beast_candidates(beast_ctx *c, int i, const beast_cand **out, float *lse) {
+    if (!c || !out) {
+        err_set("beast_candidates: bad arguments");
+        return -1;
+    }
+    if (i < 0 || i >= c->logit_row_cap || c->logit_row[i] < 0) {
+        err_set("beast_candidates: batch entry %d has no logits", i);
+        return -1;
+    }
+    int r = c->logit_row[i], need = ROW_CAND | (lse ? ROW_LSE : 0);
+    if ((c->row_flags[r] & need) != need) {
+        if (c->lazy && c->bk->ops->topk) {
+            if (topk_all(c, lse != NULL)) return -1;
+        } else { /* the row on the host: the same selection there */
+            const float *row = beast_logits(c, i);
+            if (!row) return -1;
+            int32_t ids[BK_TOPK];
+            float vals[BK_TOPK], l;
+            bk_topk_row(row, c->m->hp.n_vocab, ids, vals, lse ? &l : NULL);
+            set_cands(c, r, ids, vals, lse ? &l : NULL);
+        }
+    }
+    *out = c->cand + (size_t)r * BK_TOPK;
+    if (lse) *lse = c->cand_lse[r];
+    return c->cand_n[r];
 }
 
 void beast_last_stats(const beast_ctx *c, beast_decode_stats *out) {
@@ -230,9 +324,31 @@ int beast_ctx_profile(const beast_ctx *c, const char **names, double *seconds, i
     return FWD_OP_COUNT;
 }
 
-/* Restore every sequence's length after a failed decode. */
+/* Restore every sequence's length after a failed decode (and leave no
+ * logits to read). */
 static void rollback(beast_ctx *c, const int *old_len) {
     for (int s = 0; s < c->n_seq; s++) kv_truncate(c->kv, s, old_len[s]);
+    for (int i = 0; i < c->logit_row_cap; i++) c->logit_row[i] = -1;
+    c->n_out = 0;
+}
+
+/* Per-row arrays for n rows of logits. */
+static int grow_rows(beast_ctx *c, int n) {
+    if (n <= c->rows_cap) return 0;
+    uint8_t *f = xrealloc(c->row_flags, (size_t)n);
+    if (!f) return -1;
+    c->row_flags = f;
+    beast_cand *cd = xrealloc(c->cand, (size_t)n * BK_TOPK * sizeof *cd);
+    if (!cd) return -1;
+    c->cand = cd;
+    int *cn = xrealloc(c->cand_n, (size_t)n * sizeof *cn);
+    if (!cn) return -1;
+    c->cand_n = cn;
+    float *cl = xrealloc(c->cand_lse, (size_t)n * sizeof *cl);
+    if (!cl) return -1;
+    c->cand_lse = cl;
+    c->rows_cap = n;
+    return 0;
 }
 
 int beast_decode(beast_ctx *c, const beast_batch *b) {
@@ -281,6 +397,11 @@ int beast_decode(beast_ctx *c, const beast_batch *b) {
         c->logits = l;
         c->logits_cap = (size_t)n_out * n_vocab;
     }
+    if (grow_rows(c, n_out)) goto fail;
+    /* a decode step's few rows stay in backend memory until asked for */
+    c->n_out = n_out;
+    c->lazy = n_out <= LOGIT_ROWS;
+    if (n_out > 0) memset(c->row_flags, c->lazy ? 0 : ROW_HOST, (size_t)n_out);
 
     int out_done = 0;
     for (int i0 = 0; i0 < b->n; i0 += c->n_batch) {
@@ -310,7 +431,8 @@ int beast_decode(beast_ctx *c, const beast_batch *b) {
             if (b->logits[i0 + i]) fb.out_rows[fb.n_out++] = i;
         }
         fb.n_rows = n_rows;
-        fb.logits_out = c->logits + (size_t)out_done * n_vocab;
+        fb.logits_out = c->lazy ? NULL : c->logits + (size_t)out_done * n_vocab;
+        fb.dev_row = c->lazy ? out_done : -1;
         if (fwd_run(c, &fb)) {
             rollback(c, old_len);
             goto done;

@@ -18,6 +18,7 @@ typedef struct {
     float *hb2;    /* [n][n_ff] up */
     float *xo;     /* [n][n_embd] rows that produce logits */
     float *logits; /* [LOGIT_ROWS][n_vocab] */
+    void *topk;    /* topk of up to LOGIT_ROWS rows: ids, then logits, then lse */
     int32_t *ids, *pos, *slots, *seq_row, *out_rows, *block_table;
 } fwd_bufs;
 
@@ -32,10 +33,16 @@ typedef struct {
     int n_rows, max_blocks;
     int32_t *out_rows; /* [n_out] tokens that want logits */
     int n_out;
-    float *logits_out; /* host destination, n_out * n_vocab */
+    float *logits_out; /* host destination, n_out * n_vocab (when dev_row < 0) */
+    int dev_row;       /* >= 0: leave the logits in d.logits from this row on */
 } fwd_batch;
 
 #define LOGIT_ROWS 32
+
+/* bytes of topk results for `rows` rows (d.topk holds LOGIT_ROWS) */
+#define TOPK_BYTES(rows) ((size_t)(rows) * (2 * BK_TOPK + 1) * 4)
+
+enum { ROW_HOST = 1, ROW_CAND = 2, ROW_LSE = 4 };
 
 enum {
     FWD_EMBED,
@@ -62,11 +69,22 @@ struct beast_ctx {
     int *h_row_of;      /* [n_seq] block-table row of each sequence in a micro-batch */
     int *h_seq_scratch; /* [3 * n_seq] per-sequence counters of beast_decode */
     /* logits of the last decode: rows in batch order of the entries that
-     * asked for them; logit_row[i] = row of batch entry i or -1 */
+     * asked for them; logit_row[i] = row of batch entry i or -1. With
+     * n_out <= LOGIT_ROWS rows (a decode step) they stay in d.logits and
+     * row_flags say which have been downloaded into `logits` so far and
+     * which have their candidates; with more, all are downloaded as they
+     * are computed. */
     float *logits;
     size_t logits_cap;
     int32_t *logit_row;
     int logit_row_cap;
+    int n_out, lazy;
+    uint8_t *row_flags; /* [n_out] ROW_* */
+    beast_cand *cand;   /* [n_out][BK_TOPK] */
+    int *cand_n;        /* [n_out] */
+    float *cand_lse;    /* [n_out] */
+    int rows_cap;       /* of the four arrays above */
+    void *h_topk;       /* host copy of d.topk */
     beast_decode_stats stats;
     int profile;               /* time every op (see beast_ctx_set_profile) */
     double prof[FWD_OP_COUNT]; /* seconds per op kind since profiling was enabled */

@@ -7,7 +7,9 @@
  *   store k,v in the paged cache; a = attention(q, cache); o = a Wo
  *   [o = norm(o)]; x += o
  *   h = norm(x); f = (act(h Wgate) * h Wup) Wdown; [f = norm(f)]; x += f
- * then logits = norm(x) Wout for the tokens that asked for them. */
+ * then logits = norm(x) Wout for the tokens that asked for them: downloaded
+ * as they are computed, or, for the few rows of a decode step, left in
+ * backend memory for the engine to read on demand (engine.c). */
 #include "engine/engine.h"
 #include "util/util.h"
 
@@ -87,7 +89,10 @@ int fwd_run(beast_ctx *c, const fwd_batch *b) {
     if (b->n_out > 0) {
         OP(FWD_OUTPUT, op->gather(bk, d->xo, d->x, d->out_rows, b->n_out, E));
         OP(FWD_OUTPUT, op->rmsnorm(bk, d->xo, d->xo, m->output_norm.data, b->n_out, E, eps));
-        for (int r = 0; r < b->n_out; r += LOGIT_ROWS) {
+        if (b->dev_row >= 0) /* the caller reads them later (n_out + dev_row <= LOGIT_ROWS) */
+            OP(FWD_OUTPUT, op->matmul(bk, d->logits + (size_t)b->dev_row * hp->n_vocab, &m->output,
+                                      d->xo, b->n_out));
+        for (int r = 0; r < b->n_out && b->dev_row < 0; r += LOGIT_ROWS) {
             int nr = MIN(LOGIT_ROWS, b->n_out - r);
             OP(FWD_OUTPUT, op->matmul(bk, d->logits, &m->output, d->xo + (size_t)r * E, nr));
             if (op->download(bk, b->logits_out + (size_t)r * hp->n_vocab, d->logits,
