@@ -572,6 +572,216 @@ static void test_logprobs(void) {
     CHECK(sampler_logprobs(none, 3, 3, &tlp, 0, NULL, NULL) == -1, "token out of range");
 }
 
+/* ---- sampling from candidates ----------------------------------------- */
+
+/* The n <= K best finite clean logits, best first (lower id on ties), by a
+ * full sort: what beast_candidates gives. Returns n. */
+static int ref_cands(const float *l, int n, int K, beast_cand *out) {
+    int *ids = malloc((size_t)n * sizeof *ids);
+    for (int i = 0; i < n; i++) ids[i] = i;
+    sort_key = l;
+    qsort(ids, (size_t)n, sizeof *ids, cmp_ids);
+    int m = 0;
+    while (m < K && m < n && ref_clean(l[ids[m]]) != -INFINITY) {
+        out[m] = (beast_cand){ids[m], ref_clean(l[ids[m]])};
+        m++;
+    }
+    free(ids);
+    return m;
+}
+
+/* Logit rows of several shapes: smooth, peaked, many ties (values on a
+ * coarse grid), some -inf / NaN / +inf. */
+static void cand_row(float *l, int n, int shape) {
+    for (int i = 0; i < n; i++) {
+        double g = sqrt(-2 * log(1 - rnd_unit())) * cos(6.283185307179586 * rnd_unit());
+        /* smooth, peaked, heavy ties, flat */
+        l[i] = shape == 0   ? (float)(2 * g)
+               : shape == 1 ? (float)(4 * g + (rnd_int(50) == 0 ? 8 : 0))
+               : shape == 2 ? (float)floor(2 * g) * 0.5f
+                            : (float)(0.3 * g);
+    }
+    int extra = rnd_int(4);
+    for (int e = 0; e < extra && n > 8; e++) {
+        int i = rnd_int(n), kind = rnd_int(5);
+        l[i] = kind == 0 ? NAN : kind == 1 ? INFINITY : -INFINITY;
+    }
+    if (n > 8 && rnd_int(10) == 0) /* most of the row banned: a short list */
+        for (int i = 0; i < n; i++)
+            if (rnd_int(n) >= 20) l[i] = -INFINITY;
+}
+
+static sampler_params cand_params(int n, int32_t *bias_tok, sampler_bias *bias, const float *l) {
+    sampler_params p = sampler_default_params();
+    p.seed = rnd();
+    float temps[] = {0, 0, 0.3f, 0.8f, 1, 1.5f};
+    int ks[] = {0, 0, 1, 5, 40, 40, 63, 64, 65, 100};
+    float tps[] = {1, 1, 0.5f, 0.9f, 0.95f, 0.99f, 0};
+    float mps[] = {0, 0, 0.05f, 0.1f, 0.5f, 1e-6f};
+    p.temperature = temps[rnd_int(6)];
+    p.top_k = ks[rnd_int(10)];
+    p.top_p = tps[rnd_int(7)];
+    p.min_p = mps[rnd_int(6)];
+    if (rnd_int(3) == 0) { /* the server's defaults */
+        p = sampler_default_params();
+        p.seed = rnd();
+    }
+    if (rnd_int(2)) {
+        float rps[] = {1, 1.1f, 1.3f, 0.8f};
+        float pps[] = {0, 0.5f, -0.5f, 2};
+        float fps[] = {0, 0.2f, -0.3f};
+        int wins[] = {16, 64, -1, 0};
+        p.repeat_penalty = rps[rnd_int(4)];
+        p.presence_penalty = pps[rnd_int(4)];
+        p.frequency_penalty = fps[rnd_int(3)];
+        p.repeat_last_n = wins[rnd_int(4)];
+    }
+    p.n_bias = 0;
+    if (rnd_int(3) == 0) {
+        int nb = 1 + rnd_int(4);
+        for (int i = 0; i < nb; i++) {
+            /* often a top token (so the bias moves a candidate), else any */
+            int32_t t = rnd_int(2) ? ref_argmax(l, n) : rnd_int(n);
+            if (t < 0) t = rnd_int(n);
+            float bs[] = {-INFINITY, -5, -0.5f, 0.5f, 3, INFINITY};
+            bias_tok[i] = t;
+            bias[i] = (sampler_bias){t, bs[rnd_int(6)]};
+        }
+        p.bias = bias;
+        p.n_bias = nb;
+    }
+    return p;
+}
+
+/* Two samplers with the same parameters and seed: one takes the candidate
+ * path whenever it claims exactness, the other always sees the whole row.
+ * Their tokens must be identical at every step (which also proves the
+ * candidate path consumes the PRNG exactly like the full path). */
+static void test_candidates(void) {
+    const int K = BEAST_N_CAND;
+    long fast[5] = {0}, total[5] = {0}; /* greedy, top_k, min_p, top_p, plain */
+    long fast_open[5] = {0};            /* ... with tokens outside the list possibly finite */
+    long lp_fast = 0, lp_total = 0;
+    int nvs[] = {1, 30, 64, 65, 200, 1000, 5000};
+    beast_cand cands[BEAST_N_CAND];
+    for (int trial = 0; trial < 600; trial++) {
+        int n = nvs[rnd_int(7)];
+        float *l = malloc((size_t)n * sizeof *l);
+        int32_t bias_tok[8];
+        sampler_bias bias[8];
+        cand_row(l, n, rnd_int(4));
+        sampler_params p = cand_params(n, bias_tok, bias, l);
+        sampler *a = sampler_new(&p, n), *b = sampler_new(&p, n);
+        if (!a || !b) {
+            CHECK(0, "sampler_new: %s", err_get());
+            break;
+        }
+        /* a history of tokens, some among the candidates, some not */
+        int nc = ref_cands(l, n, K, cands);
+        int hist = rnd_int(40);
+        for (int i = 0; i < hist; i++) {
+            int32_t t = nc > 0 && rnd_int(2) ? cands[rnd_int(nc)].id : rnd_int(n);
+            sampler_accept(a, t);
+            sampler_accept(b, t);
+        }
+        int mode = !(p.temperature > 0)         ? 0
+                   : p.top_k > 0 && p.top_k < n ? 1
+                   : p.min_p > 0                ? 2
+                   : p.top_p < 1                ? 3
+                                                : 4;
+        for (int step = 0; step < 24; step++) {
+            if (step > 0 && step % 6 == 0) cand_row(l, n, rnd_int(4)); /* 6 draws per row */
+            nc = ref_cands(l, n, K, cands);
+            int32_t ta = -1, tb = sampler_sample(b, l);
+            int ok = sampler_sample_cand(a, cands, nc, K, &ta);
+            total[mode]++;
+            if (ok) {
+                fast[mode]++;
+                fast_open[mode] += nc == K && n > K;
+            } else {
+                ta = sampler_sample(a, l);
+            }
+            CHECK(ta == tb,
+                  "trial %d step %d (n %d, %s path, T %g k %d p %g min_p %g rp %g pp %g fp %g "
+                  "bias %d): token %d vs full row %d",
+                  trial, step, n, ok ? "candidate" : "full", (double)p.temperature, p.top_k,
+                  (double)p.top_p, (double)p.min_p, (double)p.repeat_penalty,
+                  (double)p.presence_penalty, (double)p.frequency_penalty, p.n_bias, ta, tb);
+            if (ta != tb) break;
+            if (tb >= 0) {
+                sampler_accept(a, tb);
+                sampler_accept(b, tb);
+            }
+
+            /* log-probabilities of the raw row: the same tokens and order */
+            double mx = -INFINITY, z = 0;
+            for (int i = 0; i < n; i++) mx = fmax(mx, ref_clean(l[i]));
+            for (int i = 0; i < n && mx != -INFINITY; i++) z += exp(ref_clean(l[i]) - mx);
+            float lse = mx == -INFINITY ? -INFINITY : (float)(mx + log(z));
+            int nt = rnd_int(21);
+            int32_t tok = rnd_int(3) == 0 ? rnd_int(n) : tb >= 0 ? tb : 0;
+            int32_t id1[20], id2[20];
+            float lp1[20], lp2[20], t1 = 0, t2 = 0;
+            int g1 = sampler_logprobs_cand(cands, nc, K, lse, n, tok, &t1, nt, id1, lp1);
+            int g2 = sampler_logprobs(l, n, tok, &t2, nt, id2, lp2);
+            lp_total++;
+            if (g1 >= 0) {
+                lp_fast++;
+                int same = g1 == g2 && (t1 == t2 || fabs(t1 - t2) <= 1e-5 * fmax(1, fabs(t2)));
+                for (int j = 0; j < g1 && same; j++)
+                    same =
+                        id1[j] == id2[j] && fabs(lp1[j] - lp2[j]) <= 1e-5 * fmax(1, fabs(lp2[j]));
+                CHECK(same,
+                      "logprobs from candidates (n %d, token %d, %d top): %d entries, %g vs "
+                      "%d, %g",
+                      n, tok, nt, g1, (double)t1, g2, (double)t2);
+            } else {
+                int in = 0;
+                for (int j = 0; j < nc; j++) in |= cands[j].id == tok;
+                CHECK(nc == K && nc < n && (!in || MIN(nt, n) > nc),
+                      "logprobs refused with a complete list");
+            }
+        }
+        sampler_free(a);
+        sampler_free(b);
+        free(l);
+    }
+    const char *names[5] = {"greedy", "top_k", "min_p", "top_p", "temperature only"};
+    for (int m = 0; m < 5; m++)
+        printf("candidates: %-16s %5ld of %5ld steps on the fast path (%5ld with an open list)\n",
+               names[m], fast[m], total[m], fast_open[m]);
+    printf("candidates: logprobs %ld of %ld from the candidates\n", lp_fast, lp_total);
+
+    /* The common case must take the fast path: default parameters (top_k 40)
+     * and greedy on a smooth row of a larger vocabulary. */
+    int n = 32000, hits = 0;
+    float *l = malloc((size_t)n * sizeof *l);
+    for (int trial = 0; trial < 50; trial++) {
+        rnd_logits(l, n, -10, 10);
+        sampler_params p = sampler_default_params();
+        p.seed = rnd();
+        p.temperature = trial % 2 ? 0.8f : 0;
+        sampler *a = sampler_new(&p, n), *b = sampler_new(&p, n);
+        int nc = ref_cands(l, n, K, cands);
+        int32_t ta = -1, tb = sampler_sample(b, l);
+        hits += sampler_sample_cand(a, cands, nc, K, &ta);
+        CHECK(ta == tb, "default parameters: %d vs %d", ta, tb);
+        sampler_free(a);
+        sampler_free(b);
+    }
+    CHECK(hits == 50, "default parameters: fast path %d of 50", hits);
+    free(l);
+
+    /* a list out of order, or too long, is refused */
+    sampler_params p = sampler_default_params();
+    sampler *a = sampler_new(&p, 100);
+    beast_cand bad[3] = {{5, 1.0f}, {3, 2.0f}, {7, 0.5f}};
+    int32_t t;
+    CHECK(sampler_sample_cand(a, bad, 3, K, &t) == 0, "unordered list accepted");
+    CHECK(sampler_sample_cand(a, bad, 3, 2, &t) == 0, "n > n_max accepted");
+    sampler_free(a);
+}
+
 /* ---- stop matcher tests ------------------------------------------------- */
 
 /* Feed pieces, collect everything (feeds + flush). Returns the hit flag. */
@@ -778,6 +988,7 @@ int main(void) {
     test_penalties();
     test_bias_and_edges();
     test_logprobs();
+    test_candidates();
     test_stop_cases();
     test_stop_random();
 

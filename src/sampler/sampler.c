@@ -1,5 +1,6 @@
 /* sampler.c: the token sampler (see sampler.h for the pipeline), its PRNG,
- * partial selection helpers and the log-probability helper. */
+ * partial selection helpers and the log-probability helper; both also from
+ * a row's best candidates when those prove the result (sampler.h). */
 #include "sampler/sampler.h"
 
 #include "util/util.h"
@@ -59,6 +60,11 @@ static int better(const cand *a, const cand *b) {
 static int cmp_best_first(const void *x, const void *y) {
     const cand *a = x, *b = y;
     return better(a, b) ? -1 : better(b, a) ? 1 : 0;
+}
+
+static int cmp_id(const void *x, const void *y) {
+    const cand *a = x, *b = y;
+    return (a->id > b->id) - (a->id < b->id);
 }
 
 static void swap_cand(cand *a, cand *b) {
@@ -255,19 +261,74 @@ void sampler_accept(sampler *s, int32_t token) {
     s->hist[s->hist_n++] = token;
 }
 
+/* A logit of a token seen c > 0 times in the penalty window. */
+static float penalize(const sampler_params *p, float l, int32_t c) {
+    if (p->repeat_penalty != 1) l = l > 0 ? l / p->repeat_penalty : l * p->repeat_penalty;
+    l -= p->presence_penalty + p->frequency_penalty * (float)c;
+    return clean(l);
+}
+
 static void apply_penalties(sampler *s, float *w) {
-    const sampler_params *p = &s->p;
     for (size_t i = 0; i < s->hist_n; i++) s->counts[s->hist[i]]++;
     for (size_t i = 0; i < s->hist_n; i++) {
         int32_t t = s->hist[i];
         int32_t c = s->counts[t];
         if (c == 0) continue; /* already done */
         s->counts[t] = 0;
-        float l = w[t];
-        if (p->repeat_penalty != 1) l = l > 0 ? l / p->repeat_penalty : l * p->repeat_penalty;
-        l -= p->presence_penalty + p->frequency_penalty * (float)c;
-        w[t] = clean(l);
+        w[t] = penalize(&s->p, w[t], c);
     }
+}
+
+/* Put c[0..m) in increasing id order: the order every sum and the draw run
+ * in, so that they depend only on which tokens are there (the candidate
+ * path rebuilds the same sets from candidates alone). Few entries: a sort;
+ * many: ranks from a pass over the vocabulary (s->counts, zero again after)
+ * and an in-place permutation, O(n_vocab + m). */
+static void order_by_id(sampler *s, cand *c, int m) {
+    if ((size_t)m * 64 <= (size_t)s->n_vocab || m <= 64) {
+        qsort(c, (size_t)m, sizeof *c, cmp_id);
+        return;
+    }
+    int32_t *rank = s->counts;
+    for (int j = 0; j < m; j++) rank[c[j].id] = 1;
+    int32_t r = 0;
+    for (int i = 0; i < s->n_vocab; i++)
+        if (rank[i]) rank[i] = ++r;
+    for (int j = 0; j < m; j++)
+        while (rank[c[j].id] - 1 != j) swap_cand(&c[j], &c[rank[c[j].id] - 1]);
+    for (int j = 0; j < m; j++) rank[c[j].id] = 0;
+}
+
+/* Temperature + softmax over c[0..m) (unnormalised: the top token, at
+ * maxl, gets 1) and min_p: c is compacted to the kept entries, in the same
+ * order, with .p set; *z receives the mass of all m. Returns the count. */
+static int softmax_min_p(const sampler_params *p, cand *c, int m, float maxl, double *z) {
+    double temp = p->temperature, sum = 0;
+    int kept = 0;
+    for (int j = 0; j < m; j++) {
+        double e = exp(((double)c[j].logit - (double)maxl) / temp);
+        sum += e;
+        if (p->min_p > 0 && e < (double)p->min_p) continue;
+        c[kept] = c[j];
+        c[kept++].p = e;
+    }
+    *z = sum;
+    return kept;
+}
+
+/* One token from c[0..kept) (id order) with probabilities .p, u in [0, 1). */
+static int32_t draw(const cand *c, int kept, double u) {
+    double total = 0;
+    for (int j = 0; j < kept; j++) total += c[j].p;
+    double r = u * total, acc = 0;
+    int last = 0;
+    for (int j = 0; j < kept; j++) {
+        if (c[j].p <= 0) continue;
+        acc += c[j].p;
+        last = j;
+        if (r < acc) return c[j].id;
+    }
+    return c[last].id; /* rounding: r landed on total */
 }
 
 /* top_p: the kept set is the shortest best-first run of c[0..m) whose mass
@@ -333,11 +394,12 @@ int32_t sampler_sample(sampler *s, const float *logits) {
 
     double u = rng_double(s->rng); /* exactly one draw per non-greedy call */
 
-    /* candidates: the top_k best, or every finite logit */
+    /* candidates: the top_k best, or every finite logit; in id order */
     cand *c = s->cand;
     int m = 0;
     if (p->top_k > 0 && p->top_k < n) {
         m = heap_top(w, n, c, p->top_k);
+        order_by_id(s, c, m);
     } else {
         for (int i = 0; i < n; i++)
             if (w[i] != -INFINITY) c[m++] = (cand){i, w[i], 0};
@@ -347,39 +409,180 @@ int32_t sampler_sample(sampler *s, const float *logits) {
         return -1;
     }
 
-    /* temperature + softmax (unnormalised: the top token gets 1), min_p */
+    /* temperature + softmax, min_p */
     float maxl = c[0].logit;
     for (int j = 1; j < m; j++)
         if (c[j].logit > maxl) maxl = c[j].logit;
-    double temp = p->temperature, z = 0;
-    int kept = 0;
-    for (int j = 0; j < m; j++) {
-        double e = exp(((double)c[j].logit - (double)maxl) / temp);
-        z += e;
-        if (p->min_p > 0 && e < (double)p->min_p) continue;
-        c[kept] = c[j];
-        c[kept++].p = e;
-    }
+    double z;
+    int kept = softmax_min_p(p, c, m, maxl, &z);
     /* top_p after min_p gives the same set as the documented order: both keep
      * a best-first prefix, and z still counts the tokens min_p dropped. */
-    if (p->top_p < 1) kept = top_p_cut(c, kept, (double)p->top_p * z);
-
-    /* draw */
-    double total = 0;
-    for (int j = 0; j < kept; j++) total += c[j].p;
-    double r = u * total, acc = 0;
-    int last = 0;
-    for (int j = 0; j < kept; j++) {
-        if (c[j].p <= 0) continue;
-        acc += c[j].p;
-        last = j;
-        if (r < acc) return c[j].id;
+    if (p->top_p < 1) {
+        kept = top_p_cut(c, kept, (double)p->top_p * z);
+        order_by_id(s, c, kept);
     }
-    return c[last].id; /* rounding: r landed on total */
+    return draw(c, kept, u);
+}
+
+/* ---- sampling from candidates ------------------------------------------ */
+
+/* Relative slack on sums of probability mass: the sampler and this path add
+ * the same terms in other orders (and z is only bounded here); rounding of a
+ * sum of up to 2^31 positive doubles stays far below it. */
+#define CAND_SLACK 1e-9
+
+/* top_p on the kept candidates c[0..kept) (id order, .p set) when the full
+ * mass z is only known to lie in [z_lo, z_hi]. known: how many of the kept,
+ * best first, are surely ahead of every token not among the candidates (all
+ * of them when none of those is kept). Leaves the cut set in c[0..r), id
+ * order, and returns r; -1 when the cut is not certain. */
+static int cand_top_p(sampler *s, cand *c, int kept, int known, double z_lo, double z_hi) {
+    double t_lo = (double)s->p.top_p * z_lo, t_hi = (double)s->p.top_p * z_hi;
+    t_lo = t_lo > 0 ? t_lo * (1 - CAND_SLACK) : t_lo;
+    t_hi = t_hi > 0 ? t_hi * (1 + CAND_SLACK) : t_hi;
+    qsort(c, (size_t)kept, sizeof *c, cmp_best_first);
+    int r_lo = -1, r_hi = -1;
+    double mass = 0;
+    for (int j = 0; j < known && r_hi < 0; j++) {
+        mass += c[j].p;
+        if (r_lo < 0 && mass >= t_lo) r_lo = j + 1;
+        if (mass >= t_hi) r_hi = j + 1;
+    }
+    if (known == kept) { /* the whole list is known: the cut can be all of it */
+        if (r_lo < 0) r_lo = kept;
+        if (r_hi < 0) r_hi = kept;
+    }
+    if (r_lo < 0 || r_lo != r_hi) return -1;
+    order_by_id(s, c, r_lo);
+    return r_lo;
+}
+
+int sampler_sample_cand(sampler *s, const beast_cand *cands, int n, int n_max, int32_t *token) {
+    if (!s || !token || n < 0 || n > n_max || n > s->n_vocab || (n > 0 && !cands)) return 0;
+    const sampler_params *p = &s->p;
+    const int nv = s->n_vocab;
+    cand *w = s->cand;
+    for (int j = 0; j < n; j++) {
+        w[j] = (cand){cands[j].id, clean(cands[j].logit), 0};
+        if (w[j].id < 0 || w[j].id >= nv || (j > 0 && !better(&w[j - 1], &w[j]))) return 0;
+    }
+    /* every token outside the list has a logit <= tau; "open": some of them
+     * may be finite (the list is full and does not hold the vocabulary) */
+    const int open = n > 0 && n == n_max && n < nv && w[n - 1].logit != -INFINITY;
+    const float tau = open ? w[n - 1].logit : -INFINITY;
+
+    /* bias and penalties on the candidates; outside tokens only go down
+     * (positive bias or penalties that raise a logit: no proof) */
+    int32_t *pos = s->counts; /* zero between calls: here id -> index + 1 */
+    int ok = 1;
+    for (int j = 0; j < n; j++) {
+        if (pos[w[j].id]) ok = 0; /* the same id twice */
+        pos[w[j].id] = j + 1;
+    }
+    for (int i = 0; i < p->n_bias && ok; i++) {
+        int32_t t = p->bias[i].token, j = pos[t];
+        if (j)
+            w[j - 1].logit = clean(w[j - 1].logit + p->bias[i].bias);
+        else if (open && p->bias[i].bias > 0)
+            ok = 0;
+    }
+    if (s->penalize && ok) {
+        int outside = 0;
+        for (size_t i = 0; i < s->hist_n; i++) {
+            int32_t j = pos[s->hist[i]];
+            if (j)
+                w[j - 1].p += 1; /* the count, for now */
+            else
+                outside = 1;
+        }
+        int raise = p->repeat_penalty < 1 || p->presence_penalty < 0 || p->frequency_penalty < 0;
+        if (outside && open && raise) ok = 0;
+        for (int j = 0; j < n; j++)
+            if (w[j].p > 0) w[j].logit = penalize(p, w[j].logit, (int32_t)w[j].p);
+    }
+    for (int j = 0; j < n; j++) pos[w[j].id] = 0;
+    if (!ok) return 0;
+
+    if (!(p->temperature > 0)) { /* greedy */
+        int b = -1;
+        for (int j = 0; j < n; j++)
+            if (w[j].logit != -INFINITY && (b < 0 || better(&w[j], &w[b]))) b = j;
+        if (b < 0 || (open && !(w[b].logit > tau))) return 0;
+        s->have_work = 0;
+        *token = w[b].id;
+        return 1;
+    }
+
+    qsort(w, (size_t)n, sizeof *w, cmp_best_first);
+    int nf = 0; /* finite candidates: a prefix now */
+    while (nf < n && w[nf].logit != -INFINITY) nf++;
+    if (nf == 0 || (open && w[0].logit < tau)) return 0; /* the top token may be outside */
+    const float maxl = w[0].logit;
+    int kept;
+    double z;
+    if (p->top_k > 0 && p->top_k < nv) {
+        /* the k best must be candidates that beat every outside token */
+        int k = p->top_k;
+        if (open && (k > nf || !(w[k - 1].logit > tau))) return 0;
+        int m = MIN(k, nf);
+        order_by_id(s, w, m);
+        kept = softmax_min_p(p, w, m, maxl, &z);
+        if (p->top_p < 1 && (kept = cand_top_p(s, w, kept, kept, z, z)) < 0) return 0;
+    } else {
+        /* every finite token: the candidates and up to nv - n outside ones,
+         * each with a weight of at most e_out */
+        double e_out = open ? exp(((double)tau - (double)maxl) / (double)p->temperature) : 0;
+        double out_mass = open ? (double)(nv - n) * e_out * (1 + CAND_SLACK) : 0;
+        int min_p_on = p->min_p > 0;
+        /* an outside token could pass min_p */
+        if (open && min_p_on && !(e_out * (1 + CAND_SLACK) < (double)p->min_p)) return 0;
+        if (open && !min_p_on && !(p->top_p < 1)) return 0; /* the whole vocabulary */
+        order_by_id(s, w, nf);
+        kept = softmax_min_p(p, w, nf, maxl, &z);
+        if (p->top_p < 1) {
+            /* without min_p, outside tokens stay in the running: only the
+             * candidates above tau are surely ahead of them */
+            int known = kept;
+            if (open && !min_p_on) {
+                known = 0;
+                for (int j = 0; j < kept; j++) known += w[j].logit > tau;
+            }
+            if ((kept = cand_top_p(s, w, kept, known, z, z + out_mass)) < 0) return 0;
+        }
+    }
+    s->have_work = 0;
+    *token = draw(w, kept, rng_double(s->rng));
+    return 1;
 }
 
 const float *sampler_last_logits(const sampler *s) {
     return s && s->have_work ? s->work : NULL;
+}
+
+int sampler_logprobs_cand(const beast_cand *cands, int n, int n_max, float lse, int n_vocab,
+                          int32_t token, float *token_logprob, int n_top, int32_t *top_ids,
+                          float *top_logprobs) {
+    if (n < 0 || n > n_max || (n > 0 && !cands) || n_vocab < 1 || token >= n_vocab ||
+        (token >= 0 && !token_logprob) || (n_top > 0 && (!top_ids || !top_logprobs)))
+        return -1;
+    const int complete = n < n_max || n >= n_vocab; /* every other token is -inf */
+    if (token >= 0) {
+        int j = 0;
+        while (j < n && cands[j].id != token) j++;
+        if (j == n && !complete) return -1;
+        float l = j < n ? clean(cands[j].logit) : -INFINITY;
+        *token_logprob = l == -INFINITY ? -INFINITY : (float)((double)l - (double)lse);
+    }
+    if (n_top <= 0) return 0;
+    int k = MIN(n_top, n_vocab);
+    if (k > n && !complete) return -1;
+    int m = 0;
+    while (m < MIN(k, n) && clean(cands[m].logit) != -INFINITY) {
+        top_ids[m] = cands[m].id;
+        top_logprobs[m] = (float)((double)clean(cands[m].logit) - (double)lse);
+        m++;
+    }
+    return m;
 }
 
 int sampler_logprobs(const float *logits, int n_vocab, int32_t token, float *token_logprob,

@@ -18,7 +18,8 @@
  *   7. top_p: keep the shortest prefix of the tokens sorted by probability
  *      (lowest id first on ties) whose cumulative probability reaches top_p
  *   8. min_p: keep tokens whose probability is >= min_p * (top probability)
- *   9. draw one token from the kept ones, renormalised.
+ *   9. draw one token from the kept ones, renormalised (sums and the draw
+ *      run over the kept tokens in increasing id order).
  * Tokens at -inf never come out. Non-greedy sampling consumes exactly one
  * PRNG draw per call, so the same seed, logits and accepted tokens give the
  * same tokens on every run (the PRNG is xoshiro256** seeded by splitmix64
@@ -29,9 +30,31 @@
  * full sort of the vocabulary ever happens (top_p finds its cut with a
  * quickselect on probability mass, expected O(n)).
  *
- * A sampler is not thread-safe; use one per sequence. */
+ * A sampler is not thread-safe; use one per sequence.
+ *
+ * Sampling from candidates (sampler_sample_cand): the engine can give a
+ * row's best BEAST_N_CAND logits instead of the row (beast_candidates).
+ * Every token outside such a list has a logit <= tau, the list's last one
+ * (or is -inf when the list is shorter). Bias and penalties are applied to
+ * the candidates; outside tokens can only go down (unless a positive bias
+ * names one, or penalties raise logits: then no proof). The result equals
+ * sampler_sample's on the full row when:
+ *   greedy: the best penalised candidate is above tau;
+ *   top_k = k: the k-th best penalised candidate is above tau (then the
+ *     top-k set and its softmax are exactly known);
+ *   no top_k: the mass z of the whole vocabulary lies in [z_c, z_c + (n_vocab
+ *     - n) * exp((tau - max) / T)] (z_c: the candidates'); min_p must drop
+ *     a token at tau, or top_p must cut inside the candidates above tau; and
+ *     the top_p cut is the same for both ends of the range (the cut moves
+ *     monotonically with z), with a relative margin of 1e-9 for sums taken
+ *     in other orders. Plain temperature sampling over an open list never
+ *     qualifies.
+ * With a complete list (shorter than the maximum: every other token is
+ * -inf) all of this holds trivially. */
 #ifndef BEAST_SAMPLER_H
 #define BEAST_SAMPLER_H
+
+#include "beast.h" /* beast_cand */
 
 #include <stdint.h>
 
@@ -82,9 +105,18 @@ void sampler_accept(sampler *s, int32_t token);
  * (every logit -inf or NaN after bias and penalties). */
 int32_t sampler_sample(sampler *s, const float *logits);
 
+/* The same choice from the n best candidates of the row (beast_candidates:
+ * best first, n <= n_max; n < n_max means every other logit is -inf), when
+ * they prove it equal to sampler_sample's on the whole row (see above).
+ * Returns 1 with *token, having consumed the PRNG draw sampler_sample would
+ * have; 0 when the whole row is needed (nothing consumed: call
+ * sampler_sample on it). Also 0 for a list that breaks the order. */
+int sampler_sample_cand(sampler *s, const beast_cand *cands, int n, int n_max, int32_t *token);
+
 /* The logits after steps 1-3 of the last sampler_sample() call (n_vocab
  * floats owned by the sampler, valid until the next call), or NULL if
- * nothing was sampled since creation / reset. */
+ * nothing was sampled since creation / reset or the last token came from
+ * sampler_sample_cand. */
 const float *sampler_last_logits(const sampler *s);
 
 /* Log-probabilities of the distribution softmax(logits) at temperature 1,
@@ -98,5 +130,18 @@ const float *sampler_last_logits(const sampler *s);
  * arguments or no memory. */
 int sampler_logprobs(const float *logits, int n_vocab, int32_t token, float *token_logprob,
                      int n_top, int32_t *top_ids, float *top_logprobs);
+
+/* sampler_logprobs of the raw row from its candidates (as in
+ * sampler_sample_cand) and its log-sum-exp: log p = logit - lse. Returns the
+ * number of top entries, or -1 when the list cannot answer (the token is
+ * not a candidate, or more top entries are asked than it holds, while
+ * tokens outside may be finite; or bad arguments): then use
+ * sampler_logprobs on the row. The same tokens and order as
+ * sampler_logprobs; values may differ in the last bits, as lse comes from
+ * float exponentials summed in another order (beast_candidates) where
+ * sampler_logprobs sums double ones. */
+int sampler_logprobs_cand(const beast_cand *cands, int n, int n_max, float lse, int n_vocab,
+                          int32_t token, float *token_logprob, int n_top, int32_t *top_ids,
+                          float *top_logprobs);
 
 #endif
