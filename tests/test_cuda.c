@@ -26,9 +26,10 @@
  *   matmul, one token of Q4_K or Q6_K: 8-bit activations in blocks of 32, so the
  *     activation rounding bound of the SIMD backend (blocks of 256, larger)
  *     is added to the 2e-5 S.
- *   matmul, cuBLAS path (n > mv_max): TF32 products keep 10 mantissa bits of
- *     each operand (rounded or truncated: relative error <= 2^-10 each), so
- *     |error| <= 2 * 2^-10 * S plus float accumulation: we allow 2.5e-3 S.
+ *   matmul, cuBLAS path (n > mv_max): f16 operands (the f16 weight copy and
+ *     x rounded to f16: relative error <= 2^-11 each; TF32 for f32 weights:
+ *     <= 2^-10 each), so |error| <= 2 * 2^-10 * S plus float accumulation:
+ *     we allow 2.5e-3 S.
  *   embed: the same float operations as the reference dequantizer: 1e-6
  *     relative (it is normally bit-exact; the count is printed).
  *   rmsnorm, rope, glu, add: float evaluation of the same formulas: 1e-5
@@ -36,7 +37,7 @@
  *   attention: a convex combination of V rows computed with float softmax in
  *     another order: 2e-5 of max |V|.
  *   whole model: logits differ by the matmul errors above carried through
- *     the layers; prompt prefill takes the TF32 path. We require
+ *     the layers; prompt prefill takes the f16 tensor-core path. We require
  *     ||gpu - cpu|| / ||cpu|| < 1e-2 per step and that the GPU's top token is
  *     within twice the largest logit difference of the CPU's top logit. */
 #include "backend/backend.h"

@@ -54,8 +54,10 @@ static void print_load_split(const beast_model *m, double load_ms, double ctx_ms
                 cs.upload_ms > 0 ? cs.weight_bytes / cs.upload_ms / 1e6 : 0.0);
     fprintf(stderr, ", context allocation %.0f ms", ctx_ms);
     if (bk_is_cuda(m->bk))
-        fprintf(stderr, ", graph capture %.0f ms (%ld graphs, during generation)", cs.capture_ms,
-                cs.graph_captures);
+        fprintf(stderr,
+                ", graph capture %.0f ms (%ld graphs, during generation), f16 weight copies "
+                "%.0f MiB (made by the first prompt)",
+                cs.capture_ms, cs.graph_captures, cs.f16_bytes / 1048576.0);
     fprintf(stderr, "; ready after %.0f ms\n", load_ms + ctx_ms);
 }
 

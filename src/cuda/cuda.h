@@ -13,6 +13,7 @@ typedef struct {
     long graph_captures; /* queues captured into a CUDA graph */
     long graph_replays;  /* queues run as a cached graph */
     size_t weight_bytes; /* weight bytes on the device */
+    size_t f16_bytes;    /* f16 weight copies made for the GEMM path */
     /* load-time split (host wall clock, ms): device and cuBLAS set-up in
      * bk_cuda_new, weight uploads (allocation and copy) in weight_init,
      * graph capture and instantiation */

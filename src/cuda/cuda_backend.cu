@@ -31,14 +31,19 @@
  * it (cuda_impl.h: cuda_launch), so each kernel's launch overlaps the
  * previous one and mat-vecs start streaming weights before it ends.
  *
- * Matmul: n <= mv_max tokens run the register-dequantizing mat-vec kernels
- * (8 tokens per launch); larger batches dequantize the weight to f32 in
- * slices of rows and multiply with cuBLAS in TF32 (f32 range for the
- * activations, 10-bit mantissa products, f32 accumulation). mv_max is
- * MV_BATCH_MAX unless BEAST_CUDA_MV_MAX says otherwise: the mat-vec's cost
- * grows with every token (it is bound by loading x, not weights), while the
- * cuBLAS path costs about the same from 2 to 32 tokens (dequantizing every
- * weight), so decode steps of many sequences are faster there. The slice
+ * Matmul: one token runs the register-dequantizing mat-vec kernels; larger
+ * batches multiply with cuBLAS on tensor cores in f16 (activations converted
+ * to f16, saturating; f32 accumulation and output), against an f16 copy of
+ * the weight kept on the device (see f16_find). Without a copy (no room, or
+ * BEAST_CUDA_F16W=0) the mat-vec takes up to MV_BATCH_MAX tokens (8 per
+ * launch) and larger batches multiply slices of the weight dequantized again
+ * each time; f32 weights stay in f32 (TF32). BEAST_CUDA_MV_MAX=N makes
+ * batches of up to N tokens mat-vecs in both cases. Why one token: the
+ * mat-vec's cost grows with every token (it is bound by loading x, not
+ * weights), while the GEMM on the f16 copy costs about the same from 2 to 32
+ * tokens (reading 2 bytes a weight; on an H200, 2 tokens of the 8B shape:
+ * 5.7 ms a step as GEMM, 6.9 ms as mat-vecs; 1B: 1.56 against 1.44 ms, and
+ * from 3 tokens on the GEMM wins there too). The slice
  * (GEMM_SCRATCH_MAX floats) is BEAST_CUDA_GEMM_SLICE_M millions of floats if
  * set (a slice that fits in L2 is read back from there by the GEMM).
  *
@@ -61,7 +66,7 @@ extern "C" {
 #include "quant/quant.h"
 }
 
-#define MV_BATCH_MAX     16                 /* default mv_max */
+#define MV_BATCH_MAX     16 /* mv_max_slices: tokens a mat-vec takes without an f16 copy */
 #define GEMM_SCRATCH_MAX ((size_t)32 << 20) /* floats of dequantized weight slice */
 #define BLAS_WORKSPACE   ((size_t)32 << 20)
 #define MAX_GRAPHS       32
@@ -121,13 +126,25 @@ typedef struct {
     int n_graphs;
     uint64_t tick;
     int use_graphs, verbose, fuse, profile;
-    int exact;  /* BEAST_CUDA_Q8=0: float activations in every mat-vec */
-    int mv_max; /* matmuls of more tokens take the cuBLAS path */
+    int exact;         /* BEAST_CUDA_Q8=0: float activations in every mat-vec */
+    int mv_max;        /* matmuls of more tokens take the cuBLAS path (f16 copy) */
+    int mv_max_slices; /* the same without an f16 copy (dequantized slices) */
     cudaEvent_t prof_ev[2 * PROF_SLOTS];
     int prof_kind[PROF_SLOTS], prof_used;
     double prof_ms[K_TOPK + 1][2];
     long prof_n[K_TOPK + 1][2];
-    int failed;     /* sticky until sync() reports it */
+    int failed; /* sticky until sync() reports it */
+    /* f16 copies of quantized weights for the GEMM path (f16_find) */
+    struct {
+        const void *w;
+        __half *h;
+    } * f16;
+    int n_f16, cap_f16;
+    size_t f16_bytes;
+    int f16_mode;   /* BEAST_CUDA_F16W: 1 keep f16 copies (memory allowing), 0 never */
+    int f16_full;   /* a copy did not fit: stop trying */
+    __half *x16;    /* activations in f16 for the GEMM */
+    size_t x16_cap; /* floats (2 halves each) */
     void **weights; /* device copies made by weight_init */
     int n_weights, cap_weights;
     size_t weight_bytes;
@@ -252,6 +269,67 @@ static cmd *push(cuda_impl *c, int kind) {
     return k;
 }
 
+/* ---- f16 weight copies ----
+ * Matmuls of more than mv_max tokens multiply on tensor cores in f16 (f32
+ * accumulation). The f16 weight comes from a copy made once per weight the
+ * first time it meets such a matmul (dequantized on the device, 2 bytes a
+ * weight), kept while device memory allows: at least F16_RESERVE bytes and a
+ * twentieth of the device stay free for the KV cache and scratch. Without a
+ * copy (BEAST_CUDA_F16W=0, or no room) every such matmul dequantizes its
+ * weight again in slices. The copies are made while commands are recorded,
+ * on the stream ahead of the queue, so they exist before any command that
+ * uses them runs (or is captured). */
+#define F16_RESERVE ((size_t)1 << 30)
+
+static const __half *f16_find(cuda_impl *c, const bk_weight *w) {
+    if (w->type == QT_F16) return (const __half *)w->data;
+    for (int k = 0; k < c->n_f16; k++)
+        if (c->f16[k].w == w->data) return c->f16[k].h;
+    if (!c->f16_mode || c->f16_full) return NULL;
+    size_t bytes = (size_t)w->rows * (size_t)w->cols * 2, dev_free = 0, dev_total = 0;
+    if (cudaMemGetInfo(&dev_free, &dev_total) != cudaSuccess ||
+        dev_free < bytes + F16_RESERVE + dev_total / 20) {
+        cudaGetLastError();
+        c->f16_full = 1;
+        if (c->verbose)
+            fprintf(stderr, "cuda: no room for f16 weight copies beyond %zu MiB\n",
+                    c->f16_bytes >> 20);
+        return NULL;
+    }
+    if (c->n_f16 == c->cap_f16) {
+        int cap = c->cap_f16 ? 2 * c->cap_f16 : 64;
+        void *nf = realloc(c->f16, (size_t)cap * sizeof *c->f16);
+        if (!nf) return NULL;
+        c->f16 = (decltype(c->f16))nf;
+        c->cap_f16 = cap;
+    }
+    __half *h = NULL;
+    if (cudaMalloc(&h, bytes) != cudaSuccess) {
+        cudaGetLastError();
+        c->f16_full = 1;
+        return NULL;
+    }
+    if (cuda_dequant_rows_f16(c->stream, h, w->type, w->data, w->cols, 0, w->rows)) {
+        cudaFree(h);
+        c->f16_full = 1;
+        return NULL;
+    }
+    c->f16[c->n_f16].w = w->data;
+    c->f16[c->n_f16].h = h;
+    c->n_f16++;
+    c->f16_bytes += bytes;
+    return h;
+}
+
+static void f16_drop(cuda_impl *c, const void *w) {
+    for (int k = 0; k < c->n_f16; k++)
+        if (c->f16[k].w == w) {
+            cudaFree(c->f16[k].h);
+            c->f16[k] = c->f16[--c->n_f16];
+            return;
+        }
+}
+
 /* ---- running commands ---- */
 static void run_matmul(cuda_impl *c, const cmd *k) {
     float *out = (float *)k->p[0];
@@ -259,7 +337,7 @@ static void run_matmul(cuda_impl *c, const cmd *k) {
     const float *x = (const float *)k->p[2];
     int type = k->i[0], n = k->i[1];
     int64_t rows = k->l[0], cols = k->l[1];
-    if (n <= c->mv_max || k->i[2]) { /* i[2]: deterministic */
+    if (!k->i[3]) { /* i[3]: the cuBLAS path (cu_matmul chose it) */
         for (int t0 = 0; t0 < n; t0 += CUDA_MV_MAX_NT) {
             int nt = n - t0 < CUDA_MV_MAX_NT ? n - t0 : CUDA_MV_MAX_NT;
             float *o = out + (size_t)t0 * rows;
@@ -270,6 +348,33 @@ static void run_matmul(cuda_impl *c, const cmd *k) {
         return;
     }
     const float one = 1.0f, zero = 0.0f;
+    if (type != QT_F32) { /* f16 tensor cores, f32 accumulation */
+        const __half *A16 = (const __half *)k->p[3];
+        cuda_to_f16(c->stream, c->x16, x, (int64_t)n * cols);
+        /* slices of dequantized rows when there is no f16 copy */
+        size_t cap = 2 * c->gemm_cap;
+        int64_t slice = A16 ? rows : (int64_t)(cap / (size_t)cols);
+        if (slice > rows) slice = rows;
+        for (int64_t r0 = 0; r0 < rows; r0 += slice) {
+            int64_t nr = rows - r0 < slice ? rows - r0 : slice;
+            const __half *A = A16 ? A16 : (const __half *)c->gemm_scratch;
+            if (!A16 && cuda_dequant_rows_f16(c->stream, (__half *)c->gemm_scratch, type, w, cols,
+                                              r0, nr)) {
+                c->failed = 1;
+                return;
+            }
+            cublasStatus_t st =
+                cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, n, (int)cols, &one, A,
+                             CUDA_R_16F, (int)cols, c->x16, CUDA_R_16F, (int)cols, &zero, out + r0,
+                             CUDA_R_32F, (int)rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+            if (st != CUBLAS_STATUS_SUCCESS) {
+                err_set("cuda: cublasGemmEx failed (status %d)", (int)st);
+                c->failed = 1;
+                return;
+            }
+        }
+        return;
+    }
     size_t cap = c->gemm_cap < c->gemm_max ? c->gemm_cap : c->gemm_max;
     if (cap < (size_t)cols) cap = (size_t)cols;
     int64_t slice = type == QT_F32 ? rows : (int64_t)(cap / (size_t)cols);
@@ -393,10 +498,10 @@ static int run_fused(cuda_impl *c, int k) {
     }
     const cmd *g3 = k + 2 < c->nq ? &c->q[k + 2] : NULL;
     if (a->kind == K_MATMUL && b->kind == K_MATMUL && g3 && g3->kind == K_GLU && a->i[1] <= 4 &&
-        (a->i[1] <= c->mv_max || a->i[2]) && b->p[2] == a->p[2] && b->i[0] == a->i[0] &&
-        b->i[1] == a->i[1] && b->l[0] == a->l[0] && b->l[1] == a->l[1] && g3->p[0] == a->p[0] &&
-        g3->p[1] == a->p[0] && g3->p[2] == b->p[0] && g3->l[0] == (int64_t)a->i[1] * a->l[0] &&
-        a->p[0] != b->p[0] && a->p[0] != a->p[2] && b->p[0] != a->p[2] && a->l[1] % 32 == 0 &&
+        !a->i[3] && !b->i[3] && b->p[2] == a->p[2] && b->i[0] == a->i[0] && b->i[1] == a->i[1] &&
+        b->l[0] == a->l[0] && b->l[1] == a->l[1] && g3->p[0] == a->p[0] && g3->p[1] == a->p[0] &&
+        g3->p[2] == b->p[0] && g3->l[0] == (int64_t)a->i[1] * a->l[0] && a->p[0] != b->p[0] &&
+        a->p[0] != a->p[2] && b->p[0] != a->p[2] && a->l[1] % 32 == 0 &&
         (uintptr_t)a->p[2] % 16 == 0) {
         /* gate, up, glu: one launch computing both rows and the product */
         if (cuda_matvec_glu(c->stream, (float *)a->p[0], (float *)b->p[0], a->i[0], a->p[1],
@@ -405,11 +510,11 @@ static int run_fused(cuda_impl *c, int k) {
             c->failed = 1;
         return 3;
     }
-    if (a->kind == K_MATMUL && a->i[1] <= CUDA_MV_MAX_NT && (a->i[1] <= c->mv_max || a->i[2])) {
+    if (a->kind == K_MATMUL && a->i[1] <= CUDA_MV_MAX_NT && !a->i[3]) {
         int m = 1;
         while (m < CUDA_MV_MAX_JOBS && k + m < c->nq) {
             const cmd *e = &c->q[k + m];
-            if (e->kind != K_MATMUL || e->p[2] != a->p[2] || e->i[0] != a->i[0] ||
+            if (e->kind != K_MATMUL || e->i[3] || e->p[2] != a->p[2] || e->i[0] != a->i[0] ||
                 e->i[1] != a->i[1] || e->l[1] != a->l[1])
                 break;
             int clash = e->p[0] == a->p[2]; /* an output that is the shared input */
@@ -678,6 +783,7 @@ static void cu_weight_release(backend *b, bk_weight *w) {
         if (c->weights[k] == w->data) {
             flush_sync(c);
             drop_graphs(c);
+            f16_drop(c, w->data);
             cudaFree(c->weights[k]);
             c->weights[k] = c->weights[--c->n_weights];
             break;
@@ -707,19 +813,37 @@ static void cu_rmsnorm(backend *b, float *out, const float *x, const float *w, i
 
 static void cu_matmul(backend *b, float *out, const bk_weight *w, const float *x, int n) {
     cuda_impl *c = impl(b);
-    if (n > c->mv_max && w->type != QT_F32 && !b->deterministic) {
-        size_t need = (size_t)w->rows * (size_t)w->cols;
-        if (need > c->gemm_max) need = c->gemm_max - c->gemm_max % (size_t)w->cols;
-        if (need < (size_t)w->cols) need = (size_t)w->cols;
-        if (grow_device(c, &c->gemm_scratch, &c->gemm_cap, need)) {
+    /* the path: mat-vec, or cuBLAS (gemm) */
+    const __half *w16 = NULL;
+    int gemm = 0;
+    if (!b->deterministic && n > 1) {
+        if (w->type == QT_F32) {
+            gemm = n > c->mv_max_slices;
+        } else if (n > c->mv_max) {
+            w16 = f16_find(c, w);
+            gemm = w16 || n > c->mv_max_slices;
+        }
+    }
+    if (gemm && w->type != QT_F32) {
+        /* x in f16: n * cols halves */
+        if (grow_device(c, (float **)&c->x16, &c->x16_cap, ((size_t)n * w->cols + 1) / 2)) {
             c->failed = 1;
             return;
+        }
+        if (!w16) { /* dequantized slices: up to 2 * gemm_max halves */
+            size_t need = (size_t)w->rows * (size_t)w->cols, most = 2 * c->gemm_max;
+            if (need > most) need = most - most % (size_t)w->cols;
+            if (need < (size_t)w->cols) need = (size_t)w->cols;
+            if (grow_device(c, &c->gemm_scratch, &c->gemm_cap, (need + 1) / 2)) {
+                c->failed = 1;
+                return;
+            }
         }
     }
     cmd *k = push(c, K_MATMUL);
     if (!k) return;
-    k->p[0] = out, k->p[1] = w->data, k->p[2] = x;
-    k->i[0] = w->type, k->i[1] = n, k->i[2] = b->deterministic;
+    k->p[0] = out, k->p[1] = w->data, k->p[2] = x, k->p[3] = w16;
+    k->i[0] = w->type, k->i[1] = n, k->i[2] = b->deterministic, k->i[3] = gemm;
     k->l[0] = w->rows, k->l[1] = w->cols;
 }
 
@@ -824,6 +948,9 @@ static void cu_destroy(backend *b) {
     drop_graphs(c);
     for (int k = 0; k < c->n_weights; k++) cudaFree(c->weights[k]);
     free(c->weights);
+    for (int k = 0; k < c->n_f16; k++) cudaFree(c->f16[k].h);
+    free(c->f16);
+    if (c->x16) cudaFree(c->x16);
     if (c->attn_scratch) cudaFree(c->attn_scratch);
     if (c->gemm_scratch) cudaFree(c->gemm_scratch);
     if (c->up) cudaFreeHost(c->up);
@@ -892,11 +1019,13 @@ extern "C" backend *bk_cuda_new(int device) {
     c->fuse = env_flag("BEAST_CUDA_FUSE", 1);
     c->profile = env_flag("BEAST_CUDA_PROFILE", 0);
     c->exact = !env_flag("BEAST_CUDA_Q8", 1);
+    c->f16_mode = env_flag("BEAST_CUDA_F16W", 1);
     {
         const char *v = getenv("BEAST_CUDA_MV_MAX");
-        c->mv_max = v && *v ? atoi(v) : MV_BATCH_MAX;
+        c->mv_max = v && *v ? atoi(v) : 1;
         if (c->mv_max < 1) c->mv_max = 1;
         if (c->mv_max > 4096) c->mv_max = 4096;
+        c->mv_max_slices = v && *v ? c->mv_max : MV_BATCH_MAX;
         v = getenv("BEAST_CUDA_GEMM_SLICE_M");
         c->gemm_max = v && *v && atoi(v) > 0 ? ((size_t)atoi(v) << 20) : GEMM_SCRATCH_MAX;
     }
@@ -925,6 +1054,7 @@ extern "C" void bk_cuda_get_stats(backend *b, bk_cuda_stats *out) {
     out->graph_captures = c->n_captures;
     out->graph_replays = c->n_replays;
     out->weight_bytes = c->weight_bytes;
+    out->f16_bytes = c->f16_bytes;
     out->init_ms = c->init_ms;
     out->upload_ms = c->upload_ms;
     out->capture_ms = c->capture_ms;

@@ -6,6 +6,7 @@
 #ifndef BEAST_CUDA_IMPL_H
 #define BEAST_CUDA_IMPL_H
 
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -31,6 +32,11 @@ static __device__ __forceinline__ void cuda_pdl_wait(void) {
     asm volatile("griddepcontrol.wait;" ::: "memory");
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
+}
+
+/* clamp to the f16 range (NaN stays NaN) */
+static __device__ __forceinline__ float cuda_sat16(float v) {
+    return v > 65504.f ? 65504.f : v < -65504.f ? -65504.f : v;
 }
 
 template <typename... KArgs, typename... Args>
@@ -87,6 +93,10 @@ int cuda_mvq(cudaStream_t s, int n_jobs, float *const *out, int type, const void
  * memory), or row0 + i when ids is NULL; i < n. */
 int cuda_dequant_rows(cudaStream_t s, float *out, int type, const void *w, int64_t cols,
                       const int32_t *ids, int64_t row0, int n, float scale);
+/* out[i][:] = dequant(W[row0 + i]) in half precision, i < n (saturating at
+ * the f16 range); out 16-byte aligned. */
+int cuda_dequant_rows_f16(cudaStream_t s, __half *out, int type, const void *w, int64_t cols,
+                          int64_t row0, int64_t n);
 /* Whether cuda_matvec / cuda_dequant_rows handle this type. */
 int cuda_type_supported(int type);
 
@@ -105,6 +115,8 @@ void cuda_kv_write(cudaStream_t s, const bk_kv_layer *kv, const float *k, const 
                    const int32_t *slots, int n);
 void cuda_add(cudaStream_t s, float *x, const float *y, int64_t n);
 void cuda_glu(cudaStream_t s, float *out, const float *gate, const float *up, int64_t n, int act);
+/* out = x in half precision, saturating at +-65504 (the f16 GEMM's input) */
+void cuda_to_f16(cudaStream_t s, __half *out, const float *x, int64_t n);
 void cuda_gather(cudaStream_t s, float *out, const float *x, const int32_t *rows, int n, int dim);
 
 /* ---- cuda_topk.cu ---- */

@@ -411,6 +411,79 @@ __global__ void deq_kernel(float *__restrict__ out, const uint8_t *__restrict__ 
     }
 }
 
+/* How rows of `type` dequantize into out: 0 element by element (float types
+ * off the 32-element grid), 1 by parts (cq_type), -1 unsupported (err_set). */
+static int deq_plan(int type, int64_t cols, const void *out) {
+    if (!cuda_type_supported(type) || cols < 1 || cols > INT32_MAX / 2) {
+        err_set("cuda dequant: type %d with %lld columns is not supported", type, (long long)cols);
+        return -1;
+    }
+    if (is_float_type(type) && (cols % 32 || (uintptr_t)out % 16)) return 0;
+    if ((uintptr_t)out % 16) {
+        err_set("cuda dequant: output is not 16-byte aligned");
+        return -1;
+    }
+    return 1;
+}
+
+/* deq_kernel into half precision (the f16 GEMM path's weights): values
+ * beyond the f16 range saturate at +-65504 instead of becoming infinite. */
+template <int TYPE>
+__global__ void deq_h_kernel(__half *__restrict__ out, const uint8_t *__restrict__ w,
+                             size_t row_bytes, int cols, int64_t row0, int64_t n) {
+    using T = cq_type<TYPE>;
+    cuda_pdl_wait();
+    const int per_row = cols / T::QK * T::PARTS;
+    int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= n * per_row) return;
+    int64_t i = idx / per_row;
+    int it = (int)(idx % per_row);
+    int b = it / T::PARTS, p = it % T::PARTS;
+    typename T::Raw raw = T::load(w + (size_t)(row0 + i) * row_bytes + (size_t)b * T::BYTES, p);
+    __half *o = out + (size_t)i * cols + (size_t)b * T::QK;
+#pragma unroll
+    for (int g = 0; g < 4; g++) {
+        float q[8], sc, mn;
+        cq_run<TYPE>(raw, p, g, q, sc, mn);
+        __align__(16) __half v[8];
+#pragma unroll
+        for (int k = 0; k < 8; k++) v[k] = __float2half_rn(cuda_sat16(sc * q[k] - mn));
+        *(uint4 *)(o + T::off(p, g)) = *(const uint4 *)v;
+    }
+}
+
+__global__ void deq_h_float_kernel(__half *out, const uint8_t *w, size_t row_bytes, int type,
+                                   int cols, int64_t row0, int64_t n) {
+    cuda_pdl_wait();
+    int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= n * cols) return;
+    int64_t i = idx / cols;
+    int c = (int)(idx % cols);
+    float v = elem_float(w + (size_t)(row0 + i) * row_bytes, type, c);
+    out[idx] = __float2half_rn(cuda_sat16(v));
+}
+
+int cuda_dequant_rows_f16(cudaStream_t s, __half *out, int type, const void *w, int64_t cols,
+                          int64_t row0, int64_t n) {
+    if (n < 1) return 0;
+    const int plan = deq_plan(type, cols, out);
+    if (plan < 0) return -1;
+    size_t rb = row_size(type, cols);
+    const uint8_t *W = (const uint8_t *)w;
+    if (plan == 0) {
+        int64_t total = n * cols;
+        cuda_launch(deq_h_float_kernel, dim3((unsigned)((total + 255) / 256)), dim3(256), 0, s, out,
+                    W, rb, type, (int)cols, row0, n);
+        return 0;
+    }
+    cq_dispatch(type, [&]<int T>() {
+        int64_t total = n * (cols / cq_type<T>::QK * cq_type<T>::PARTS);
+        cuda_launch(deq_h_kernel<T>, dim3((unsigned)((total + 127) / 128)), dim3(128), 0, s, out, W,
+                    rb, (int)cols, row0, n);
+    });
+    return 0;
+}
+
 __global__ void deq_float_kernel(float *out, const uint8_t *w, size_t row_bytes, int type, int cols,
                                  const int32_t *ids, int64_t row0, int n, float scale) {
     cuda_pdl_wait();
@@ -424,21 +497,15 @@ __global__ void deq_float_kernel(float *out, const uint8_t *w, size_t row_bytes,
 int cuda_dequant_rows(cudaStream_t s, float *out, int type, const void *w, int64_t cols,
                       const int32_t *ids, int64_t row0, int n, float scale) {
     if (n < 1) return 0;
-    if (!cuda_type_supported(type) || cols < 1 || cols > INT32_MAX / 2) {
-        err_set("cuda dequant: type %d with %lld columns is not supported", type, (long long)cols);
-        return -1;
-    }
+    const int plan = deq_plan(type, cols, out);
+    if (plan < 0) return -1;
     size_t rb = row_size(type, cols);
     const uint8_t *W = (const uint8_t *)w;
-    if (is_float_type(type) && (cols % 32 || (uintptr_t)out % 16)) {
+    if (plan == 0) {
         int64_t total = (int64_t)n * cols;
         cuda_launch(deq_float_kernel, dim3((unsigned)((total + 255) / 256)), dim3(256), 0, s, out,
                     W, rb, type, (int)cols, ids, row0, n, scale);
         return 0;
-    }
-    if ((uintptr_t)out % 16) {
-        err_set("cuda dequant: output is not 16-byte aligned");
-        return -1;
     }
     cq_dispatch(type, [&]<int T>() {
         int64_t total = (int64_t)n * (cols / cq_type<T>::QK * cq_type<T>::PARTS);

@@ -272,3 +272,24 @@ void cuda_gather(cudaStream_t s, float *out, const float *x, const int32_t *rows
     else
         cuda_launch(gather_kernel, dim3(n), dim3(256), 0, s, out, x, rows, dim);
 }
+
+/* ---- f32 -> f16 (the f16 GEMM's activations), 4 elements a thread ---- */
+__global__ void to_f16_kernel(__half *out, const float *x, int64_t n) {
+    cuda_pdl_wait();
+    int64_t i = 4 * ((int64_t)blockIdx.x * blockDim.x + threadIdx.x);
+    if (i + 3 < n && (uintptr_t)x % 16 == 0 && (uintptr_t)out % 8 == 0) {
+        float4 v = *(const float4 *)(x + i);
+        __half2 a = __floats2half2_rn(cuda_sat16(v.x), cuda_sat16(v.y));
+        __half2 b = __floats2half2_rn(cuda_sat16(v.z), cuda_sat16(v.w));
+        *(__half2 *)(out + i) = a;
+        *(__half2 *)(out + i + 2) = b;
+        return;
+    }
+    for (int64_t j = i; j < i + 4 && j < n; j++) out[j] = __float2half_rn(cuda_sat16(x[j]));
+}
+
+void cuda_to_f16(cudaStream_t s, __half *out, const float *x, int64_t n) {
+    if (n < 1) return;
+    int64_t threads = (n + 3) / 4;
+    cuda_launch(to_f16_kernel, dim3((unsigned)((threads + 255) / 256)), dim3(256), 0, s, out, x, n);
+}
