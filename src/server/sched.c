@@ -66,6 +66,7 @@ struct srv_req {
     srv_sched *s; /* NULL once finished */
     ev_node *head, *tail;
     ev_node *done_node; /* allocated at submission: DONE can always be posted */
+    ev_node *spare;     /* nodes whose events were read, for reuse */
     bool finished, done_taken, released;
     atomic_int cancel;
     /* waiting queue link (under s->mu) */
@@ -75,6 +76,7 @@ struct srv_req {
     int n_tok, cap_tok, n_prompt, n_fed, n_gen, max_tokens, seq, plan;
     int n_cached, logprobs;
     bool ignore_eos, special, admitted_once, got_first;
+    ev_node *node; /* engine side: a node for the next TOKEN event, or NULL */
     sampler *smp;
     stop *st;
     double t_submit, deadline, t_admit, t_first, t_last;
@@ -156,6 +158,11 @@ static void req_free(srv_req *r) {
         srv_event_clear(&r->done_node->ev);
         free(r->done_node);
     }
+    for (ev_node *e = r->spare, *n; e; e = n) {
+        n = e->next;
+        free(e);
+    }
+    free(r->node);
     sampler_free(r->smp);
     stop_free(r->st);
     free(r->tok);
@@ -164,7 +171,9 @@ static void req_free(srv_req *r) {
     free(r);
 }
 
-/* Append an event node to r's queue (engine thread). */
+/* Append an event node to r's queue (engine thread), and take back a node
+ * the reader is done with for the next event: a request streaming tokens
+ * cycles through a few nodes instead of allocating one per token. */
 static void post(srv_req *r, ev_node *e) {
     e->next = NULL;
     pthread_mutex_lock(&r->mu);
@@ -173,6 +182,10 @@ static void post(srv_req *r, ev_node *e) {
     else
         r->head = e;
     r->tail = e;
+    if (!r->node && r->spare) {
+        r->node = r->spare;
+        r->spare = r->node->next;
+    }
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
 }
@@ -507,9 +520,19 @@ static int grow_buf(char **buf, int *cap, size_t need) {
     return 0;
 }
 
-/* Sample r's next token from logits and post it. */
-static void take_token(srv_sched *s, srv_req *r, const float *logits) {
-    int32_t t = sampler_sample(r->smp, logits);
+/* Sample r's next token from batch entry j's logits and post it. The
+ * candidates (a few hundred bytes from the GPU) decide when they prove the
+ * result equal to the whole row's; else the row is read. */
+static void take_token(srv_sched *s, srv_req *r, int j) {
+    const beast_cand *cand = NULL;
+    float lse = 0;
+    int nc = beast_candidates(s->ctx, j, &cand, r->logprobs >= 0 ? &lse : NULL);
+    const float *logits = NULL;
+    int32_t t;
+    if (nc < 0 || !sampler_sample_cand(r->smp, cand, nc, BEAST_N_CAND, &t)) {
+        logits = beast_logits(s->ctx, j);
+        t = logits ? sampler_sample(r->smp, logits) : -1;
+    }
     if (t < 0) {
         char msg[160];
         snprintf(msg, sizeof msg, "sampling failed: %s", err_get());
@@ -522,8 +545,11 @@ static void take_token(srv_sched *s, srv_req *r, const float *logits) {
         finish(s, r, SRV_FINISH_STOP, NULL);
         return;
     }
-    ev_node *e = xcalloc(1, sizeof *e);
-    if (!e) {
+    ev_node *e = r->node;
+    r->node = NULL;
+    if (e)
+        memset(e, 0, sizeof *e);
+    else if (!(e = xcalloc(1, sizeof *e))) {
         finish(s, r, SRV_FINISH_ERROR, "out of memory");
         return;
     }
@@ -531,9 +557,13 @@ static void take_token(srv_sched *s, srv_req *r, const float *logits) {
     ev->kind = SRV_EV_TOKEN;
     ev->token = t;
     if (r->logprobs >= 0) {
-        int k = MIN(r->logprobs, SRV_MAX_TOP_LOGPROBS);
-        int n =
-            sampler_logprobs(logits, s->n_vocab, t, &ev->logprob, k, ev->top_id, ev->top_logprob);
+        int k = MIN(r->logprobs, SRV_MAX_TOP_LOGPROBS), n = -1;
+        if (nc >= 0)
+            n = sampler_logprobs_cand(cand, nc, BEAST_N_CAND, lse, s->n_vocab, t, &ev->logprob, k,
+                                      ev->top_id, ev->top_logprob);
+        if (n < 0 && (logits || (logits = beast_logits(s->ctx, j))))
+            n = sampler_logprobs(logits, s->n_vocab, t, &ev->logprob, k, ev->top_id,
+                                 ev->top_logprob);
         ev->n_top = n > 0 ? n : 0;
     }
     int len = beast_token_piece(s->m, t, s->piece, s->piece_cap, r->special);
@@ -634,7 +664,7 @@ static void step(srv_sched *s) {
                 if (s->batch->seq[j] == r->seq && s->batch->logits[j]) s->ent_req[j] = r;
     }
     for (int j = 0; j < s->batch->n; j++)
-        if (s->ent_req[j]) take_token(s, s->ent_req[j], beast_logits(s->ctx, j));
+        if (s->ent_req[j]) take_token(s, s->ent_req[j], j);
 }
 
 static void publish(srv_sched *s) {
@@ -866,7 +896,8 @@ int srv_next_event(srv_req *r, srv_event *ev, double timeout_s) {
             r->head = e->next;
             if (!r->head) r->tail = NULL;
             *ev = e->ev;
-            free(e);
+            e->next = r->spare; /* the engine reuses it (post) */
+            r->spare = e;
             if (ev->kind == SRV_EV_DONE) r->done_taken = true;
             rc = 1;
             break;
