@@ -55,10 +55,10 @@ if [ ! -x "$BIN/beast" ] && [ -f "$ROOT/.peer/beast-bin.tar.xz" ]; then
     mkdir -p "$BIN" && tar -xJf "$ROOT/.peer/beast-bin.tar.xz" -C "$BIN"
 fi
 
-if ls "$ROOT"/.deb/*.deb >/dev/null 2>&1; then
+if ls "$ROOT"/.deb*/*.deb >/dev/null 2>&1; then
     D=/tmp/beast-deps
     mkdir -p $D
-    for f in "$ROOT"/.deb/*.deb; do dpkg -x "$f" $D; done
+    for f in "$ROOT"/.deb*/*.deb; do dpkg -x "$f" $D; done
     export LD_LIBRARY_PATH=$D/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 fi
 export PATH=/usr/local/cuda/bin:$PATH
