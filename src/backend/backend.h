@@ -102,6 +102,12 @@ struct backend {
      * op gives that row alone (batch size 1): results do not depend on how
      * tokens are batched. Set by the model loader before any compute. */
     int deterministic;
+    /* When set, one-token matmuls use float activations as batched ones do
+     * (the CUDA mat-vec otherwise rounds them to 8-bit blocks), so a token's
+     * result depends on its batch only through the batched path's own
+     * rounding (f16 on the GPU). The server sets it; CPU kernels ignore it
+     * (their one-token and batched paths already round alike). */
+    int float_act;
 };
 
 /* topk. A logit l counts as clean(l): NaN as -inf, +inf as FLT_MAX (the

@@ -843,7 +843,8 @@ static void cu_matmul(backend *b, float *out, const bk_weight *w, const float *x
     cmd *k = push(c, K_MATMUL);
     if (!k) return;
     k->p[0] = out, k->p[1] = w->data, k->p[2] = x, k->p[3] = w16;
-    k->i[0] = w->type, k->i[1] = n, k->i[2] = b->deterministic, k->i[3] = gemm;
+    /* i[2]: float activations (exact mat-vec); i[3]: the cuBLAS path */
+    k->i[0] = w->type, k->i[1] = n, k->i[2] = b->deterministic || b->float_act, k->i[3] = gemm;
     k->l[0] = w->rows, k->l[1] = w->cols;
 }
 
