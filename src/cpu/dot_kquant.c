@@ -52,10 +52,11 @@ SIMD_AVX2_BEGIN
 /* What a micro-kernel needs of one weight super-block. */
 typedef struct {
     const uint8_t *b; /* the block */
-    __m256i sc;       /* int16 sub-scales arranged for kq_scale() */
+    __m256i sc;       /* sub-scales arranged for kq_scale(): int16 (Q2/3/6_K) or, for
+                         Q4/5_K, bytes [sc0..sc7 m0..m7] in both 128-bit lanes */
     __m256i mv;       /* int16, in bsums order: mins (Q2/4/5_K) or scales (Q3/6_K) */
     __m256i qh;       /* Q3_K hmask, Q5_K qh */
-    float d, dmin;
+    __m128 dd;        /* d, dmin (0 for the types without mins) in lanes 0, 1 */
 } kq_block;
 
 SIMD_INLINE int kq_bytes(int type) {
@@ -81,27 +82,49 @@ SIMD_INLINE __m256i kq_even_odd(__m128i s8) {
     return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(s8, eo));
 }
 
-/* the 6-bit scales and mins of Q4_K / Q5_K (12 bytes at s): bytes 0..7 */
-SIMD_INLINE void kq_k4_scales(const uint8_t *s, uint64_t *sc, uint64_t *m) {
-    uint32_t u0 = simd_rd32(s), u1 = simd_rd32(s + 4), u2 = simd_rd32(s + 8);
-    uint32_t sc_lo = u0 & 0x3f3f3f3f, m_lo = u1 & 0x3f3f3f3f;
-    uint32_t sc_hi = (u2 & 0x0f0f0f0f) | ((u0 >> 6) & 0x03030303) << 4;
-    uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0f) | ((u1 >> 6) & 0x03030303) << 4;
-    *sc = sc_lo | (uint64_t)sc_hi << 32;
-    *m = m_lo | (uint64_t)m_hi << 32;
+/* The 6-bit scales and mins of Q4_K / Q5_K, 12 bytes s[0..11] at p, as
+ * bytes [sc0..sc7 m0..m7] in both 128-bit lanes (16 bytes are read; the 4
+ * after the scales are the block's next field):
+ *   sc_i = s_i & 63, m_i = s_i+4 & 63                       (i < 4)
+ *   sc_i = s_i+4 & 15 | (s_i-4 >> 6) << 4,
+ *   m_i = s_i+4 >> 4 | (s_i >> 6) << 4                      (4 <= i < 8)
+ * Bytes P = [s0..3 s8..11 s4..7 s8..11]; the third dword shifted right by 4
+ * brings the high nibbles of s8..11 down; Q = [0 s0..3 0 s4..7] gives the
+ * top two bits. */
+SIMD_INLINE __m256i kq_k4_scales(const uint8_t *p) {
+    const __m256i x = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
+    const __m256i ip = _mm256_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11, 0, 1, 2,
+                                        3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11);
+    const __m256i iq = _mm256_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7, -1,
+                                        -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7);
+    const __m256i mlo = _mm256_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f,
+                                          0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f);
+    __m256i lo = _mm256_and_si256(
+        _mm256_srlv_epi32(_mm256_shuffle_epi8(x, ip), _mm256_setr_epi32(0, 0, 0, 4, 0, 0, 0, 4)),
+        mlo);
+    __m256i hi =
+        _mm256_and_si256(_mm256_srli_epi16(_mm256_shuffle_epi8(x, iq), 2), _mm256_set1_epi8(0x30));
+    return _mm256_or_si256(lo, hi);
+}
+
+/* f16 d and dmin at p (consecutive) as floats in lanes 0, 1 */
+SIMD_INLINE __m128 kq_f16x2(const uint8_t *p) {
+    return _mm_cvtph_ps(_mm_cvtsi32_si128((int)simd_rd32(p)));
+}
+/* f16 d at p in lane 0, 0 in lane 1 */
+SIMD_INLINE __m128 kq_f16x1(const uint8_t *p) {
+    return _mm_cvtph_ps(_mm_cvtsi32_si128(simd_rd16(p)));
 }
 
 SIMD_INLINE void kq_prepare(int type, const uint8_t *b, kq_block *k) {
     k->b = b;
-    k->dmin = 0;
     k->qh = _mm256_setzero_si256();
     switch (type) {
     case QT_Q2_K: {
         __m128i s = _mm_loadu_si128((const __m128i *)b);
         k->sc = kq_even_odd(_mm_and_si128(s, _mm_set1_epi8(15)));
         k->mv = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), _mm_set1_epi8(15)));
-        k->d = simd_f16(b + 80);
-        k->dmin = simd_f16(b + 82);
+        k->dd = kq_f16x2(b + 80);
         break;
     }
     case QT_Q3_K: {
@@ -117,33 +140,35 @@ SIMD_INLINE void kq_prepare(int type, const uint8_t *b, kq_block *k) {
         k->sc = kq_even_odd(v);
         k->mv = _mm256_cvtepi8_epi16(v);
         k->qh = _mm256_loadu_si256((const __m256i *)b);
-        k->d = simd_f16(b + 108);
+        k->dd = kq_f16x1(b + 108);
         break;
     }
     case QT_Q4_K:
     case QT_Q5_K: {
-        uint64_t sc, m;
-        kq_k4_scales(b + 4, &sc, &m);
-        __m128i m8 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)m));
-        k->sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
-        k->mv = _mm256_setr_m128i(_mm_unpacklo_epi16(m8, m8), _mm_unpackhi_epi16(m8, m8));
+        /* mins m0 m0 m1 m1 .. m3 m3 | m4 m4 .. m7 m7, zero-extended to int16 */
+        const __m256i im =
+            _mm256_setr_epi8(8, -1, 8, -1, 9, -1, 9, -1, 10, -1, 10, -1, 11, -1, 11, -1, 12, -1, 12,
+                             -1, 13, -1, 13, -1, 14, -1, 14, -1, 15, -1, 15, -1);
+        k->sc = kq_k4_scales(b + 4);
+        k->mv = _mm256_shuffle_epi8(k->sc, im);
         if (type == QT_Q5_K) k->qh = _mm256_loadu_si256((const __m256i *)(b + 16));
-        k->d = simd_f16(b);
-        k->dmin = simd_f16(b + 2);
+        k->dd = kq_f16x2(b);
         break;
     }
     default: { /* Q6_K */
         __m128i s = _mm_loadu_si128((const __m128i *)(b + 192));
         k->sc = kq_even_odd(s);
         k->mv = _mm256_cvtepi8_epi16(s);
-        k->d = simd_f16(b + 208);
+        k->dd = kq_f16x1(b + 208);
         break;
     }
     }
 }
 
 /* int16 scales for the 32 elements of group g (0..7) */
-SIMD_INLINE __m256i kq_scale(const kq_block *k, int g) {
+SIMD_INLINE __m256i kq_scale(int type, const kq_block *k, int g) {
+    if (type == QT_Q4_K || type == QT_Q5_K) /* byte g, zero-extended */
+        return _mm256_shuffle_epi8(k->sc, _mm256_set1_epi16((short)(0xff00 + g)));
     return _mm256_shuffle_epi8(k->sc, _mm256_set1_epi16((short)(0x0100 + 0x0202 * g)));
 }
 
@@ -196,13 +221,16 @@ SIMD_INLINE __m256i kq_group(int type, const kq_block *k, int g) {
 /* the integer dot of super-block kb with the activation super-block at qa,
  * and its float contribution given the activation scale and bsums */
 SIMD_INLINE __m256 kq_finish(int type, const kq_block *kb, __m256i isum, const int16_t *bs,
-                             float da, __m256 acc) {
+                             const float *da, __m256 acc) {
     const int has_min = type == QT_Q2_K || type == QT_Q4_K || type == QT_Q5_K;
     const int off_shift = type == QT_Q3_K ? 2 : 5; /* x 4 or x 32 */
     __m256i mb = _mm256_madd_epi16(kb->mv, _mm256_loadu_si256((const __m256i *)bs));
     if (!has_min) isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(mb, off_shift));
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(kb->d * da), acc);
-    if (has_min) acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mb), _mm256_set1_ps(kb->dmin * da), acc);
+    __m128 s = _mm_mul_ps(kb->dd, _mm_broadcast_ss(da)); /* d * da, dmin * da */
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_broadcastss_ps(s), acc);
+    if (has_min)
+        acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mb), _mm256_broadcastss_ps(_mm_movehdup_ps(s)),
+                               acc);
     return acc;
 }
 
@@ -228,7 +256,7 @@ SIMD_INLINE void kq_row(int type, int C, int64_t k, const uint8_t *w, const mm_a
             kq_prepare(type, w + sb * bytes, &kb);
             SIMD_UNROLL for (int c = 0; c < C; c++) isum[c] = _mm256_setzero_si256();
             SIMD_UNROLL for (int g = 0; g < 8; g++) {
-                __m256i wg = kq_group(type, &kb, g), sg = kq_scale(&kb, g);
+                __m256i wg = kq_group(type, &kb, g), sg = kq_scale(type, &kb, g);
                 SIMD_UNROLL for (int c = 0; c < C; c++) {
                     __m256i av = _mm256_loadu_si256((const __m256i *)(qa[c] + sb * 256 + 32 * g));
                     isum[c] = _mm256_add_epi32(isum[c],
@@ -236,7 +264,7 @@ SIMD_INLINE void kq_row(int type, int C, int64_t k, const uint8_t *w, const mm_a
                 }
             }
             SIMD_UNROLL for (int c = 0; c < C; c++) acc[c] = kq_finish(
-                type, &kb, isum[c], q8_bsums(qa[c], k) + 16 * sb, q8_d(qa[c], k)[sb], acc[c]);
+                type, &kb, isum[c], q8_bsums(qa[c], k) + 16 * sb, q8_d(qa[c], k) + sb, acc[c]);
         }
         SIMD_UNROLL for (int c = 0; c < C; c++) {
             float v = simd_hsum(acc[c]);
@@ -260,11 +288,10 @@ SIMD_INLINE void kq_pack(int type, const uint8_t *w, size_t ws, int nr, int64_t 
             kq_prepare(type, w + r * ws + (sb0 + j) * bytes, &kb);
             SIMD_UNROLL for (int g = 0; g < 8; g++) {
                 _mm256_store_si256((__m256i *)(p + 64 * g), kq_group(type, &kb, g));
-                _mm256_store_si256((__m256i *)(p + 64 * g + 32), kq_scale(&kb, g));
+                _mm256_store_si256((__m256i *)(p + 64 * g + 32), kq_scale(type, &kb, g));
             }
             _mm256_store_si256((__m256i *)(p + 512), kb.mv);
-            memcpy(p + 544, &kb.d, 4);
-            memcpy(p + 548, &kb.dmin, 4);
+            _mm_storel_pi((__m64 *)(p + 544), kb.dd);
         }
     }
 }
@@ -301,11 +328,10 @@ SIMD_INLINE void kq_micro(int type, int R, int C, const uint8_t *pw, int nsb, co
         SIMD_UNROLL for (int r = 0; r < R; r++) {
             kq_block kb;
             kb.mv = _mm256_load_si256((const __m256i *)(p[r] + 512));
-            memcpy(&kb.d, p[r] + 544, 4);
-            memcpy(&kb.dmin, p[r] + 548, 4);
+            kb.dd = _mm_castpd_ps(_mm_load_sd((const double *)(p[r] + 544)));
             SIMD_UNROLL for (int c = 0; c < C; c++) acc[r][c] =
                 kq_finish(type, &kb, isum[r][c], q8_bsums(qa[c], k) + 16 * (sb0 + j),
-                          q8_d(qa[c], k)[sb0 + j], acc[r][c]);
+                          q8_d(qa[c], k) + sb0 + j, acc[r][c]);
         }
     }
     SIMD_UNROLL for (int r = 0; r < R; r++) SIMD_UNROLL for (int c = 0; c < C; c++) {
@@ -316,7 +342,8 @@ SIMD_INLINE void kq_micro(int type, int R, int C, const uint8_t *pw, int nsb, co
 
 typedef void (*kq_micro_fn)(const uint8_t *pw, int nsb, const mm_act *a, int64_t k, int64_t sb0,
                             float *out, size_t ldo, int first);
-typedef void (*kq_row_fn)(int64_t k, const uint8_t *w, const mm_act *a, float *out, size_t ldo);
+typedef void (*kq_row_fn)(int64_t k, const uint8_t *w, size_t ws, int nr, const mm_act *a,
+                          float *out, size_t ldo);
 typedef void (*kq_pack_fn)(const uint8_t *w, size_t ws, int nr, int64_t sb0, int nsb, uint8_t *pw);
 
 #define KQ_MICRO(t, R, C)                                                                          \
@@ -325,9 +352,9 @@ typedef void (*kq_pack_fn)(const uint8_t *w, size_t ws, int nr, int64_t sb0, int
         kq_micro(QT_##t, R, C, pw, nsb, a, k, sb0, out, ldo, first);                               \
     }
 #define KQ_ROW(t, C)                                                                               \
-    static void kq_row_##t##_##C(int64_t k, const uint8_t *w, const mm_act *a, float *out,         \
-                                 size_t ldo) {                                                     \
-        kq_row(QT_##t, C, k, w, a, out, ldo);                                                      \
+    static void kq_row_##t##_##C(int64_t k, const uint8_t *w, size_t ws, int nr, const mm_act *a,  \
+                                 float *out, size_t ldo) {                                         \
+        for (int r = 0; r < nr; r++) kq_row(QT_##t, C, k, w + r * ws, a, out + r, ldo);            \
     }
 #define KQ_TYPE(t)                                                                                 \
     KQ_MICRO(t, 1, 1)                                                                              \
@@ -351,7 +378,7 @@ static void kq_gemm(const kq_micro_fn micros[4], const kq_row_fn rows[4], kq_pac
                     int64_t k, const uint8_t *w, size_t ws, int nr, const mm_act *a, int nc,
                     float *out, size_t ldo, void *scratch) {
     if (nc <= KQ_MC) { /* decoding: stream the rows */
-        for (int r = 0; r < nr; r++) rows[nc - 1](k, w + r * ws, a, out + r, ldo);
+        rows[nc - 1](k, w, ws, nr, a, out, ldo);
         return;
     }
     uint8_t *pw = scratch;
