@@ -24,6 +24,11 @@
  *       worst relative error max |err| / (|w| |x|) is printed and must be
  *       below 1e-2 (typically ~1e-3 for 8-bit activations).
  *     F32 / F16 / BF16 use f32 activations: |err| <= 1e-5 * sum |w_i x_i|.
+ * (b2) batch independence of every quantized kernel, bit for bit: the
+ *     `exact` path on 9 tokens (batch panels) gives each token exactly
+ *     what the decode path gives it alone and in groups of 2..4 tokens
+ *     (mm.h; row lengths with partial groups of blocks: 640 = 20 blocks of
+ *     32, 576, 288, 416; 256 .. 2304 for the K-quants).
  * (c) the backend's matmul with 1, 2 and 3 threads, odd shapes, against the
  *     reference path of the same backend (BEAST_CPU_SCALAR=1), same bounds.
  * (d) the backend's attention (AVX2 kernel, src/cpu/attn.c) against its
@@ -244,6 +249,54 @@ static void test_kernels(void) {
     }
 }
 
+/* ---- (b2) batch independence ---- */
+
+static void check_exact(int type, int nr, int64_t k) {
+    const quant_traits *qt = quant_get(type);
+    const mm_kernel *kr = mm_kernel_get(type, 1);
+    const int nc = 9;
+    size_t rs = quant_row_size(type, k), rb = q8_row_bytes((q8_kind)kr->act, k);
+    float *wf = xalloc((size_t)k * 4), *x = xalloc((size_t)nc * k * 4);
+    float *ob = xalloc((size_t)nc * nr * 4), *od = xalloc((size_t)nc * nr * 4);
+    uint8_t *wq = xalloc(rs * nr);
+    void *qbuf = xalloc(rb * nc), *scratch = xalloc(MM_SCRATCH_BYTES);
+    for (int r = 0; r < nr; r++) {
+        for (int64_t i = 0; i < k; i++) wf[i] = 0.5f * rng_normal();
+        qt->quant(wf, wq + r * rs, k);
+    }
+    fill_act(x, (int64_t)nc * k);
+    for (int c = 0; c < nc; c++)
+        q8_quantize_row((q8_kind)kr->act, x + c * k, k, (char *)qbuf + c * rb, 1);
+    mm_act act = {qbuf, rb};
+    kr->exact(k, wq, rs, nr, &act, nc, ob, (size_t)nr, scratch);
+    int bad = 0;
+    for (int g = 1; g <= 4; g++) /* decode in groups of g tokens */
+        for (int c0 = 0; c0 < nc; c0 += g) {
+            int n = MIN(g, nc - c0);
+            mm_act a = {(const char *)qbuf + c0 * rb, rb};
+            for (int i = 0; i < n * nr; i++) od[i] = NAN;
+            kr->fn(k, wq, rs, nr, &a, n, od, (size_t)nr, scratch);
+            for (int i = 0; i < n * nr; i++)
+                if (memcmp(&od[i], &ob[c0 * nr + i], 4) && bad++ < 3)
+                    printf("  %s k=%lld token %d row %d (decode %d): %.9g, batch %.9g\n", qt->name,
+                           (long long)k, c0 + i / nr, i % nr, n, od[i], ob[c0 * nr + i]);
+        }
+    CHECK(bad == 0, "%s nr=%d k=%lld: %d decode results differ from the exact batch", qt->name, nr,
+          (long long)k, bad);
+    free(wf), free(x), free(ob), free(od), free(wq), free(qbuf), free(scratch);
+}
+
+static void test_exact(void) {
+    const int64_t k32[] = {640, 576, 288, 416, 2048}, k256[] = {256, 1024, 2304};
+    for (size_t ti = 0; ti < ARRAY_LEN(TYPES); ti++) {
+        int type = TYPES[ti].type, blk = quant_get(type)->block;
+        if (act_block(type) == 0) continue;
+        const int64_t *ks = blk == 32 ? k32 : k256;
+        size_t nk = blk == 32 ? ARRAY_LEN(k32) : ARRAY_LEN(k256);
+        for (size_t i = 0; i < nk; i++) check_exact(type, 1 + (int)(i * 7) % 19, ks[i]);
+    }
+}
+
 /* ---- (c) the backend, several thread counts ---- */
 
 static void test_backend(void) {
@@ -401,6 +454,7 @@ int main(void) {
     test_q8_kind(Q8_32, simd);
     test_q8_kind(Q8_K, simd);
     if (simd) test_kernels();
+    if (simd) test_exact();
     test_backend();
     test_attention();
     if (simd) test_glu();

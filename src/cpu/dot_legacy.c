@@ -150,6 +150,46 @@ SIMD_INLINE __m256 leg_apply(int has_off, __m256i isum, __m256 dw8, __m256 da8, 
     return acc;
 }
 
+/* A last group of exactly 4 blocks (k = 640: 20 blocks) at blk, activation
+ * block b, for leg_row: the lanes 0..3 of the 8-lane group computation in
+ * 128-bit halves. Lanes 4..7 would add 0 * 0 to the accumulator, i.e. + 0
+ * (which only turns -0 into +0), so they become acc + 0. */
+SIMD_INLINE void leg_half(int type, int C, const uint8_t *blk, int64_t b, const int8_t *const *qa,
+                          const float *const *da, const float *const *sa, __m256 *acc) {
+    const int bytes = leg_bytes(type), has_off = type != QT_Q8_0;
+    __m256i p[MC][4];
+    SIMD_UNROLL for (int i = 0; i < 4; i++) {
+        __m256i wv = leg_ints(type, blk + i * bytes);
+        __m256i wabs = type == QT_Q8_0 ? _mm256_sign_epi8(wv, wv) : wv;
+        SIMD_UNROLL for (int c = 0; c < C; c++) p[c][i] =
+            leg_dot(type, wv, wabs, _mm256_loadu_si256((const __m256i *)(qa[c] + (b + i) * 32)));
+    }
+    __m128i h = _mm_cvtsi32_si128(simd_rd16(blk));
+    h = _mm_insert_epi16(h, simd_rd16(blk + bytes), 1);
+    h = _mm_insert_epi16(h, simd_rd16(blk + 2 * bytes), 2);
+    h = _mm_insert_epi16(h, simd_rd16(blk + 3 * bytes), 3);
+    __m128 dw4 = _mm_cvtph_ps(h), off4 = _mm_setzero_ps();
+    if (type == QT_Q4_0) off4 = _mm_mul_ps(dw4, _mm_set1_ps(-8.0f));
+    if (type == QT_Q5_0) off4 = _mm_mul_ps(dw4, _mm_set1_ps(-16.0f));
+    if (type == QT_Q4_1 || type == QT_Q5_1) {
+        __m128i m = _mm_cvtsi32_si128(simd_rd16(blk + 2));
+        m = _mm_insert_epi16(m, simd_rd16(blk + bytes + 2), 1);
+        m = _mm_insert_epi16(m, simd_rd16(blk + 2 * bytes + 2), 2);
+        m = _mm_insert_epi16(m, simd_rd16(blk + 3 * bytes + 2), 3);
+        off4 = _mm_cvtph_ps(m);
+    }
+    SIMD_UNROLL for (int c = 0; c < C; c++) {
+        /* as leg_pairs_to_lanes with the pairs of blocks 4..7 zero */
+        __m256i ab = _mm256_hadd_epi32(_mm256_hadd_epi32(p[c][0], p[c][1]),
+                                       _mm256_hadd_epi32(p[c][2], p[c][3]));
+        __m128i isum = _mm_add_epi32(_mm256_castsi256_si128(ab), _mm256_extracti128_si256(ab, 1));
+        __m128 lo = _mm256_castps256_ps128(acc[c]), hi = _mm256_extractf128_ps(acc[c], 1);
+        lo = _mm_fmadd_ps(_mm_cvtepi32_ps(isum), _mm_mul_ps(dw4, _mm_loadu_ps(da[c] + b)), lo);
+        if (has_off) lo = _mm_fmadd_ps(off4, _mm_loadu_ps(sa[c] + b), lo);
+        acc[c] = _mm256_set_m128(_mm_add_ps(hi, _mm_setzero_ps()), lo);
+    }
+}
+
 /* ---- decoding: one weight row x C <= 4 tokens ----
  *
  * The order of the float operations is the batch path's: per panel of PB
@@ -191,6 +231,10 @@ SIMD_INLINE void leg_row(int type, int C, int64_t k, const uint8_t *w, const mm_
             SIMD_UNROLL for (int c = 0; c < C; c++) acc[c] =
                 leg_apply(has_off, simd_reduce8_i32(p[c]), dw8, _mm256_loadu_ps(da[c] + b), off8,
                           _mm256_loadu_ps(sa[c] + b), acc[c]);
+        }
+        if (b1 - b == 4) { /* k = 640: 20 blocks */
+            leg_half(type, C, w + b * bytes, b, qa, da, sa, acc);
+            b = b1;
         }
         if (b < b1) { /* the last nb % 8 blocks */
             const int jn = (int)(b1 - b);
@@ -402,7 +446,8 @@ typedef void (*leg_micro_fn)(const uint8_t *pw, const float *dw, const float *of
                              int first);
 typedef void (*leg_fast_fn)(const uint8_t *pw, const float *off, int nb, const mm_act *a, int64_t k,
                             int64_t b0, float *out, size_t ldo, int first);
-typedef void (*leg_row_fn)(int64_t k, const uint8_t *w, const mm_act *a, float *out, size_t ldo);
+typedef void (*leg_row_fn)(int64_t k, const uint8_t *w, size_t ws, int nr, const mm_act *a,
+                           float *out, size_t ldo);
 
 /* The kernels of one type: rows and micro-kernels for C in 1..4 tokens. */
 typedef struct {
@@ -428,9 +473,9 @@ typedef struct {
         leg_micro_fast(QT_##t, R, C, pw, off, nb, a, k, b0, out, ldo, first);                      \
     }
 #define LEG_ROW(t, C)                                                                              \
-    static void leg_row_##t##_##C(int64_t k, const uint8_t *w, const mm_act *a, float *out,        \
-                                  size_t ldo) {                                                    \
-        leg_row(QT_##t, C, k, w, a, out, ldo);                                                     \
+    static void leg_row_##t##_##C(int64_t k, const uint8_t *w, size_t ws, int nr, const mm_act *a, \
+                                  float *out, size_t ldo) {                                        \
+        for (int r = 0; r < nr; r++) leg_row(QT_##t, C, k, w + r * ws, a, out + r, ldo);           \
     }
 #define LEG_C(t, C) LEG_MICRO(t, C) LEG_FAST(t, 1, C) LEG_FAST(t, 2, C) LEG_ROW(t, C)
 #define LEG_TYPE(t)                                                                                \
@@ -457,7 +502,7 @@ typedef struct {
 static void leg_gemm(const leg_kernels *K, int exact, int64_t k, const uint8_t *w, size_t ws,
                      int nr, const mm_act *a, int nc, float *out, size_t ldo, void *scratch) {
     if (nc <= MC) { /* decoding: stream the rows */
-        for (int r = 0; r < nr; r++) K->rows[nc - 1](k, w + r * ws, a, out + r, ldo);
+        K->rows[nc - 1](k, w, ws, nr, a, out, ldo);
         return;
     }
     uint8_t *pw = scratch;
