@@ -11,7 +11,7 @@ out=${1:-$root/build-bench}
 cc=${CC:-gcc}
 cflags=${CFLAGS:--O3 -march=native}
 mkdir -p "$out"
-lib_src=("$root"/src/cpu/*.c "$root"/src/quant/*.c "$root"/src/util/util.c)
+lib_src=("$root"/src/cpu/*.c "$root"/src/quant/*.c "$root"/src/util/*.c)
 for b in "$root"/bench/kernels/*.c; do
   name=$(basename "$b" .c)
   $cc -std=c11 $cflags -g -Wall -Wextra -Werror -D_GNU_SOURCE -I"$root/src" -I"$root/include" \

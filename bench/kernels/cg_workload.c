@@ -7,7 +7,9 @@
  *   cg_workload batch    every type: 64 tokens x 64 rows x 2048  (1 thread)
  *   cg_workload exact    the batch workload on the kernels' exact path
  *                        (mm_<t>_exact_avx2 for the 32-block types)
- * Optional further arguments: type names to restrict the run. The kernel of
+ * Optional further arguments: type names to restrict the run, and -k K to
+ * change the row length (default 2048; e.g. 640 for gemma-3-270m, whose
+ * rows end in a partial group of blocks). The kernel of
  * type T is the function mm_<t>_avx2; activation quantization is
  * q8_quantize_row. */
 #include "harness.h"
@@ -27,11 +29,23 @@ int main(int argc, char **argv) {
     }
     int exact = !strcmp(argv[1], "exact"), batch = exact || !strcmp(argv[1], "batch");
     int64_t rows = batch ? 64 : 256, k = 2048;
+    for (int i = 2; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "-k")) k = atoll(argv[i + 1]);
     int n = batch ? 64 : 1;
     for (size_t t = 0; t < sizeof ALL / sizeof *ALL; t++) {
         const char *name = quant_get(ALL[t])->name;
         int want = argc == 2;
-        for (int i = 2; i < argc; i++) want |= !strcmp(argv[i], name);
+        int named = 0;
+        for (int i = 2; i < argc; i++) {
+            if (!strcmp(argv[i], "-k")) {
+                i++;
+                continue;
+            }
+            named = 1;
+            want |= !strcmp(argv[i], name);
+        }
+        want |= !named;
+        if (k % quant_get(ALL[t])->block) want = 0;
         if (!want) continue;
         const mm_kernel *kr = mm_kernel_get(ALL[t], 1);
         h_weight w = h_weight_new(ALL[t], rows, k);
