@@ -287,6 +287,52 @@ static void test_fusions(void) {
         free(xq), free(xk), free(g);
     }
 
+    /* rope q, rope k, then kv_write of k and v: one launch (cuda_rope_kv);
+     * half the dimensions rotated, so the copied pairs are checked too */
+    for (int f16 = 0; f16 < 2; f16++)
+        for (int neox = 0; neox < 2; neox++) {
+            int n = 3, hq = 8, hk = 2, hd = 64, nrot = 32, kvd = hk * hd, n_slots = 16;
+            int32_t pos[3] = {3, 700 + rng_int(100), 30000 + rng_int(1000)}, slots[3] = {7, 2, 11};
+            size_t mq = (size_t)n * hq * hd, mk = (size_t)n * kvd, es = f16 ? 2 : 4;
+            size_t cb = (size_t)n_slots * kvd * es;
+            float *xq = malloc(mq * 4), *xk = malloc(mk * 4), *xv = malloc(mk * 4);
+            float *g = malloc(mq * 4), *a = malloc((size_t)n_slots * kvd * 4),
+                  *b = malloc((size_t)n_slots * kvd * 4);
+            char *kc = calloc(1, cb), *vc = calloc(1, cb), *hc = malloc(cb);
+            fill(xq, mq, 1.0f), fill(xk, mk, 1.0f), fill(xv, mk, 1.0f);
+            float *qd = dput(xq, mq * 4), *kd = dput(xk, mk * 4), *vd = dput(xv, mk * 4);
+            int32_t *pd = dput(pos, sizeof pos), *sd = dput(slots, sizeof slots);
+            void *kcd = dput(kc, cb), *vcd = dput(vc, cb);
+            int qt = f16 ? QT_F16 : QT_F32;
+            bk_kv_layer kvh = {kc, vc, kvd, qt}, kvg = {kcd, vcd, kvd, qt};
+            C->ops->rope(C, xq, pos, n, hq, hd, nrot, 10000.0f, 1.0f, neox);
+            C->ops->rope(C, xk, pos, n, hk, hd, nrot, 10000.0f, 1.0f, neox);
+            C->ops->kv_write(C, &kvh, xk, xv, slots, n);
+            C->ops->sync(C);
+            G->ops->rope(G, qd, pd, n, hq, hd, nrot, 10000.0f, 1.0f, neox);
+            G->ops->rope(G, kd, pd, n, hk, hd, nrot, 10000.0f, 1.0f, neox);
+            G->ops->kv_write(G, &kvg, kd, vd, sd, n);
+            dget(g, qd, mq * 4);
+            CHECK(check_max_diff(g, xq, mq) / check_max_abs(xq, mq) < 1e-5,
+                  "rope+kv fused: q (neox=%d f16=%d)", neox, f16);
+            dget(g, kd, mk * 4);
+            CHECK(check_max_diff(g, xk, mk) / check_max_abs(xk, mk) < 1e-5,
+                  "rope+kv fused: k (neox=%d f16=%d)", neox, f16);
+            for (int t = 0; t < 2; t++) { /* the K, then the V cache */
+                dget(hc, t ? vcd : kcd, cb);
+                quant_get(qt)->dequant(hc, a, (int64_t)n_slots * kvd);
+                quant_get(qt)->dequant(t ? vc : kc, b, (int64_t)n_slots * kvd);
+                /* f16: the two sides may round a value 1e-7 apart to neighbouring halves */
+                double tol = f16 ? 1e-3 : 1e-5;
+                CHECK(check_max_diff(a, b, (size_t)n_slots * kvd) /
+                              check_max_abs(b, (size_t)n_slots * kvd) <
+                          tol,
+                      "rope+kv fused: %s cache (neox=%d f16=%d)", t ? "V" : "K", neox, f16);
+            }
+            dfree(qd), dfree(kd), dfree(vd), dfree(pd), dfree(sd), dfree(kcd), dfree(vcd);
+            free(xq), free(xk), free(xv), free(g), free(a), free(b), free(kc), free(vc), free(hc);
+        }
+
     /* add then rmsnorm of the sum, the output over the added branch */
     for (int dim = 320; dim <= 4096; dim *= 4) {
         int rows = 3;

@@ -471,7 +471,8 @@ static void run_cmd(cuda_impl *c, const cmd *k) {
 /* Fusions of consecutive commands, each equivalent to running them in order:
  *   matmuls of one type and width reading the same x, n <= 8 (q/k/v,
  *     gate/up): one mat-vec launch;
- *   rope of q then rope of k (same positions and parameters): one launch;
+ *   rope of q then rope of k (same positions and parameters): one launch,
+ *     which also stores k and v in the cache when kv_write comes next;
  *   add(x, y) then rmsnorm(out, x) over the same rows: one launch.
  *   matmul gate, matmul up, glu (n <= 4): one launch that also writes up;
  * Returns the number of commands consumed (0: none fused). */
@@ -535,6 +536,18 @@ static int run_fused(cuda_impl *c, int k) {
                               a->i[1], c->exact || a->i[2]))
             c->failed = 1;
         return m;
+    }
+    if (a->kind == K_ROPE && b->kind == K_ROPE && a->p[1] == b->p[1] && a->p[0] != b->p[0] &&
+        a->i[0] == b->i[0] && a->i[2] == b->i[2] && a->i[3] == b->i[3] && a->i[4] == b->i[4] &&
+        a->f[0] == b->f[0] && a->f[1] == b->f[1] && g3 && g3->kind == K_KVW &&
+        g3->p[0] == b->p[0] && g3->i[0] == a->i[0] && g3->i[1] == b->i[1] * b->i[2] &&
+        g3->p[1] != a->p[0] && g3->p[1] != b->p[0] && (b->i[2] - b->i[3]) % 2 == 0) {
+        /* rope q, rope k, store k and v: one launch */
+        bk_kv_layer kv = {(void *)g3->p[3], (void *)g3->p[4], g3->i[1], g3->i[2]};
+        cuda_rope_kv(c->stream, (float *)a->p[0], a->i[1], (float *)b->p[0], b->i[1],
+                     (const float *)g3->p[1], (const int32_t *)a->p[1], a->i[0], a->i[2], a->i[3],
+                     a->f[0], a->f[1], a->i[4], &kv, (const int32_t *)g3->p[2]);
+        return 3;
     }
     if (a->kind == K_ROPE && b->kind == K_ROPE && a->p[1] == b->p[1] && a->p[0] != b->p[0] &&
         a->i[0] == b->i[0] && a->i[2] == b->i[2] && a->i[3] == b->i[3] && a->i[4] == b->i[4] &&

@@ -108,6 +108,12 @@ void cuda_rope(cudaStream_t s, float *x, const int32_t *pos, int n, int n_heads,
 /* rope of two tensors of the same tokens (q and k) in one launch */
 void cuda_rope2(cudaStream_t s, float *x, int n_heads, float *x2, int n_heads2, const int32_t *pos,
                 int n, int head_dim, int n_rot, float base, float freq_scale, int neox);
+/* rope of q and k (as cuda_rope2), then k and v stored at the cache slots
+ * (as cuda_kv_write; kv->kv_dim = n_heads_kv * head_dim, head_dim - n_rot
+ * even), in one launch */
+void cuda_rope_kv(cudaStream_t s, float *q, int n_heads, float *k, int n_heads_kv, const float *v,
+                  const int32_t *pos, int n, int head_dim, int n_rot, float base, float freq_scale,
+                  int neox, const bk_kv_layer *kv, const int32_t *slots);
 /* x += y, then out = rmsnorm(x) * w (rows of dim); out may be y */
 void cuda_add_rmsnorm(cudaStream_t s, float *x, const float *y, float *out, const float *w,
                       int rows, int dim, float eps);

@@ -134,6 +134,14 @@ void cuda_add_rmsnorm(cudaStream_t s, float *x, const float *y, float *out, cons
  * 2 pi in double, and only then given to the float sincos, so positions in
  * the hundreds of thousands keep float accuracy (the CPU evaluates cos/sin of
  * the double angle; the two agree to a few 1e-7). */
+static __device__ __forceinline__ void rope_sincos(int32_t pos, int k, int n_rot, double log2_base,
+                                                   float freq_scale, float &sn, float &cs) {
+    double theta = (double)pos * (double)freq_scale * exp2(-2.0 * k / n_rot * log2_base);
+    const double two_pi = 6.283185307179586;
+    double r = fma(-rint(theta / two_pi), two_pi, theta);
+    sincosf((float)r, &sn, &cs);
+}
+
 __global__ void rope_kernel(float *x, const int32_t *pos, int n, int n_heads, int head_dim,
                             int n_rot, double log2_base, float freq_scale, int neox, float *x2,
                             int n_heads2) {
@@ -142,11 +150,8 @@ __global__ void rope_kernel(float *x, const int32_t *pos, int n, int n_heads, in
     int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (int64_t)n * heads * half) return;
     int k = (int)(idx % half), h = (int)(idx / half % heads), i = (int)(idx / half / heads);
-    double theta = (double)pos[i] * (double)freq_scale * exp2(-2.0 * k / n_rot * log2_base);
-    const double two_pi = 6.283185307179586;
-    double r = fma(-rint(theta / two_pi), two_pi, theta);
     float sn, cs;
-    sincosf((float)r, &sn, &cs);
+    rope_sincos(pos[i], k, n_rot, log2_base, freq_scale, sn, cs);
     int a = neox ? k : 2 * k, b = neox ? k + half : 2 * k + 1;
     float *v = h < n_heads ? x + ((size_t)i * n_heads + h) * head_dim
                            : x2 + ((size_t)i * n_heads2 + (h - n_heads)) * head_dim;
@@ -166,6 +171,80 @@ void cuda_rope2(cudaStream_t s, float *x, int n_heads, float *x2, int n_heads2, 
     if (total < 1) return;
     cuda_launch(rope_kernel, dim3((unsigned)((total + 127) / 128)), dim3(128), 0, s, x, pos, n,
                 n_heads, head_dim, n_rot, log2((double)base), freq_scale, neox, x2, n_heads2);
+}
+
+/* ---- rope of q and k, then kv_write of k and v, in one launch ----
+ * Threads: the rotated pairs of q; every pair of every k head (rotated when
+ * it lies in the first n_rot dimensions, copied otherwise), each written back
+ * to k and stored in the cache; then the elements of v. The arithmetic is
+ * rope_kernel's and kv_write_kernel's, so results are identical to the three
+ * separate launches. */
+static __device__ __forceinline__ void kv_store(void *C, int f16, size_t off, float v) {
+    if (f16)
+        ((__half *)C)[off] = __float2half_rn(v);
+    else
+        ((float *)C)[off] = v;
+}
+
+__global__ void rope_kv_kernel(float *q, int n_heads, float *k, int n_heads_kv, const float *v,
+                               const int32_t *pos, int n, int head_dim, int n_rot, double log2_base,
+                               float freq_scale, int neox, void *K, void *V, int f16,
+                               const int32_t *slots) {
+    cuda_pdl_wait();
+    const int half = n_rot / 2, hp = head_dim / 2, kv_dim = n_heads_kv * head_dim;
+    int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t nq = (int64_t)n * n_heads * half, nk = (int64_t)n * n_heads_kv * hp;
+    if (idx < nq) {
+        int p = (int)(idx % half), h = (int)(idx / half % n_heads), i = (int)(idx / half / n_heads);
+        float sn, cs;
+        rope_sincos(pos[i], p, n_rot, log2_base, freq_scale, sn, cs);
+        int a = neox ? p : 2 * p, b = neox ? p + half : 2 * p + 1;
+        float *x = q + ((size_t)i * n_heads + h) * head_dim;
+        float x0 = x[a], x1 = x[b];
+        x[a] = x0 * cs - x1 * sn;
+        x[b] = x0 * sn + x1 * cs;
+        return;
+    }
+    idx -= nq;
+    if (idx < nk) {
+        int p = (int)(idx % hp), h = (int)(idx / hp % n_heads_kv), i = (int)(idx / hp / n_heads_kv);
+        float *x = k + ((size_t)i * n_heads_kv + h) * head_dim;
+        int a, b;
+        float y0, y1;
+        if (p < half) {
+            float sn, cs;
+            rope_sincos(pos[i], p, n_rot, log2_base, freq_scale, sn, cs);
+            a = neox ? p : 2 * p, b = neox ? p + half : 2 * p + 1;
+            float x0 = x[a], x1 = x[b];
+            y0 = x0 * cs - x1 * sn;
+            y1 = x0 * sn + x1 * cs;
+            x[a] = y0;
+            x[b] = y1;
+        } else {
+            a = n_rot + 2 * (p - half), b = a + 1;
+            y0 = x[a], y1 = x[b];
+        }
+        size_t off = (size_t)slots[i] * kv_dim + (size_t)h * head_dim;
+        kv_store(K, f16, off + a, y0);
+        kv_store(K, f16, off + b, y1);
+        return;
+    }
+    idx -= nk;
+    if (idx < (int64_t)n * kv_dim) {
+        int i = (int)(idx / kv_dim), e = (int)(idx % kv_dim);
+        kv_store(V, f16, (size_t)slots[i] * kv_dim + e, v[idx]);
+    }
+}
+
+void cuda_rope_kv(cudaStream_t s, float *q, int n_heads, float *k, int n_heads_kv, const float *v,
+                  const int32_t *pos, int n, int head_dim, int n_rot, float base, float freq_scale,
+                  int neox, const bk_kv_layer *kv, const int32_t *slots) {
+    int64_t total = (int64_t)n * (n_heads * (n_rot / 2) + n_heads_kv * (head_dim / 2) +
+                                  (int64_t)n_heads_kv * head_dim);
+    if (total < 1) return;
+    cuda_launch(rope_kv_kernel, dim3((unsigned)((total + 127) / 128)), dim3(128), 0, s, q, n_heads,
+                k, n_heads_kv, v, pos, n, head_dim, n_rot, log2((double)base), freq_scale, neox,
+                kv->k, kv->v, (int)(kv->type == 1 /* QT_F16 */), slots);
 }
 
 /* ---- kv_write: a thread per element ---- */
