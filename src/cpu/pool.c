@@ -24,6 +24,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #ifdef __linux__
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -34,19 +35,23 @@
 #define YIELD_ITERS 200  /* idle worker: yields before sleeping */
 #define CALLER_SPIN 4000 /* caller: pauses before sleeping on the job's end */
 
+/* The claim word and the count of finished tasks each have a cache line:
+ * threads claiming tasks do not invalidate the line the others read the
+ * job's fields from. */
 struct pool {
     int n_threads;
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t wake;
-    atomic_uint gen;       /* job generation */
-    _Atomic uint64_t next; /* (generation << 32) | next task index */
-    atomic_int done;       /* tasks finished (the caller's futex word) */
-    atomic_int sleeping;   /* the caller sleeps on `done` */
+    atomic_uint gen; /* job generation */
     atomic_int stop;
     pool_fn fn;
     void *ctx;
     atomic_int n_tasks;
+    _Alignas(64) _Atomic uint64_t next; /* (generation << 32) | next task index */
+    _Alignas(64) atomic_int done;       /* tasks finished (the caller's futex word) */
+    atomic_int sleeping;                /* the caller sleeps on `done` */
+    char pad[64 - 2 * sizeof(atomic_int)];
 };
 
 typedef struct {
@@ -78,22 +83,29 @@ static void word_wake(atomic_int *w) {
 }
 
 /* Claim tasks of job `job` only: the generation in the high half of `next`
- * keeps a late thread from taking indices of a newer job with stale state. */
+ * keeps a late thread from taking indices of a newer job with stale state.
+ * The tasks a thread ran are added to `done` once, when it finds no task
+ * left (one contended atomic per task, the claim, instead of two); the
+ * caller returns only when every task is counted. */
 static void work(pool *p, int thread, unsigned job) {
+    int ran = 0;
     for (;;) {
         uint64_t v = atomic_load_explicit(&p->next, memory_order_acquire);
         do {
             if ((unsigned)(v >> 32) != job ||
                 (uint32_t)v >= (uint32_t)atomic_load_explicit(&p->n_tasks, memory_order_relaxed))
-                return;
+                goto out;
         } while (!atomic_compare_exchange_weak_explicit(&p->next, &v, v + 1, memory_order_acq_rel,
                                                         memory_order_acquire));
         p->fn(p->ctx, (int)(uint32_t)v, thread);
-        int d = atomic_fetch_add_explicit(&p->done, 1, memory_order_seq_cst) + 1;
-        if (d == atomic_load_explicit(&p->n_tasks, memory_order_relaxed) &&
-            atomic_load_explicit(&p->sleeping, memory_order_seq_cst))
-            word_wake(&p->done);
+        ran++;
     }
+out:
+    if (!ran) return;
+    int d = atomic_fetch_add_explicit(&p->done, ran, memory_order_seq_cst) + ran;
+    if (d == atomic_load_explicit(&p->n_tasks, memory_order_relaxed) &&
+        atomic_load_explicit(&p->sleeping, memory_order_seq_cst))
+        word_wake(&p->done);
 }
 
 static void *worker(void *arg) {
@@ -126,8 +138,12 @@ static void *worker(void *arg) {
 }
 
 pool *pool_new(int n_threads) {
-    pool *p = xcalloc(1, sizeof *p);
-    if (!p) return NULL;
+    pool *p = NULL;
+    if (posix_memalign((void **)&p, 64, sizeof *p)) {
+        err_set("out of memory (thread pool)");
+        return NULL;
+    }
+    memset(p, 0, sizeof *p);
     p->n_threads = n_threads < 1 ? 1 : n_threads;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
