@@ -51,6 +51,7 @@
 
 #define MAX_THREADS   256
 #define ROWS_PER_TASK 16
+#define MM_MAX_TASKS  256 /* tasks of a matmul on the SIMD path */
 
 typedef struct {
     pool *pool;
@@ -190,7 +191,7 @@ typedef struct {
     const mm_kernel *kr;
     mm_fn fn; /* kr->fn, or kr->exact in deterministic mode */
     mm_act act;
-    int rows_per_task;
+    int64_t bound[MM_MAX_TASKS + 1]; /* task i: rows [bound[i], bound[i + 1]) */
     /* activation quantization */
     size_t row_bytes;
     int tok_per_task;
@@ -218,8 +219,8 @@ static void mm_fast_task(void *ctx, int task, int t) {
     mm_job *j = ctx;
     const bk_weight *w = j->w;
     size_t rs = quant_row_size(w->type, w->cols);
-    int64_t r0 = (int64_t)task * j->rows_per_task;
-    int nr = (int)MIN((int64_t)j->rows_per_task, w->rows - r0);
+    int64_t r0 = j->bound[task];
+    int nr = (int)(j->bound[task + 1] - r0);
     j->fn(w->cols, (const uint8_t *)w->data + (size_t)r0 * rs, rs, nr, &j->act, j->n, j->out + r0,
           (size_t)w->rows, j->c->scratch[t]);
 }
@@ -250,15 +251,34 @@ static int ensure_qbuf(cpu_impl *c, size_t n) {
     return 0;
 }
 
-/* Rows per task: about 8 tasks per thread so a thread delayed by other work
- * on the machine does not hold up the call, but at least 16 rows so a task
- * streams a contiguous run of weights that is long against the cost of
- * claiming it; a multiple of 4 (the kernels' row tiles), of 16 for batches
- * (the row panels of the quantized batch kernels). */
-static int rows_per_task(int64_t rows, int n_threads, int n) {
-    int64_t r = rows / ((int64_t)n_threads * 8), m = n > 4 ? 16 : 4;
-    r = MAX(16, (r + m - 1) / m * m);
-    return (int)MIN(r, rows);
+/* The row ranges of the tasks; returns their number (<= MM_MAX_TASKS).
+ * Batches (n > 4): equal tasks of about 1/8 of a thread's share (a thread
+ * delayed by other work on the machine does not hold up the call), at least
+ * 16 rows and a multiple of 16 (the row panels of the quantized batch
+ * kernels). Decoding: guided sizes, each task a 1/(4 T) of the rows still
+ * unassigned (T threads), at least 16 rows (long against the cost of
+ * claiming a task) and 1/128 of the matrix, and a multiple of 4: the
+ * first tasks are large, the last ones small, so the threads finish within
+ * a short task of each other (with equal tasks of 1/16 of the rows, the
+ * last one left a thread idle for up to 1/16 of the call at 2 threads). */
+static int mm_split(int64_t rows, int n_threads, int n, int64_t *bound) {
+    int nt = 0;
+    bound[0] = 0;
+    if (n > 4) {
+        int64_t r = MAX(rows / ((int64_t)n_threads * 8), (rows + MM_MAX_TASKS - 1) / MM_MAX_TASKS);
+        r = MIN(MAX(16, (r + 15) / 16 * 16), rows);
+        for (int64_t r0 = 0; r0 < rows; r0 += r) bound[++nt] = MIN(r0 + r, rows);
+        return nt;
+    }
+    const int64_t rmin = MAX(16, (rows / (MM_MAX_TASKS / 2) + 3) / 4 * 4);
+    for (int64_t r0 = 0; r0 < rows;) {
+        int64_t r = (rows - r0) / (4 * (int64_t)n_threads);
+        r = MAX(rmin, (r + 3) / 4 * 4);
+        if (nt == MM_MAX_TASKS - 1 || rows - r0 < r + rmin) r = rows - r0;
+        r0 += r;
+        bound[++nt] = r0;
+    }
+    return nt;
 }
 
 static void cpu_matmul(backend *b, float *out, const bk_weight *w, const float *x, int n) {
@@ -285,8 +305,7 @@ static void cpu_matmul(backend *b, float *out, const bk_weight *w, const float *
         pool_run(c->pool, q8_task, &j, (n + j.tok_per_task - 1) / j.tok_per_task);
         j.act = (mm_act){c->qbuf, j.row_bytes};
     }
-    j.rows_per_task = rows_per_task(w->rows, c->n_threads, n);
-    pool_run(c->pool, mm_fast_task, &j, (int)((w->rows + j.rows_per_task - 1) / j.rows_per_task));
+    pool_run(c->pool, mm_fast_task, &j, mm_split(w->rows, c->n_threads, n, j.bound));
 }
 
 /* ---- rope ---- */
