@@ -216,20 +216,26 @@ SIMD_INLINE void leg_row(int type, int C, int64_t k, const uint8_t *w, const mm_
         SIMD_UNROLL for (int c = 0; c < C; c++) acc[c] = _mm256_setzero_ps();
         for (; b + 8 <= b1; b += 8) {
             const uint8_t *blk = w + b * bytes;
-            __m256i p[MC][8];
+            /* the dots of block pairs combined by hadd as they are made (few
+             * live vectors: the constants of the unpacking stay in registers) */
+            __m256i h[MC][4];
             simd_prefetch(blk + SIMD_PREFETCH, 8 * bytes);
-            SIMD_UNROLL for (int i = 0; i < 8; i++) {
-                __m256i wv = leg_ints(type, blk + i * bytes);
-                __m256i wabs = type == QT_Q8_0 ? _mm256_sign_epi8(wv, wv) : wv;
-                SIMD_UNROLL for (int c = 0; c < C; c++) {
-                    __m256i av = _mm256_loadu_si256((const __m256i *)(qa[c] + (b + i) * 32));
-                    p[c][i] = leg_dot(type, wv, wabs, av);
+            SIMD_UNROLL for (int i = 0; i < 8; i += 2) {
+                __m256i p[2][MC];
+                SIMD_UNROLL for (int u = 0; u < 2; u++) {
+                    __m256i wv = leg_ints(type, blk + (i + u) * bytes);
+                    __m256i wabs = type == QT_Q8_0 ? _mm256_sign_epi8(wv, wv) : wv;
+                    SIMD_UNROLL for (int c = 0; c < C; c++) p[u][c] =
+                        leg_dot(type, wv, wabs,
+                                _mm256_loadu_si256((const __m256i *)(qa[c] + (b + i + u) * 32)));
                 }
+                SIMD_UNROLL for (int c = 0; c < C; c++) h[c][i / 2] =
+                    _mm256_hadd_epi32(p[0][c], p[1][c]);
             }
             __m256 dw8 = simd_f16x8(blk, (size_t)bytes);
             __m256 off8 = leg_off8(type, blk, dw8);
             SIMD_UNROLL for (int c = 0; c < C; c++) acc[c] =
-                leg_apply(has_off, simd_reduce8_i32(p[c]), dw8, _mm256_loadu_ps(da[c] + b), off8,
+                leg_apply(has_off, leg_pairs_to_lanes(h[c]), dw8, _mm256_loadu_ps(da[c] + b), off8,
                           _mm256_loadu_ps(sa[c] + b), acc[c]);
         }
         if (b1 - b == 4) { /* k = 640: 20 blocks */
