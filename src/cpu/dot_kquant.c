@@ -226,12 +226,12 @@ SIMD_INLINE __m256 kq_finish(int type, const kq_block *kb, __m256i isum, const i
     const int off_shift = type == QT_Q3_K ? 2 : 5; /* x 4 or x 32 */
     __m256i mb = _mm256_madd_epi16(kb->mv, _mm256_loadu_si256((const __m256i *)bs));
     if (!has_min) isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(mb, off_shift));
+    if (!has_min)
+        return _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum),
+                               _mm256_set1_ps(_mm_cvtss_f32(kb->dd) * *da), acc);
     __m128 s = _mm_mul_ps(kb->dd, _mm_broadcast_ss(da)); /* d * da, dmin * da */
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_broadcastss_ps(s), acc);
-    if (has_min)
-        acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mb), _mm256_broadcastss_ps(_mm_movehdup_ps(s)),
-                               acc);
-    return acc;
+    return _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mb), _mm256_broadcastss_ps(_mm_movehdup_ps(s)), acc);
 }
 
 SIMD_INLINE void kq_row(int type, int C, int64_t k, const uint8_t *w, const mm_act *a, float *out,
