@@ -41,7 +41,8 @@
  * speed. Matrices are replicated to rotate through >= 256 MiB so that the L2
  * (50 MiB) does not serve repeated runs.
  *
- * usage: dev-cuda-matvec [--quick | --ceilings]   (build: the dev-cuda-matvec CMake
+ * usage: dev-cuda-matvec [--quick | --ceilings | --only S]   (--only S: the rows whose
+ *        "type/shape/version" contains S; build: the dev-cuda-matvec CMake
  * target; --ceilings prints the two ceilings only) */
 #include "cuda/cuda_impl.h"
 #include "cuda/cuda_quant.cuh"
@@ -450,9 +451,11 @@ struct version {
 
 template <int TYPE> static std::vector<version> versions() {
     if constexpr (cq_type<TYPE>::INT)
-        if (TYPE == CQ_Q4_K || TYPE == CQ_Q6_K || TYPE == CQ_Q5_K || TYPE == CQ_Q8_0 ||
-            TYPE == CQ_Q4_0)
-            return {{"v2", launch_dev<TYPE, 2, 2>},  {"v10", launch_dev<TYPE, 4, 1, false, true>},
+        if constexpr (cq_type<TYPE>::INT)
+            if (TYPE == CQ_Q4_K || TYPE == CQ_Q6_K || TYPE == CQ_Q5_K || TYPE == CQ_Q8_0 ||
+                TYPE == CQ_Q4_0)
+                return {
+                    {"v2", launch_dev<TYPE, 2, 2>},  {"v10", launch_dev<TYPE, 4, 1, false, true>},
                     {"v11", launch_q8<TYPE, 4, 1>},  {"v11b", launch_q8<TYPE, 2, 2>},
                     {"v11c", launch_q8<TYPE, 4, 2>}, {"v11n", launch_q8<TYPE, 4, 1, false>},
                     {"libx", launch_libx},           {"lib", launch_lib}};
@@ -503,6 +506,8 @@ template <typename F> static double time_us(cudaStream_t s, int reps, F &&f) {
 int main(int argc, char **argv) {
     int quick = argc > 1 && !strcmp(argv[1], "--quick");
     int ceilings_only = argc > 1 && !strcmp(argv[1], "--ceilings");
+    /* --only S: just the rows whose "type/shape/version" contains S */
+    const char *only = argc > 2 && !strcmp(argv[1], "--only") ? argv[2] : NULL;
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     printf("device: %s, %d SMs, L2 %d MiB\n", prop.name, prop.multiProcessorCount,
@@ -545,7 +550,7 @@ int main(int argc, char **argv) {
                             {14336, 4096, "8B ffn_up"},  {4096, 14336, "8B ffn_down"}};
     int n_shapes = quick ? 2 : (int)(sizeof shapes / sizeof shapes[0]);
     int failures = 0;
-    printf("\n%-5s %-13s %-4s %9s %9s %7s %7s  check\n", "type", "shape", "ver", "MB", "us", "GB/s",
+    printf("\n%-5s %-13s %-6s %9s %9s %7s %7s  check\n", "type", "shape", "ver", "MB", "us", "GB/s",
            "%read");
     for (int type : types) {
         const quant_traits *qt = quant_get(type);
@@ -555,6 +560,15 @@ int main(int argc, char **argv) {
             const shape &sh = shapes[si];
             size_t rs = quant_row_size(type, sh.cols), bytes = rs * sh.rows;
             if (bytes > ((size_t)600 << 20)) continue; /* F32 of the biggest shapes */
+            if (only) {
+                bool any = false;
+                for (auto &v : vs) {
+                    char key[128];
+                    snprintf(key, sizeof key, "%s/%s/%s", qt->name, sh.what, v.name);
+                    any |= strstr(key, only) != NULL;
+                }
+                if (!any) continue;
+            }
             std::vector<uint8_t> hw;
             make_weights(type, sh.rows, sh.cols, hw);
             int copies = (int)std::min<size_t>(32, (((size_t)256 << 20) + bytes - 1) / bytes);
@@ -591,6 +605,11 @@ int main(int argc, char **argv) {
                 A[k] = a2 / s2;
             }
             for (auto &v : vs) {
+                if (only) {
+                    char key[128];
+                    snprintf(key, sizeof key, "%s/%s/%s", qt->name, sh.what, v.name);
+                    if (!strstr(key, only)) continue;
+                }
                 std::vector<float> y(sh.rows, NAN);
                 CK(cudaMemcpy(dy, y.data(), sh.rows * 4, cudaMemcpyHostToDevice));
                 v.fn(s, dy, dw, rs, sh.rows, sh.cols, dx);
@@ -614,7 +633,7 @@ int main(int argc, char **argv) {
                     v.fn(s, dy, dw + (size_t)(i % copies) * bytes, rs, sh.rows, sh.cols, dx);
                 });
                 double gbs = bytes / us / 1e3;
-                printf("%-5s %-13s %-4s %9.2f %9.2f %7.0f %6.0f%%  %s (%.1e)\n", qt->name, sh.what,
+                printf("%-5s %-13s %-6s %9.2f %9.2f %7.0f %6.0f%%  %s (%.1e)\n", qt->name, sh.what,
                        v.name, bytes / 1e6, us, gbs, 100 * gbs / read_gbs,
                        diag ? "(diagnostic)"
                        : ok ? "ok"
