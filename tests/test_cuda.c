@@ -355,6 +355,57 @@ static void test_fusions(void) {
     printf("fusions: done\n");
 }
 
+/* cuda_mvq.cu's two kernels for one token of Q4_K / Q6_K (weights loaded
+ * into registers, or staged through shared memory) give the same bits, for
+ * fused q/k/v-style jobs (three weights, one x) and a single weight */
+static void check_mvq_kernels(int type, int cols) {
+    const quant_traits *qt = quant_get(type);
+    size_t rs = quant_row_size(type, cols);
+    const int rows[3] = {301, 64 + rng_int(40), 3};
+    bk_weight W[3];
+    char *q[3];
+    for (int j = 0; j < 3; j++) {
+        float *w = malloc((size_t)rows[j] * cols * 4);
+        fill(w, (size_t)rows[j] * cols, 0.5f);
+        q[j] = malloc(rs * rows[j]);
+        for (int r = 0; r < rows[j]; r++) qt->quant(w + (size_t)r * cols, q[j] + r * rs, cols);
+        free(w);
+        W[j] = (bk_weight){type, rows[j], cols, NULL, q[j]};
+        CHECK(G->ops->weight_init(G, &W[j]) == 0, "weight_init: %s", err_get());
+    }
+    float *x = malloc((size_t)cols * 4), *out[2][4];
+    fill(x, cols, 1.0f);
+    float *xd = dput(x, (size_t)cols * 4);
+    for (int m = 0; m < 2; m++) {
+        bk_cuda_set_mvq_staged(m ? 2 : 0);
+        void *od[4];
+        for (int j = 0; j < 4; j++) od[j] = G->ops->alloc(G, (size_t)rows[j % 3] * 4);
+        for (int j = 0; j < 3; j++) G->ops->matmul(G, od[j], &W[j], xd, 1); /* fused: 3 jobs */
+        G->ops->matmul(G, od[3], &W[0], xd, 1); /* a fourth: its own launch */
+        CHECK(G->ops->sync(G) == 0, "sync: %s", err_get());
+        for (int j = 0; j < 4; j++) {
+            out[m][j] = malloc((size_t)rows[j % 3] * 4);
+            dget(out[m][j], od[j], (size_t)rows[j % 3] * 4);
+            dfree(od[j]);
+        }
+        dfree(xd);
+        xd = dput(x, (size_t)cols * 4);
+    }
+    bk_cuda_set_mvq_staged(1);
+    for (int j = 0; j < 4; j++) {
+        CHECK(!memcmp(out[0][j], out[1][j], (size_t)rows[j % 3] * 4),
+              "mvq %s %dx%d job %d: the staged and register kernels differ", qt->name, rows[j % 3],
+              cols, j);
+        free(out[0][j]), free(out[1][j]);
+    }
+    for (int j = 0; j < 3; j++) {
+        G->ops->weight_release(G, &W[j]);
+        free(q[j]);
+    }
+    dfree(xd);
+    free(x);
+}
+
 static void test_matmul(void) {
     const int ns[] = {1, 2, 3, 4, 5, 8, 13, 32, 33, 40};
     for (size_t ti = 0; ti < ARRAY_LEN(TYPES); ti++) {
@@ -369,6 +420,15 @@ static void test_matmul(void) {
     /* a weight larger than the cuBLAS path's dequantization slice */
     const int ns3[] = {33};
     check_matmul(QT_Q8_0, 16500, 2048, ns3, 1);
+    /* the staged one-token kernel where the choice by shape would not take it */
+    const int ns4[] = {1};
+    bk_cuda_set_mvq_staged(2);
+    check_matmul(QT_Q4_K, 301, 2048, ns4, 1);
+    check_matmul(QT_Q4_K, 35, 4352, ns4, 1);
+    bk_cuda_set_mvq_staged(1);
+    check_mvq_kernels(QT_Q4_K, 2048);
+    check_mvq_kernels(QT_Q4_K, 2304); /* a last step of one block */
+    check_mvq_kernels(QT_Q6_K, 4096);
     printf("matmul: %zu types checked\n", ARRAY_LEN(TYPES));
 }
 

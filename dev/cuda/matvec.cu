@@ -29,6 +29,9 @@
  *       against the float reference with the activation rounding added to
  *       the bound (sum |w| * amax32(x) / 254).
  *   libx the library's float path (cuda_matvec_multi, exact)
+ *   libr lib with cuda_mvq.cu's register kernel (mvq_kernel) for every shape
+ *   libs lib with its staged kernel (weights through shared memory by
+ *        cp.async) wherever it can run (lib chooses between the two by shape)
  *   lib cuda_matvec() as the backend calls it (for one token of Q4_K:
  *       src/cuda/cuda_mvq.cu, 8-bit x quantized inside the kernel, checked
  *       with the activation rounding bound) (v2's shape, launched with
@@ -444,6 +447,16 @@ static void launch_libx(cudaStream_t s, float *out, const uint8_t *w, size_t rb,
     cuda_matvec_multi(s, 1, &out, g_type, &wp, &r, cols, x, 1, 1);
 }
 
+/* lib with cuda_mvq's register kernel (mvq_kernel) or (M = 2) its staged
+ * kernel forced, in place of the choice by shape */
+template <int M>
+static void launch_libm(cudaStream_t s, float *out, const uint8_t *w, size_t rb, int rows, int cols,
+                        const float *x) {
+    cuda_mvq_set_staged(M);
+    launch_lib(s, out, w, rb, rows, cols, x);
+    cuda_mvq_set_staged(1);
+}
+
 struct version {
     const char *name;
     launch_fn fn;
@@ -451,14 +464,13 @@ struct version {
 
 template <int TYPE> static std::vector<version> versions() {
     if constexpr (cq_type<TYPE>::INT)
-        if constexpr (cq_type<TYPE>::INT)
-            if (TYPE == CQ_Q4_K || TYPE == CQ_Q6_K || TYPE == CQ_Q5_K || TYPE == CQ_Q8_0 ||
-                TYPE == CQ_Q4_0)
-                return {
-                    {"v2", launch_dev<TYPE, 2, 2>},  {"v10", launch_dev<TYPE, 4, 1, false, true>},
+        if (TYPE == CQ_Q4_K || TYPE == CQ_Q6_K || TYPE == CQ_Q5_K || TYPE == CQ_Q8_0 ||
+            TYPE == CQ_Q4_0)
+            return {{"v2", launch_dev<TYPE, 2, 2>},  {"v10", launch_dev<TYPE, 4, 1, false, true>},
                     {"v11", launch_q8<TYPE, 4, 1>},  {"v11b", launch_q8<TYPE, 2, 2>},
                     {"v11c", launch_q8<TYPE, 4, 2>}, {"v11n", launch_q8<TYPE, 4, 1, false>},
-                    {"libx", launch_libx},           {"lib", launch_lib}};
+                    {"libx", launch_libx},           {"libr", launch_libm<0>},
+                    {"libs", launch_libm<2>},        {"lib", launch_lib}};
     return {{"v1", launch_dev<TYPE, 1, 1>},
             {"v2", launch_dev<TYPE, 2, 2>},
             {"v3", launch_dev<TYPE, 4, 2>},
@@ -619,7 +631,8 @@ int main(int argc, char **argv) {
                 /* error / S, over the allowed: 2e-5, plus the activation
                  * rounding for the 8-bit-x versions (v11*) */
                 bool q8 = !strncmp(v.name, "v11", 3) ||
-                          (!strcmp(v.name, "lib") && cuda_mvq_supported(type, sh.cols));
+                          (!strncmp(v.name, "lib", 3) && strcmp(v.name, "libx") &&
+                           cuda_mvq_supported(type, sh.cols));
                 double worst = 0;
                 for (size_t k = 0; k < rows_chk.size(); k++) {
                     double e = fabs(y[rows_chk[k]] - ref[k]) / S[k] / (2e-5 + (q8 ? A[k] : 0));

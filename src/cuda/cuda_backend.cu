@@ -1075,6 +1075,10 @@ extern "C" void bk_cuda_get_stats(backend *b, bk_cuda_stats *out) {
     out->mv_max = c->mv_max;
 }
 
+extern "C" void bk_cuda_set_mvq_staged(int mode) {
+    cuda_mvq_set_staged(mode);
+}
+
 extern "C" int bk_is_cuda(const backend *b) {
     return b && b->ops == &CUDA_OPS;
 }

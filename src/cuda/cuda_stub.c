@@ -21,6 +21,10 @@ int bk_is_cuda(const backend *b) {
     (void)b;
     return 0;
 }
+
+void bk_cuda_set_mvq_staged(int mode) {
+    (void)mode;
+}
 #else
 /* ISO C wants a translation unit to declare something */
 typedef int cuda_stub_unused;
