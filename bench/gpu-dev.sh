@@ -14,6 +14,8 @@
 #                     (llama-1b-q4km or llama-8b-q4km), Nsight Compute with
 #                     graphs off (launches serialised: the sum against the
 #                     step time shows what launching and waiting cost)
+#   ncudec=MODEL:RE   Nsight Compute sections of one launch (the 41st) of
+#                     the kernels matching RE in a decode run of MODEL
 #   decode[=ENV,...]  dev-cuda-bench_decode on generated Llama-3.2-1B and
 #                     Llama-3.1-8B shapes (Q4_K_M), 1 and 8 sequences, with
 #                     the comma-separated NAME=VALUE settings given
@@ -59,7 +61,7 @@ M=/tmp/beast-models
 mkdir -p $M
 gen() { [ -s "$2" ] || "$B/beast-gen" --preset "$1" --type Q4_K_M -q "${@:3}" -o "$2" >/dev/null 2>&1; }
 for s in "$@"; do
-    case $s in decode* | kernels*) (gen llama-1b $M/llama-1b-q4km.gguf & gen llama-8b $M/llama-8b-q4km.gguf --untied & wait) & break ;; esac
+    case $s in decode* | kernels* | ncudec*) (gen llama-1b $M/llama-1b-q4km.gguf & gen llama-8b $M/llama-8b-q4km.gguf --untied & wait) & break ;; esac
 done
 
 rc=0
@@ -110,6 +112,18 @@ print("launches per decode step:", L, " sum of kernel times: %.1f us" % sum(us[n
 for nm, (c, s) in sorted(tot.items(), key=lambda kv: -kv[1][1]):
     print("%8.1f us %5d x %7.2f us  %s" % (s, c, s / c, nm))
 PY
+        ;;
+    ncudec=*)
+        wait
+        a=${s#ncudec=}
+        m=${a%%:*}
+        k=${a#*:}
+        stamp "ncu of $k in a decode step of $m"
+        BEAST_CUDA_GRAPHS=0 ncu --clock-control none -k regex:"$k" --launch-skip 40 --launch-count 1 \
+            --section SpeedOfLight --section Occupancy --section WarpStateStats \
+            --section MemoryWorkloadAnalysis --section LaunchStats --section SchedulerStats \
+            "$B/dev-cuda-bench_decode" $M/$m.gguf --prompt 8 --gen 3 2>&1 |
+            grep -v -E '^==PROF==|^ *-+ *-+' | cut -c1-150 >>"$LOG"
         ;;
     decode*)
         wait
