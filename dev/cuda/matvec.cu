@@ -29,9 +29,8 @@
  *       against the float reference with the activation rounding added to
  *       the bound (sum |w| * amax32(x) / 254).
  *   libx the library's float path (cuda_matvec_multi, exact)
- *   libr lib with cuda_mvq.cu's register kernel (mvq_kernel) for every shape
- *   libs lib with its staged kernel (weights through shared memory by
- *        cp.async) wherever it can run (lib chooses between the two by shape)
+ *   libr lib with cuda_mvq.cu's register kernel (mvq_kernel) in place of its
+ *        staged one (weights through shared memory by cp.async)
  *   lib cuda_matvec() as the backend calls it (for one token of Q4_K:
  *       src/cuda/cuda_mvq.cu, 8-bit x quantized inside the kernel, checked
  *       with the activation rounding bound) (v2's shape, launched with
@@ -447,12 +446,10 @@ static void launch_libx(cudaStream_t s, float *out, const uint8_t *w, size_t rb,
     cuda_matvec_multi(s, 1, &out, g_type, &wp, &r, cols, x, 1, 1);
 }
 
-/* lib with cuda_mvq's register kernel (mvq_kernel) or (M = 2) its staged
- * kernel forced, in place of the choice by shape */
-template <int M>
-static void launch_libm(cudaStream_t s, float *out, const uint8_t *w, size_t rb, int rows, int cols,
+/* lib with cuda_mvq's register kernel (mvq_kernel) in place of the staged one */
+static void launch_libr(cudaStream_t s, float *out, const uint8_t *w, size_t rb, int rows, int cols,
                         const float *x) {
-    cuda_mvq_set_staged(M);
+    cuda_mvq_set_staged(0);
     launch_lib(s, out, w, rb, rows, cols, x);
     cuda_mvq_set_staged(1);
 }
@@ -466,11 +463,15 @@ template <int TYPE> static std::vector<version> versions() {
     if constexpr (cq_type<TYPE>::INT)
         if (TYPE == CQ_Q4_K || TYPE == CQ_Q6_K || TYPE == CQ_Q5_K || TYPE == CQ_Q8_0 ||
             TYPE == CQ_Q4_0)
-            return {{"v2", launch_dev<TYPE, 2, 2>},  {"v10", launch_dev<TYPE, 4, 1, false, true>},
-                    {"v11", launch_q8<TYPE, 4, 1>},  {"v11b", launch_q8<TYPE, 2, 2>},
-                    {"v11c", launch_q8<TYPE, 4, 2>}, {"v11n", launch_q8<TYPE, 4, 1, false>},
-                    {"libx", launch_libx},           {"libr", launch_libm<0>},
-                    {"libs", launch_libm<2>},        {"lib", launch_lib}};
+            return {{"v2", launch_dev<TYPE, 2, 2>},
+                    {"v10", launch_dev<TYPE, 4, 1, false, true>},
+                    {"v11", launch_q8<TYPE, 4, 1>},
+                    {"v11b", launch_q8<TYPE, 2, 2>},
+                    {"v11c", launch_q8<TYPE, 4, 2>},
+                    {"v11n", launch_q8<TYPE, 4, 1, false>},
+                    {"libx", launch_libx},
+                    {"libr", launch_libr},
+                    {"lib", launch_lib}};
     return {{"v1", launch_dev<TYPE, 1, 1>},
             {"v2", launch_dev<TYPE, 2, 2>},
             {"v3", launch_dev<TYPE, 4, 2>},

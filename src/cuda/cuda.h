@@ -28,8 +28,8 @@ void bk_cuda_get_stats(backend *b, bk_cuda_stats *out);
 /* Whether b is a CUDA backend. */
 int bk_is_cuda(const backend *b);
 /* Which kernel one-token Q4_K / Q6_K mat-vecs take (cuda_mvq.cu; for tests
- * and benchmarks): 0 the register kernel, 1 chosen by shape (the default),
- * 2 the staged kernel wherever it can run. Results are the same bits. */
+ * and benchmarks): 0 the register kernel, 1 the staged kernel wherever it
+ * can run (the default). Results are the same bits. */
 void bk_cuda_set_mvq_staged(int mode);
 
 #endif

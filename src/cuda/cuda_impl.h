@@ -90,9 +90,10 @@ int cuda_mvq_supported(int type, int64_t cols);
 int cuda_mvq(cudaStream_t s, int n_jobs, float *const *out, int type, const void *const *w,
              const int64_t *rows, int64_t cols, const float *x, int glu);
 /* Which kernel: 0 mvq_kernel (weights loaded straight into registers), 1
- * chosen by shape (the default, unless BEAST_CUDA_MVQ_STAGED=0), 2 the
- * staged kernel (weights through shared memory by cp.async) wherever it can
- * run. Same results either way (dev/cuda/matvec times both). */
+ * (the default, unless BEAST_CUDA_MVQ_STAGED=0) the staged kernel (weights
+ * through shared memory by cp.async) wherever it can run (16-byte aligned
+ * rows; Q6_K widths a multiple of 2048). Same results either way
+ * (dev/cuda/matvec times both). */
 void cuda_mvq_set_staged(int on);
 /* out[i][:] = scale * dequant(W[row_i]) with row_i = ids[i] (ids in device
  * memory), or row0 + i when ids is NULL; i < n. */

@@ -338,7 +338,7 @@ __global__ void __launch_bounds__(32 * MVQ_WARPS, 2)
  * against mvq_kernel): Q4_K 8B ffn_up 15.3 against 17.0 us (70% against 63%
  * of the read ceiling), Q6_K 8B ffn_down 26.6 against 30.5 us, Q6_K 1B
  * output 84 against 96 us; a decode step of the 8B shape 3.25 against 3.39
- * ms. Q4_K with few row groups stays on mvq_kernel (see cuda_mvq). */
+ * ms. */
 static __device__ __forceinline__ void mvq_cp16(uint8_t *dst, const uint8_t *src) {
     asm volatile(
         "cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((unsigned)__cvta_generic_to_shared(dst)),
@@ -465,7 +465,7 @@ static void mvq_launch(cudaStream_t s, const mvq_jobs &jobs, int64_t cols, const
                 (size_t)(cols / 256 * mvq_raw<TYPE>::BYTES), (int)cols, x, groups);
 }
 
-/* BEAST_CUDA_MVQ_STAGED=0: mvq_kernel instead of the staged kernel */
+/* BEAST_CUDA_MVQ_STAGED=0: mvq_kernel only */
 static int g_mvq_staged = -1;
 
 template <int TYPE>
@@ -514,12 +514,10 @@ int cuda_mvq(cudaStream_t s, int n_jobs, float *const *out, int type, const void
     int staged = g_mvq_staged != 0;
     for (int k = 0; k < n_jobs; k++) staged &= (uintptr_t)w[k] % 16 == 0;
     if (type == CQ_Q6_K) staged &= cols % 2048 == 0;
-    /* Q4_K with few row groups (a warp of the full grid gets one): the
-     * register kernel measured as fast or faster (H100: 1B ffn_down 2048 x
-     * 8192, 8.6 against 12.4 us; 1B attn_q equal); from 2048 groups on the
-     * staged one wins (8B ffn_up 15.3 against 17.0 us, 1B ffn_up 6.6 against
-     * 7.4, 8B ffn_down 19.1 against 20.7) */
-    if (type == CQ_Q4_K && groups < 2048 && g_mvq_staged < 2) staged = 0;
+    /* (the register kernel times as fast or faster alone on a few small
+     * Q4_K shapes, dev/cuda/matvec; in a decode step, where the staged one
+     * copies its first steps while the previous kernel runs, the staged one
+     * wins on those too: H100, 1B shape, 1.005 against 1.029 ms a step) */
     if (staged && type == CQ_Q4_K)
         mvq_staged_launch<CQ_Q4_K>(s, jobs, cols, x, groups, smem);
     else if (staged)
