@@ -238,7 +238,7 @@ static void test_attention(backend *bk, int kv_type, int window) {
             slot[t] = bt[s * max_blocks + p / bs] * bs + p % bs;
         }
     bk->ops->kv_write(bk, &L, K, V, slot, n);
-    bk_attn_batch ab = {n, pos, row, bt, max_blocks, bs};
+    bk_attn_batch ab = {n, pos, row, bt, max_blocks, bs, 0};
     float scale = 1.0f / sqrtf((float)hd);
     bk->ops->attention(bk, O, Q, &L, &ab, n_head, n_head_kv, hd, window, scale);
     CHECK(bk->ops->sync(bk) == 0, "sync");

@@ -372,7 +372,7 @@ static void attn_case(backend *bk, backend *ref, int n_head, int n_kv, int hd, i
     size_t qn = (size_t)n_new * n_head * hd;
     float *Q = xalloc(qn * 4), *O = xalloc(qn * 4), *R = xalloc(qn * 4);
     for (size_t i = 0; i < qn; i++) Q[i] = 2 * rng_normal();
-    bk_attn_batch ab = {n_new, pos, row, bt, n_blocks, bs};
+    bk_attn_batch ab = {n_new, pos, row, bt, n_blocks, bs, 0};
     float scale = 1.0f / sqrtf((float)hd);
     bk->ops->attention(bk, O, Q, &L, &ab, n_head, n_kv, hd, window, scale);
     ref->ops->attention(ref, R, Q, &L, &ab, n_head, n_kv, hd, window, scale);

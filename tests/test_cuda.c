@@ -758,7 +758,7 @@ static void check_attention(const attn_cfg *cf) {
     fill(V, (size_t)n * kv_dim, 1.0f);
     fill(Q, qn, 1.0f);
     C->ops->kv_write(C, &Lc, K, V, slot, n);
-    bk_attn_batch abc = {n, pos, row, bt, max_blocks, bs};
+    bk_attn_batch abc = {n, pos, row, bt, max_blocks, bs, 0};
     float scale = 1.0f / sqrtf((float)cf->hd);
     C->ops->attention(C, oc, Q, &Lc, &abc, cf->n_head, cf->n_head_kv, cf->hd, cf->window, scale);
     C->ops->sync(C);
@@ -767,7 +767,9 @@ static void check_attention(const attn_cfg *cf) {
     int32_t *pd = dput(pos, n * 4), *rd = dput(row, n * 4), *sd = dput(slot, n * 4),
             *btd = dput(bt, (size_t)n_seq * max_blocks * 4);
     G->ops->kv_write(G, &Lg, Kd, Vd, sd, n);
-    bk_attn_batch abg = {n, pd, rd, btd, max_blocks, bs};
+    /* the span lets a short single-token batch take one query head a CTA */
+    bk_attn_batch abg = {n, pd, rd, btd, max_blocks, bs, 0};
+    for (int i = 0; i < n; i++) abg.max_span = MAX(abg.max_span, pos[i] + 1);
     G->ops->attention(G, od, Qd, &Lg, &abg, cf->n_head, cf->n_head_kv, cf->hd, cf->window, scale);
     CHECK(G->ops->sync(G) == 0, "attention sync: %s", err_get());
     dget(og, od, qn * 4);

@@ -155,11 +155,11 @@ static void test_attention(int kv_type, int scalar) {
     float *one = malloc((size_t)n_head * d * 4);
     fill(q, (size_t)NT * n_head * d, 1.0f);
     for (int window = 0; window <= 40; window += 40) {
-        bk_attn_batch ab = {NT, pos, seq_row, bt, max_blocks, bs};
+        bk_attn_batch ab = {NT, pos, seq_row, bt, max_blocks, bs, 0};
         bk->ops->attention(bk, all, q, &kv, &ab, n_head, n_head_kv, d, window, 0.125f);
         int bad = 0;
         for (int i = 0; i < NT; i++) {
-            bk_attn_batch a1 = {1, pos + i, seq_row + i, bt, max_blocks, bs};
+            bk_attn_batch a1 = {1, pos + i, seq_row + i, bt, max_blocks, bs, pos[i] + 1};
             bk->ops->attention(bk, one, q + (size_t)i * n_head * d, &kv, &a1, n_head, n_head_kv, d,
                                window, 0.125f);
             if (first_diff(one, all + (size_t)i * n_head * d, (size_t)n_head * d) >= 0) bad++;

@@ -88,7 +88,7 @@ static void run(cudaStream_t st, setup &s, int splits) {
         s.scratch_cap = need;
     }
     bk_kv_layer kv = {s.dK, s.dV, s.HKV * s.D, 1};
-    bk_attn_batch ab = {s.n_seq, s.dpos, s.drow, s.dbt, s.max_blocks, s.bs};
+    bk_attn_batch ab = {s.n_seq, s.dpos, s.drow, s.dbt, s.max_blocks, s.bs, s.len};
     if (cuda_attention(st, s.dO, s.dQ, &kv, &ab, s.H, s.HKV, s.D, 0, 1.0f / sqrtf((float)s.D),
                        splits, 0, s.scratch)) {
         fprintf(stderr, "cuda_attention: %s\n", err_get());

@@ -35,6 +35,9 @@ typedef struct {
     const int32_t *block_table; /* [rows * max_blocks] physical KV block ids */
     int max_blocks;
     int block_size;
+    /* 0, or the most positions any token of the batch sees (its position +
+     * 1): a backend may pick a kernel shape for short spans by it */
+    int max_span;
 } bk_attn_batch;
 
 /* One layer's KV cache storage: [n_slots][kv_dim] of kv_type. */

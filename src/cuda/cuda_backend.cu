@@ -90,7 +90,7 @@ enum {
 /* One queued op. Zero-filled before use so sequences compare with memcmp. */
 typedef struct {
     int32_t kind;
-    int32_t i[11];
+    int32_t i[12];
     float f[4];
     int64_t l[3];
     const void *p[8];
@@ -443,7 +443,8 @@ static void run_cmd(cuda_impl *c, const cmd *k) {
                             (const int32_t *)k->p[5],
                             (const int32_t *)k->p[6],
                             k->i[3],
-                            k->i[4]};
+                            k->i[4],
+                            k->i[11] ? CUDA_ATTN_SHORT : 0};
         if (cuda_attention(s, (float *)k->p[0], (const float *)k->p[1], &kv, &ab, k->i[5], k->i[6],
                            k->i[7], k->i[8], k->f[0], k->i[9], k->i[10], c->attn_scratch))
             c->failed = 1;
@@ -897,6 +898,9 @@ static void cu_attention(backend *b, float *out, const float *q, const bk_kv_lay
     k->i[0] = kv->kv_dim, k->i[1] = kv->type, k->i[2] = ab->n_tokens, k->i[3] = ab->max_blocks;
     k->i[4] = ab->block_size, k->i[5] = n_head, k->i[6] = n_head_kv, k->i[7] = head_dim;
     k->i[8] = window, k->i[9] = splits, k->i[10] = b->deterministic ? CUDA_ATTN_DET_CHUNK : 0;
+    /* a flag, not the span: the command (and a graph captured of it) stays
+     * the same while the span grows, until it passes CUDA_ATTN_SHORT */
+    k->i[11] = ab->max_span > 0 && ab->max_span <= CUDA_ATTN_SHORT;
     k->f[0] = scale;
 }
 

@@ -151,7 +151,10 @@ int cuda_attn_det_splits(int max_len);
 /* Scratch floats the attention needs (partial results of the splits). */
 size_t cuda_attn_scratch(int n_tokens, int n_head, int head_dim, int splits);
 /* chunk: 0 to divide each token's positions evenly over the splits, or the
- * fixed positions a split (deterministic mode; splits must cover max_len). */
+ * fixed positions a split (deterministic mode; splits must cover max_len).
+ * ab->max_span (0: unknown) at most CUDA_ATTN_SHORT lets a small grid take
+ * one query head a CTA (see cuda_attn.cu). */
+#define CUDA_ATTN_SHORT 512
 int cuda_attention(cudaStream_t s, float *out, const float *q, const bk_kv_layer *kv,
                    const bk_attn_batch *ab, int n_head, int n_head_kv, int head_dim, int window,
                    float scale, int splits, int chunk, float *scratch);

@@ -48,7 +48,8 @@ int fwd_run(beast_ctx *c, const fwd_batch *b) {
         op->upload(bk, d->block_table, b->block_table, (size_t)b->n_rows * b->max_blocks * 4) ||
         op->upload(bk, d->out_rows, b->out_rows, (size_t)b->n_out * 4))
         return -1;
-    bk_attn_batch ab = {n, d->pos, d->seq_row, d->block_table, b->max_blocks, c->kv->block_size};
+    bk_attn_batch ab = {n, d->pos, d->seq_row, d->block_table, b->max_blocks, c->kv->block_size, 0};
+    for (int i = 0; i < n; i++) ab.max_span = MAX(ab.max_span, b->pos[i] + 1);
 
     OP(FWD_EMBED, op->embed(bk, d->x, &m->tok_embd, d->ids, n, hp->embd_scale));
     for (int il = 0; il < hp->n_layer; il++) {
