@@ -19,6 +19,7 @@
 #   decode[=ENV,...]  dev-cuda-bench_decode on generated Llama-3.2-1B and
 #                     Llama-3.1-8B shapes (Q4_K_M), 1 and 8 sequences, with
 #                     the comma-separated NAME=VALUE settings given
+# env:   BEAST_COMMIT  the commit the sent tree is at, for the log
 # Output: $OUT/dev.txt (and build.txt when the build fails).
 # Libraries the device lacks come as .deb files in .deb/ and .deb-server/
 # (as gpu-check.sh); the binaries stay in /tmp/beast-build, where a following
@@ -44,7 +45,8 @@ if ls "$ROOT"/.deb/*.deb >/dev/null 2>&1; then
 fi
 export PATH=/usr/local/cuda/bin:$PATH
 nvidia-smi --query-gpu=name,clocks.max.sm,memory.total,driver_version --format=csv,noheader >>"$LOG"
-echo "beast: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) + working tree" >>"$LOG"
+# the tree sent to this machine may carry a stale .git: the caller names the commit
+echo "beast: ${BEAST_COMMIT:-commit not given (BEAST_COMMIT)}, working tree as sent" >>"$LOG"
 
 B=/tmp/beast-build
 stamp "build"

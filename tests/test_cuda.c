@@ -334,7 +334,11 @@ static void test_fusions(void) {
         }
 
     /* add then rmsnorm of the sum, the output over the added branch */
-    for (int dim = 320; dim <= 4096; dim *= 4) {
+    /* registers for rows of up to 8192 floats, the strided kernel beyond and
+     * for widths not a multiple of 4 */
+    const int add_dims[] = {320, 1280, 1022, 9000};
+    for (size_t di = 0; di < ARRAY_LEN(add_dims); di++) {
+        const int dim = add_dims[di];
         int rows = 3;
         size_t m = (size_t)rows * dim;
         float *x = malloc(m * 4), *y = malloc(m * 4), *w = malloc(dim * 4), *g = malloc(m * 4);
@@ -378,11 +382,18 @@ static void check_mvq_kernels(int type, int cols) {
     float *xd = dput(x, (size_t)cols * 4);
     for (int m = 0; m < 2; m++) {
         bk_cuda_set_mvq_staged(m);
+        bk_cuda_stats st0, st1;
+        bk_cuda_get_stats(G, &st0);
         void *od[4];
         for (int j = 0; j < 4; j++) od[j] = G->ops->alloc(G, (size_t)rows[j % 3] * 4);
         for (int j = 0; j < 3; j++) G->ops->matmul(G, od[j], &W[j], xd, 1); /* fused: 3 jobs */
         G->ops->matmul(G, od[3], &W[0], xd, 1); /* a fourth: its own launch */
         CHECK(G->ops->sync(G) == 0, "sync: %s", err_get());
+        bk_cuda_get_stats(G, &st1);
+        /* two launches (the fused three, the fourth), staged only in mode 1 */
+        CHECK(st1.mvq_staged - st0.mvq_staged == (m ? 2 : 0),
+              "mvq %s %d columns, mode %d: %ld staged launches", qt->name, cols, m,
+              st1.mvq_staged - st0.mvq_staged);
         for (int j = 0; j < 4; j++) {
             out[m][j] = malloc((size_t)rows[j % 3] * 4);
             dget(out[m][j], od[j], (size_t)rows[j % 3] * 4);
@@ -472,8 +483,9 @@ static void test_embed(void) {
 
 /* ---- small ops ---- */
 static void test_small_ops(void) {
-    /* rmsnorm: warp-per-row and block-per-row kernels, in place too */
-    const int dims[] = {64, 96, 2048, 3000};
+    /* rmsnorm: the row in registers (width a multiple of 4, up to 8192), the
+     * warp-per-row (1022) and block-per-row (9000) kernels; in place too */
+    const int dims[] = {64, 96, 2048, 3000, 1022, 9000};
     for (size_t k = 0; k < ARRAY_LEN(dims); k++) {
         int rows = 5, dim = dims[k];
         float *x = malloc((size_t)rows * dim * 4), *w = malloc(dim * 4),
@@ -767,7 +779,6 @@ static void check_attention(const attn_cfg *cf) {
     int32_t *pd = dput(pos, n * 4), *rd = dput(row, n * 4), *sd = dput(slot, n * 4),
             *btd = dput(bt, (size_t)n_seq * max_blocks * 4);
     G->ops->kv_write(G, &Lg, Kd, Vd, sd, n);
-    /* the span lets a short single-token batch take one query head a CTA */
     bk_attn_batch abg = {n, pd, rd, btd, max_blocks, bs, 0};
     for (int i = 0; i < n; i++) abg.max_span = MAX(abg.max_span, pos[i] + 1);
     G->ops->attention(G, od, Qd, &Lg, &abg, cf->n_head, cf->n_head_kv, cf->hd, cf->window, scale);
@@ -777,6 +788,19 @@ static void check_attention(const attn_cfg *cf) {
     CHECK(e < 2e-5 * 5, "attention heads %d/%d hd %d window %d kv %s (lens %d %d %d): max diff %g",
           cf->n_head, cf->n_head_kv, cf->hd, cf->window, cf->kv_type == QT_F16 ? "f16" : "f32",
           lens[0], lens[1], lens[2], e);
+    /* each token alone, as a single-sequence decode step: the first two
+     * sequences' spans are short (one query head a CTA), the third's long */
+    const size_t row_q = (size_t)cf->n_head * cf->hd;
+    for (int i = 0; i < n; i++) {
+        bk_attn_batch a1 = {1, pd + i, rd + i, btd, max_blocks, bs, pos[i] + 1};
+        G->ops->attention(G, od, Qd + i * row_q, &Lg, &a1, cf->n_head, cf->n_head_kv, cf->hd,
+                          cf->window, scale);
+        CHECK(G->ops->sync(G) == 0, "attention sync: %s", err_get());
+        dget(og, od, row_q * 4);
+        double e1 = check_max_diff(og, oc + i * row_q, row_q);
+        CHECK(e1 < 2e-5 * 5, "attention heads %d/%d hd %d window %d, token %d alone (pos %d): %g",
+              cf->n_head, cf->n_head_kv, cf->hd, cf->window, i, pos[i], e1);
+    }
     dfree(Kd), dfree(Vd), dfree(Qd), dfree(od), dfree(pd), dfree(rd), dfree(sd), dfree(btd);
     dfree(Lg.k), dfree(Lg.v);
     C->ops->free(C, Lc.k), C->ops->free(C, Lc.v);

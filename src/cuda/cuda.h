@@ -21,6 +21,9 @@ typedef struct {
     /* matmuls of up to this many tokens run as mat-vecs; larger ones take
      * the cuBLAS path (BEAST_CUDA_MV_MAX) */
     int mv_max;
+    /* one-token Q4_K / Q6_K mat-vec launches that took the staged kernel
+     * (cuda_mvq.cu), process-wide: lets a test tell which kernel ran */
+    long mvq_staged;
 } bk_cuda_stats;
 
 /* Counters of a CUDA backend (zeros for any other backend). */

@@ -19,9 +19,10 @@
 #include <cuda_fp16.h>
 #include <math.h>
 
-#define ATT_THREADS   128
-#define ATT_TILE      128
-#define ATT_MIN_CHUNK 32
+#define ATT_THREADS       128
+#define ATT_TILE          128
+#define ATT_MIN_CHUNK     32
+#define ATT_ONE_HEAD_CTAS 32 /* grids up to this many CTAs may go one head a CTA */
 
 template <int VEC, int GT, bool F16>
 __global__ void __launch_bounds__(ATT_THREADS)
@@ -239,6 +240,11 @@ static int att_gt(int G, int vec) {
     return gt;
 }
 
+int cuda_attn_short(int max_span, int window) {
+    const int span = window > 0 && max_span > window ? window : max_span;
+    return span > 0 && span <= CUDA_ATTN_SHORT;
+}
+
 int cuda_attn_splits(int n_tokens, int n_head_kv, int max_len) {
     int ctas = n_tokens * n_head_kv;
     int splits = (264 + ctas - 1) / ctas; /* about two CTAs per multiprocessor */
@@ -324,7 +330,7 @@ int cuda_attention(cudaStream_t s, float *out, const float *q, const bk_kv_layer
      * layer, 1B shape's 8.3 -> 7.6); a long one is bound by reading K and V,
      * which GT heads a CTA read once for all (16384 positions: 37.7 us with
      * 4 heads a CTA, 61.7 with one). Each head's arithmetic is the same. */
-    if (ab->max_span > 0 && ab->max_span <= CUDA_ATTN_SHORT && n * n_head_kv * slices <= 32) {
+    if (cuda_attn_short(ab->max_span, window) && n * n_head_kv * slices <= ATT_ONE_HEAD_CTAS) {
         gt = 1;
         slices = G;
     }

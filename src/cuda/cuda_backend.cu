@@ -900,7 +900,7 @@ static void cu_attention(backend *b, float *out, const float *q, const bk_kv_lay
     k->i[8] = window, k->i[9] = splits, k->i[10] = b->deterministic ? CUDA_ATTN_DET_CHUNK : 0;
     /* a flag, not the span: the command (and a graph captured of it) stays
      * the same while the span grows, until it passes CUDA_ATTN_SHORT */
-    k->i[11] = ab->max_span > 0 && ab->max_span <= CUDA_ATTN_SHORT;
+    k->i[11] = cuda_attn_short(ab->max_span, window);
     k->f[0] = scale;
 }
 
@@ -1077,6 +1077,7 @@ extern "C" void bk_cuda_get_stats(backend *b, bk_cuda_stats *out) {
     out->upload_ms = c->upload_ms;
     out->capture_ms = c->capture_ms;
     out->mv_max = c->mv_max;
+    out->mvq_staged = cuda_mvq_staged_launches();
 }
 
 extern "C" void bk_cuda_set_mvq_staged(int mode) {

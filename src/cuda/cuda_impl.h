@@ -95,6 +95,8 @@ int cuda_mvq(cudaStream_t s, int n_jobs, float *const *out, int type, const void
  * rows; Q6_K widths a multiple of 2048). Same results either way
  * (dev/cuda/matvec times both). */
 void cuda_mvq_set_staged(int on);
+/* Launches of the staged kernel so far (process-wide). */
+long cuda_mvq_staged_launches(void);
 /* out[i][:] = scale * dequant(W[row_i]) with row_i = ids[i] (ids in device
  * memory), or row0 + i when ids is NULL; i < n. */
 int cuda_dequant_rows(cudaStream_t s, float *out, int type, const void *w, int64_t cols,
@@ -150,11 +152,13 @@ int cuda_attn_splits(int n_tokens, int n_head_kv, int max_len);
 int cuda_attn_det_splits(int max_len);
 /* Scratch floats the attention needs (partial results of the splits). */
 size_t cuda_attn_scratch(int n_tokens, int n_head, int head_dim, int splits);
-/* chunk: 0 to divide each token's positions evenly over the splits, or the
- * fixed positions a split (deterministic mode; splits must cover max_len).
- * ab->max_span (0: unknown) at most CUDA_ATTN_SHORT lets a small grid take
- * one query head a CTA (see cuda_attn.cu). */
+/* Whether a batch's tokens see at most CUDA_ATTN_SHORT positions (max_span
+ * from bk_attn_batch, 0 for unknown, limited by a sliding window): then a
+ * small grid takes one query head a CTA (see cuda_attention). */
 #define CUDA_ATTN_SHORT 512
+int cuda_attn_short(int max_span, int window);
+/* chunk: 0 to divide each token's positions evenly over the splits, or the
+ * fixed positions a split (deterministic mode; splits must cover max_len). */
 int cuda_attention(cudaStream_t s, float *out, const float *q, const bk_kv_layer *kv,
                    const bk_attn_batch *ab, int n_head, int n_head_kv, int head_dim, int window,
                    float scale, int splits, int chunk, float *scratch);

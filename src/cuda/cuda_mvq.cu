@@ -467,6 +467,7 @@ static void mvq_launch(cudaStream_t s, const mvq_jobs &jobs, int64_t cols, const
 
 /* BEAST_CUDA_MVQ_STAGED=0: mvq_kernel only */
 static int g_mvq_staged = -1;
+static long g_mvq_staged_launches;
 
 template <int TYPE>
 static void mvq_staged_launch(cudaStream_t s, const mvq_jobs &jobs, int64_t cols, const float *x,
@@ -518,6 +519,7 @@ int cuda_mvq(cudaStream_t s, int n_jobs, float *const *out, int type, const void
      * Q4_K shapes, dev/cuda/matvec; in a decode step, where the staged one
      * copies its first steps while the previous kernel runs, the staged one
      * wins on those too: H100, 1B shape, 1.005 against 1.029 ms a step) */
+    g_mvq_staged_launches += staged;
     if (staged && type == CQ_Q4_K)
         mvq_staged_launch<CQ_Q4_K>(s, jobs, cols, x, groups, smem);
     else if (staged)
@@ -531,4 +533,8 @@ int cuda_mvq(cudaStream_t s, int n_jobs, float *const *out, int type, const void
 
 void cuda_mvq_set_staged(int on) {
     g_mvq_staged = on;
+}
+
+long cuda_mvq_staged_launches(void) {
+    return g_mvq_staged_launches;
 }
