@@ -127,6 +127,7 @@ typedef struct {
     int n_graphs;
     uint64_t tick;
     int use_graphs, verbose, fuse, profile;
+    int norm_mv;       /* BEAST_CUDA_NORM_MV=0: no norm prologue fusion (run_norm_mv) */
     int exact;         /* BEAST_CUDA_Q8=0: float activations in every mat-vec */
     int mv_max;        /* matmuls of more tokens take the cuBLAS path (f16 copy) */
     int mv_max_slices; /* the same without an f16 copy (dequantized slices) */
@@ -477,7 +478,7 @@ static void run_cmd(cuda_impl *c, const cmd *k) {
 static int run_norm_mv(cuda_impl *c, int k) {
     const cmd *ad = c->q[k].kind == K_ADD ? &c->q[k] : NULL;
     int i = k + (ad ? 1 : 0);
-    if (i + 1 >= c->nq || c->exact) return 0;
+    if (i + 1 >= c->nq || c->exact || !c->norm_mv) return 0;
     const cmd *rn = &c->q[i], *a = &c->q[i + 1];
     if (rn->kind != K_RMSNORM || rn->i[0] != 1) return 0;
     const void *x = rn->p[1], *y = ad ? ad->p[1] : NULL, *xo = rn->p[0], *nw = rn->p[2];
@@ -1096,6 +1097,7 @@ extern "C" backend *bk_cuda_new(int device) {
     c->use_graphs = env_flag("BEAST_CUDA_GRAPHS", 1);
     c->verbose = env_flag("BEAST_CUDA_VERBOSE", 0);
     c->fuse = env_flag("BEAST_CUDA_FUSE", 1);
+    c->norm_mv = env_flag("BEAST_CUDA_NORM_MV", 1);
     c->profile = env_flag("BEAST_CUDA_PROFILE", 0);
     c->exact = !env_flag("BEAST_CUDA_Q8", 1);
     c->f16_mode = env_flag("BEAST_CUDA_F16W", 1);
