@@ -16,9 +16,6 @@
 #                     step time shows what launching and waiting cost)
 #   ncudec=MODEL:RE   Nsight Compute sections of one launch (the 41st) of
 #                     the kernels matching RE in a decode run of MODEL
-#   nsys=MODEL        Nsight Systems timeline of decode steps of MODEL with
-#                     graphs on (graph nodes traced): each kernel's real
-#                     duration in a step, the step's span and its idle gaps
 #   decode[=ENV,...]  dev-cuda-bench_decode on generated Llama-3.2-1B and
 #                     Llama-3.1-8B shapes (Q4_K_M), 1 and 8 sequences, with
 #                     the comma-separated NAME=VALUE settings given
@@ -66,7 +63,7 @@ M=/tmp/beast-models
 mkdir -p $M
 gen() { [ -s "$2" ] || "$B/beast-gen" --preset "$1" --type Q4_K_M -q "${@:3}" -o "$2" >/dev/null 2>&1; }
 for s in "$@"; do
-    case $s in decode* | kernels* | ncudec* | nsys*) (gen llama-1b $M/llama-1b-q4km.gguf & gen llama-8b $M/llama-8b-q4km.gguf --untied & wait) & break ;; esac
+    case $s in decode* | kernels* | ncudec*) (gen llama-1b $M/llama-1b-q4km.gguf & gen llama-8b $M/llama-8b-q4km.gguf --untied & wait) & break ;; esac
 done
 
 rc=0
@@ -129,57 +126,6 @@ PY
             --section MemoryWorkloadAnalysis --section LaunchStats --section SchedulerStats \
             "$B/dev-cuda-bench_decode" $M/$m.gguf --prompt 8 --gen 3 2>&1 |
             grep -v -E '^==PROF==|^ *-+ *-+' | cut -c1-150 >>"$LOG"
-        ;;
-    nsys=*)
-        wait
-        m=${s#nsys=}
-        stamp "nsys timeline, decode of $m (graphs on)"
-        NSYS=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems*/bin/nsys 2>/dev/null | head -1)
-        if [ -z "$NSYS" ]; then echo "no nsys on this machine" | tee -a "$LOG"; continue; fi
-        rm -f /tmp/nsys-$m.*
-        "$NSYS" profile -o /tmp/nsys-$m --trace cuda --cuda-graph-trace node \
-            "$B/dev-cuda-bench_decode" $M/$m.gguf --prompt 8 --gen 48 >/tmp/nsys-$m.log 2>&1
-        "$NSYS" stats --report cuda_gpu_trace --format csv --output /tmp/nsys-$m \
-            /tmp/nsys-$m.nsys-rep >>/tmp/nsys-$m.log 2>&1
-        f=$(ls /tmp/nsys-$m*gpu_trace*.csv 2>/dev/null | head -1)
-        if [ -z "$f" ]; then tail -5 /tmp/nsys-$m.log | tee -a "$LOG"; continue; fi
-        python3 - "$f" <<'PY' >>"$LOG"
-import csv, sys, collections
-rows = [r for r in csv.DictReader(open(sys.argv[1])) if "memcpy" not in r["Name"].lower()
-        and "memset" not in r["Name"].lower()]
-names = [r["Name"].split("(")[0][:60] for r in rows]
-st = [float(r["Start (ns)"]) / 1e3 for r in rows]
-du = [float(r["Duration (ns)"]) / 1e3 for r in rows]
-n = len(names)
-for L in range(20, n // 3):
-    if names[n - L:] == names[n - 2 * L:n - L]:
-        break
-K = 5  # average over the last K steps
-tot = collections.OrderedDict()
-spans, busy = [], []
-for s in range(K):
-    a, b = n - (s + 1) * L, n - s * L
-    if a < 0 or names[a:b] != names[n - L:]:
-        break
-    spans.append(st[b - 1] + du[b - 1] - st[a])
-    iv = sorted((st[i], st[i] + du[i]) for i in range(a, b))
-    u, cs, ce = 0.0, iv[0][0], iv[0][1]
-    for x, y in iv[1:]:
-        if x > ce:
-            u += ce - cs
-            cs, ce = x, y
-        else:
-            ce = max(ce, y)
-    busy.append(u + ce - cs)
-    for i in range(a, b):
-        c, t = tot.get(names[i], (0, 0.0))
-        tot[names[i]] = (c + 1, t + du[i])
-k = len(spans)
-print("launches per step: %d  step span %.1f us  busy %.1f us  idle %.1f us  sum of durations %.1f us  (mean of %d steps)"
-      % (L, sum(spans) / k, sum(busy) / k, (sum(spans) - sum(busy)) / k, sum(v[1] for v in tot.values()) / k, k))
-for nm, (c, t) in sorted(tot.items(), key=lambda kv: -kv[1][1]):
-    print("%8.1f us %5d x %7.2f us  %s" % (t / k, c // k, t / c, nm))
-PY
         ;;
     decode*)
         wait

@@ -417,95 +417,6 @@ static void check_mvq_kernels(int type, int cols) {
     free(x);
 }
 
-/* [add,] rmsnorm of one row and the one-token mat-vecs that read it: one
- * launch (cuda_mvq_norm) leaving the same bits in x, the normed row and the
- * outputs as the ops one by one; twice in one queue (the second without the
- * add), so the launch's device counter is seen to reset */
-static void check_norm_mv(int type, int dim, int add, int glu) {
-    const quant_traits *qt = quant_get(type);
-    size_t rs = quant_row_size(type, dim);
-    const int nj = glu ? 2 : 3;
-    int rows[3] = {glu ? 96 : 128, glu ? 96 : 32 + rng_int(40), 32};
-    bk_weight W[3];
-    char *q[3];
-    for (int j = 0; j < nj; j++) {
-        float *w = malloc((size_t)rows[j] * dim * 4);
-        fill(w, (size_t)rows[j] * dim, 0.5f);
-        q[j] = malloc(rs * rows[j]);
-        for (int r = 0; r < rows[j]; r++) qt->quant(w + (size_t)r * dim, q[j] + r * rs, dim);
-        free(w);
-        W[j] = (bk_weight){type, rows[j], dim, NULL, q[j]};
-        CHECK(G->ops->weight_init(G, &W[j]) == 0, "weight_init: %s", err_get());
-    }
-    float *x = malloc((size_t)dim * 4), *y = malloc((size_t)dim * 4), *nw = malloc((size_t)dim * 4);
-    fill(x, dim, 2.0f), fill(y, dim, 1.0f), fill(nw, dim, 1.0f);
-    float *xd = dput(x, (size_t)dim * 4), *yd = dput(y, (size_t)dim * 4),
-          *wd = dput(nw, (size_t)dim * 4), *xb2 = G->ops->alloc(G, (size_t)dim * 4);
-    float *od[2][3], *got[2][2][5]; /* [group][output], [run][group][x, xb, outputs] */
-    for (int gi = 0; gi < 2; gi++)
-        for (int j = 0; j < nj; j++) od[gi][j] = G->ops->alloc(G, (size_t)rows[j] * 4);
-    /* the second group norms x without an add into xb2 */
-    for (int run = 0; run < 2; run++) { /* 0: one op at a time, 1: queued (fused) */
-        float *xbs[2] = {yd, xb2};
-        bk_cuda_stats st0, st1;
-        bk_cuda_get_stats(G, &st0);
-        for (int gi = 0; gi < 2; gi++) {
-            if (gi == 0 && add) {
-                G->ops->add(G, xd, yd, dim);
-                if (!run) G->ops->sync(G);
-            }
-            G->ops->rmsnorm(G, xbs[gi], xd, wd, 1, dim, 1e-5f);
-            if (!run) G->ops->sync(G);
-            for (int j = 0; j < nj; j++) {
-                G->ops->matmul(G, od[gi][j], &W[j], xbs[gi], 1);
-                if (!run) G->ops->sync(G);
-            }
-            if (glu) {
-                G->ops->glu(G, od[gi][0], od[gi][0], od[gi][1], rows[0], BK_ACT_SILU);
-                if (!run) G->ops->sync(G);
-            }
-        }
-        CHECK(G->ops->sync(G) == 0, "sync: %s", err_get());
-        bk_cuda_get_stats(G, &st1);
-        /* fused where the staged kernel runs (Q6_K: widths a multiple of 2048) */
-        long want = run && (type == QT_Q4_K || dim % 2048 == 0) ? 2 : 0;
-        CHECK(st1.mvq_norm - st0.mvq_norm == want, "norm+mv %s %d add %d glu %d run %d: %ld fused",
-              qt->name, dim, add, glu, run, st1.mvq_norm - st0.mvq_norm);
-        for (int gi = 0; gi < 2; gi++) {
-            size_t nb[5] = {(size_t)dim * 4, (size_t)dim * 4, rows[0] * 4, rows[1] * 4,
-                            rows[2] * 4};
-            const float *src[5] = {xd, xbs[gi], od[gi][0], od[gi][1], nj > 2 ? od[gi][2] : NULL};
-            for (int e = 0; e < 2 + nj; e++) {
-                got[run][gi][e] = malloc(nb[e]);
-                dget(got[run][gi][e], src[e], nb[e]);
-            }
-        }
-        dfree(xd), dfree(yd);
-        xd = dput(x, (size_t)dim * 4), yd = dput(y, (size_t)dim * 4);
-    }
-    for (int gi = 0; gi < 2; gi++)
-        for (int e = 0; e < 2 + nj; e++) {
-            size_t n = e < 2 ? (size_t)dim : (size_t)rows[e - 2];
-            CHECK(!memcmp(got[0][gi][e], got[1][gi][e], n * 4) &&
-                      check_max_abs(got[0][gi][e], n) > 0,
-                  "norm+mv %s %d add %d glu %d: group %d %s differs from the ops one by one (%g)",
-                  qt->name, dim, add, glu, gi,
-                  e == 0   ? "x"
-                  : e == 1 ? "normed row"
-                           : "output",
-                  check_max_diff(got[0][gi][e], got[1][gi][e], n));
-            free(got[0][gi][e]), free(got[1][gi][e]);
-        }
-    for (int gi = 0; gi < 2; gi++)
-        for (int j = 0; j < nj; j++) dfree(od[gi][j]);
-    for (int j = 0; j < nj; j++) {
-        G->ops->weight_release(G, &W[j]);
-        free(q[j]);
-    }
-    dfree(xd), dfree(yd), dfree(wd), dfree(xb2);
-    free(x), free(y), free(nw);
-}
-
 static void test_matmul(void) {
     const int ns[] = {1, 2, 3, 4, 5, 8, 13, 32, 33, 40};
     for (size_t ti = 0; ti < ARRAY_LEN(TYPES); ti++) {
@@ -529,12 +440,6 @@ static void test_matmul(void) {
     check_mvq_kernels(QT_Q4_K, 2048);
     check_mvq_kernels(QT_Q4_K, 2304); /* a last step of one block */
     check_mvq_kernels(QT_Q6_K, 4096);
-    /* widths of 2, 4 (192 threads at 3072) and 8 float4 a thread */
-    const int norm_dims[] = {2048, 3072, 4096, 8192};
-    for (size_t di = 0; di < ARRAY_LEN(norm_dims); di++)
-        for (int v = 0; v < 4; v++)
-            check_norm_mv(v & 2 ? QT_Q6_K : QT_Q4_K, norm_dims[di], v & 1,
-                          di & 1 ? !(v & 1) : v & 1);
     printf("matmul: %zu types checked\n", ARRAY_LEN(TYPES));
 }
 

@@ -24,9 +24,6 @@ typedef struct {
     /* one-token Q4_K / Q6_K mat-vec launches that took the staged kernel
      * (cuda_mvq.cu), process-wide: lets a test tell which kernel ran */
     long mvq_staged;
-    /* of those, launches that also did the rmsnorm (and residual add) before
-     * them (cuda_mvq_norm), process-wide */
-    long mvq_norm;
 } bk_cuda_stats;
 
 /* Counters of a CUDA backend (zeros for any other backend). */

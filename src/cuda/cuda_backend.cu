@@ -17,15 +17,15 @@
  * graph's copy nodes read. So graphs come per batch shape (the batch-size
  * bucket is simply the shape), with no change to the forward pass. Internal
  * scratch buffers grow only while commands are recorded; a growth drops every
- * cached graph, and so does any free(). Running a queue also fuses some
- * neighbouring commands into one launch (run_fused: q/k/v and gate/up
- * mat-vecs, rope of q and k, the residual add with the next rmsnorm, and for
- * one token the add and rmsnorm with the mat-vecs that read the normed row),
- * which a queue makes possible without changing the interface. In the environment, BEAST_CUDA_Q8=0
- * keeps the one-token Q4_K / Q6_K mat-vec on float activations (cuda_mvq.cu is the default, with
- * 8-bit activations), BEAST_CUDA_GRAPHS=0 turns graphs off, BEAST_CUDA_FUSE=0 the fusions,
- * BEAST_CUDA_VERBOSE=1 prints counters when the backend is destroyed, and BEAST_CUDA_PROFILE=1
- * times each eager launch by kind (use with graphs off).
+ * cached graph, and so does any free(). Running a queue also fuses some neighbouring commands into
+ * one launch (run_fused: q/k/v and gate/up mat-vecs, rope of q and k, the
+ * residual add with the next rmsnorm), which a queue makes possible without
+ * changing the interface. In the environment, BEAST_CUDA_Q8=0 keeps the
+ * one-token Q4_K / Q6_K mat-vec on float activations (cuda_mvq.cu is the default,
+ * with 8-bit activations), BEAST_CUDA_GRAPHS=0 turns
+ * graphs off, BEAST_CUDA_FUSE=0 the fusions, BEAST_CUDA_VERBOSE=1 prints
+ * counters when the backend is destroyed, and BEAST_CUDA_PROFILE=1 times
+ * each eager launch by kind (use with graphs off).
  *
  * Kernels are launched with programmatic dependent launch where the GPU has
  * it (cuda_impl.h: cuda_launch), so each kernel's launch overlaps the
@@ -118,8 +118,7 @@ typedef struct {
     uint8_t *down; /* pinned download staging */
     size_t down_cap;
     float *attn_scratch;
-    size_t attn_cap;        /* floats */
-    unsigned *norm_counter; /* the fused norm's device counter (cuda_mvq_norm) */
+    size_t attn_cap; /* floats */
     float *gemm_scratch;
     size_t gemm_cap; /* floats */
     size_t gemm_max; /* floats: largest slice (BEAST_CUDA_GEMM_SLICE_M, millions) */
@@ -127,7 +126,6 @@ typedef struct {
     int n_graphs;
     uint64_t tick;
     int use_graphs, verbose, fuse, profile;
-    int norm_mv;       /* BEAST_CUDA_NORM_MV=0: no norm prologue fusion (run_norm_mv) */
     int exact;         /* BEAST_CUDA_Q8=0: float activations in every mat-vec */
     int mv_max;        /* matmuls of more tokens take the cuBLAS path (f16 copy) */
     int mv_max_slices; /* the same without an f16 copy (dequantized slices) */
@@ -471,64 +469,7 @@ static void run_cmd(cuda_impl *c, const cmd *k) {
     }
 }
 
-/* [add(x, y),] rmsnorm(out, x) of one row, then the one-token mat-vecs that
- * read out (q/k/v, or gate/up/glu): one launch when cuda_mvq can take them
- * with its norm prologue (the same bits as the ops one by one). Returns
- * the commands consumed, 0 when the pattern does not apply. */
-static int run_norm_mv(cuda_impl *c, int k) {
-    const cmd *ad = c->q[k].kind == K_ADD ? &c->q[k] : NULL;
-    int i = k + (ad ? 1 : 0);
-    if (i + 1 >= c->nq || c->exact || !c->norm_mv) return 0;
-    const cmd *rn = &c->q[i], *a = &c->q[i + 1];
-    if (rn->kind != K_RMSNORM || rn->i[0] != 1) return 0;
-    const void *x = rn->p[1], *y = ad ? ad->p[1] : NULL, *xo = rn->p[0], *nw = rn->p[2];
-    if (ad && (ad->p[0] != x || ad->l[0] != rn->i[1] || x == y || xo == x || nw == x || nw == y))
-        return 0;
-    /* the mat-vecs: one token, 8-bit activations, reading the normed row */
-    if (a->kind != K_MATMUL || a->i[1] != 1 || a->i[2] || a->i[3] || a->p[2] != xo ||
-        a->l[1] != rn->i[1])
-        return 0;
-    float *out[CUDA_MV_MAX_JOBS];
-    const void *w[CUDA_MV_MAX_JOBS];
-    int64_t rows[CUDA_MV_MAX_JOBS];
-    int m = 0, glu = 0;
-    const cmd *g3 = i + 3 < c->nq ? &c->q[i + 3] : NULL, *b = &c->q[i + 2];
-    if (g3 && g3->kind == K_GLU && b->kind == K_MATMUL && b->i[1] == 1 && !b->i[2] && !b->i[3] &&
-        b->p[2] == xo && b->i[0] == a->i[0] && b->l[0] == a->l[0] && b->l[1] == a->l[1] &&
-        g3->p[0] == a->p[0] && g3->p[1] == a->p[0] && g3->p[2] == b->p[0] && g3->l[0] == a->l[0] &&
-        a->p[0] != b->p[0]) {
-        glu = 1 + g3->i[0];
-        m = 2;
-    } else {
-        while (m < CUDA_MV_MAX_JOBS && i + 1 + m < c->nq) {
-            const cmd *e = &c->q[i + 1 + m];
-            if (e->kind != K_MATMUL || e->i[1] != 1 || e->i[2] || e->i[3] || e->p[2] != xo ||
-                e->i[0] != a->i[0] || e->l[1] != a->l[1])
-                break;
-            int clash = 0;
-            for (int j = 0; j < m; j++) clash |= c->q[i + 1 + j].p[0] == e->p[0];
-            if (clash) break;
-            m++;
-        }
-    }
-    for (int j = 0; j < m; j++) {
-        const cmd *e = &c->q[i + 1 + j];
-        out[j] = (float *)e->p[0];
-        w[j] = e->p[1];
-        rows[j] = e->l[0];
-        /* an output may not be a row the prologue reads or stores */
-        if (e->p[0] == x || e->p[0] == y || e->p[0] == xo || e->p[0] == nw) return 0;
-    }
-    cuda_mvq_norm nr = {(float *)x,  (const float *)y, (const float *)nw,
-                        (float *)xo, rn->f[0],         c->norm_counter};
-    if (!cuda_mvq_norm_ok(a->i[0], m, w, a->l[1], &nr)) return 0;
-    if (cuda_mvq(c->stream, m, out, a->i[0], w, rows, a->l[1], NULL, glu, &nr)) c->failed = 1;
-    return (ad ? 2 : 1) + m + (glu ? 1 : 0);
-}
-
 /* Fusions of consecutive commands, each equivalent to running them in order:
- *   [add,] rmsnorm of one row and the one-token mat-vecs reading it
- *     (run_norm_mv);
  *   matmuls of one type and width reading the same x, n <= 8 (q/k/v,
  *     gate/up): one mat-vec launch;
  *   rope of q then rope of k (same positions and parameters): one launch,
@@ -557,8 +498,6 @@ static int run_fused(cuda_impl *c, int k) {
         cuda_copy_multi(c->stream, m, dst, src, bytes);
         return m;
     }
-    int used = run_norm_mv(c, k);
-    if (used) return used;
     const cmd *g3 = k + 2 < c->nq ? &c->q[k + 2] : NULL;
     if (a->kind == K_MATMUL && b->kind == K_MATMUL && g3 && g3->kind == K_GLU && a->i[1] <= 4 &&
         !a->i[3] && !b->i[3] && b->p[2] == a->p[2] && b->i[0] == a->i[0] && b->i[1] == a->i[1] &&
@@ -1031,7 +970,6 @@ static void cu_destroy(backend *b) {
     free(c->f16);
     if (c->x16) cudaFree(c->x16);
     if (c->attn_scratch) cudaFree(c->attn_scratch);
-    if (c->norm_counter) cudaFree(c->norm_counter);
     if (c->gemm_scratch) cudaFree(c->gemm_scratch);
     if (c->up) cudaFreeHost(c->up);
     if (c->down) cudaFreeHost(c->down);
@@ -1097,7 +1035,6 @@ extern "C" backend *bk_cuda_new(int device) {
     c->use_graphs = env_flag("BEAST_CUDA_GRAPHS", 1);
     c->verbose = env_flag("BEAST_CUDA_VERBOSE", 0);
     c->fuse = env_flag("BEAST_CUDA_FUSE", 1);
-    c->norm_mv = env_flag("BEAST_CUDA_NORM_MV", 1);
     c->profile = env_flag("BEAST_CUDA_PROFILE", 0);
     c->exact = !env_flag("BEAST_CUDA_Q8", 1);
     c->f16_mode = env_flag("BEAST_CUDA_F16W", 1);
@@ -1112,9 +1049,7 @@ extern "C" backend *bk_cuda_new(int device) {
     }
     if (!cu_ok(cudaSetDevice(device), "set device") ||
         !cu_ok(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "stream") ||
-        !cu_ok(cudaMalloc(&c->blas_ws, BLAS_WORKSPACE), "cuBLAS workspace") ||
-        !cu_ok(cudaMalloc(&c->norm_counter, sizeof(unsigned)), "counter") ||
-        !cu_ok(cudaMemset(c->norm_counter, 0, sizeof(unsigned)), "counter"))
+        !cu_ok(cudaMalloc(&c->blas_ws, BLAS_WORKSPACE), "cuBLAS workspace"))
         goto fail;
     if (cublasCreate(&c->blas) != CUBLAS_STATUS_SUCCESS ||
         cublasSetStream(c->blas, c->stream) != CUBLAS_STATUS_SUCCESS ||
@@ -1143,7 +1078,6 @@ extern "C" void bk_cuda_get_stats(backend *b, bk_cuda_stats *out) {
     out->capture_ms = c->capture_ms;
     out->mv_max = c->mv_max;
     out->mvq_staged = cuda_mvq_staged_launches();
-    out->mvq_norm = cuda_mvq_norm_launches();
 }
 
 extern "C" void bk_cuda_set_mvq_staged(int mode) {

@@ -88,25 +88,7 @@ int cuda_mvq_supported(int type, int64_t cols);
 /* out[k] = W_k x for n_jobs weights of one type and width (glu: gate and
  * up, out[0] = act(gate) * up with act = glu - 1, out[1] = up) */
 int cuda_mvq(cudaStream_t s, int n_jobs, float *const *out, int type, const void *const *w,
-             const int64_t *rows, int64_t cols, const float *x, int glu,
-             const struct cuda_mvq_norm *norm);
-/* With a norm (else NULL), the mat-vec's x is rmsnorm(x + y) * w computed
- * in the kernel (x and y as the add and rmsnorm ops take them; y may be
- * NULL), and the launch also stores x + y into x (when y) and the normed
- * row into out, exactly as those ops would: the add, the norm and the
- * mat-vec(s) in one launch, the same bits. Only where cuda_mvq_norm_ok. */
-typedef struct cuda_mvq_norm {
-    float *x;
-    const float *y;
-    const float *w;
-    float *out;
-    float eps;
-    unsigned *counter; /* a device word, zero between launches (one per stream) */
-} cuda_mvq_norm;
-int cuda_mvq_norm_ok(int type, int n_jobs, const void *const *w, int64_t cols,
-                     const cuda_mvq_norm *n);
-/* Launches with a norm so far (process-wide). */
-long cuda_mvq_norm_launches(void);
+             const int64_t *rows, int64_t cols, const float *x, int glu);
 /* Which kernel: 0 mvq_kernel (weights loaded straight into registers), 1
  * (the default, unless BEAST_CUDA_MVQ_STAGED=0) the staged kernel (weights
  * through shared memory by cp.async) wherever it can run (16-byte aligned

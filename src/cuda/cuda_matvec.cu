@@ -307,7 +307,7 @@ static int mv_run(cudaStream_t s, int n_jobs, float *const *out, int type, const
     }
     if (n == 1 && !exact && cuda_mvq_supported(type, cols) && (uintptr_t)x % 16 == 0 &&
         (!glu || (n_jobs == 2 && rows[0] == rows[1])))
-        return cuda_mvq(s, n_jobs, out, type, w, rows, cols, x, glu, NULL);
+        return cuda_mvq(s, n_jobs, out, type, w, rows, cols, x, glu);
     size_t rb = row_size(type, cols);
     if (glu && (n_jobs != 2 || rows[0] != rows[1] || n > 4 || cols % 32 || (uintptr_t)x % 16)) {
         err_set("cuda matvec: bad gate/up pair");

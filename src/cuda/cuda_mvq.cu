@@ -243,126 +243,6 @@ static __device__ __forceinline__ void mvq_quant_x(const float *__restrict__ x, 
     }
 }
 
-/* ---- the norm prologue (cuda_mvq_norm): rmsnorm, after the residual add,
- * computed by every CTA from x (and y) instead of by a kernel of its own ----
- * Why: in a decode step that kernel is a launch and a wait on the chain of
- * dependent kernels for 4-16 KB of work, twice a layer. Every CTA reads the
- * row (L2-resident) and computes the same sum of squares; the last CTA to
- * finish reading (a device counter) stores x + y and the normed row, so the
- * result in memory is what the two ops would leave. The arithmetic is
- * norm_vec_kernel's (cuda_ops.cu), thread for thread: `threads` threads,
- * float4 k of thread t at index t + k * threads, the same reduction order;
- * then each float4 is rounded to 8 bits as mvq_quant_x does. So the fused
- * launch gives the same bits as the ops run one by one. */
-struct mvq_norm_args {
-    float *x;
-    const float *y;
-    const float *w;
-    float *out;
-    unsigned *counter;
-    float eps;
-    int threads; /* norm_vec_kernel's block size for this width */
-};
-
-template <int NV>
-static __device__ __forceinline__ void mvq_norm_w(const mvq_norm_args &a, int cols,
-                                                  float4 (&wv)[NV]) {
-    const int t = threadIdx.x, n4 = cols / 4;
-#pragma unroll
-    for (int k = 0; k < NV; k++) {
-        const int i = t + k * a.threads;
-        if (t < a.threads && i < n4) wv[k] = __ldg((const float4 *)a.w + i);
-    }
-}
-
-template <int NV>
-static __device__ __forceinline__ void mvq_norm_x(const mvq_norm_args &a, int cols,
-                                                  const float4 (&wv)[NV], int8_t *xq, float *xd,
-                                                  float *xs) {
-    __shared__ float red[MVQ_WARPS];
-    __shared__ int last;
-    const int t = threadIdx.x, T = a.threads, n4 = cols / 4;
-    float4 v[NV];
-    float ss = 0.0f;
-    if (t < T) { /* whole warps: T % 32 == 0 */
-#pragma unroll
-        for (int k = 0; k < NV; k++) {
-            const int i = t + k * T;
-            if (i < n4) {
-                v[k] = ((const float4 *)a.x)[i];
-                if (a.y) {
-                    const float4 b = ((const float4 *)a.y)[i];
-                    v[k].x += b.x, v[k].y += b.y, v[k].z += b.z, v[k].w += b.w;
-                }
-            }
-        }
-#pragma unroll
-        for (int k = 0; k < NV; k++)
-            if (t + k * T < n4) {
-                ss = fmaf(v[k].x, v[k].x, ss);
-                ss = fmaf(v[k].y, v[k].y, ss);
-                ss = fmaf(v[k].z, v[k].z, ss);
-                ss = fmaf(v[k].w, v[k].w, ss);
-            }
-        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-        if ((t & 31) == 0) red[t >> 5] = ss;
-    }
-    __syncthreads();
-    if (t < T) {
-        ss = 0.0f;
-        for (int k = 0; k < T / 32; k++) ss += red[k];
-        const float sc = (float)(1.0 / sqrt((double)ss / cols + a.eps));
-#pragma unroll
-        for (int k = 0; k < NV; k++) {
-            const int i4 = t + k * T;
-            if (i4 >= n4) break; /* whole warps */
-            const float4 u = make_float4(v[k].x * sc * wv[k].x, v[k].y * sc * wv[k].y,
-                                         v[k].z * sc * wv[k].z, v[k].w * sc * wv[k].w);
-            float am = fmaxf(fmaxf(fabsf(u.x), fabsf(u.y)), fmaxf(fabsf(u.z), fabsf(u.w)));
-            float sum = (u.x + u.y) + (u.z + u.w);
-#pragma unroll
-            for (int o = 1; o < 8; o <<= 1) {
-                am = fmaxf(am, __shfl_xor_sync(0xffffffffu, am, o));
-                sum += __shfl_xor_sync(0xffffffffu, sum, o);
-            }
-            const float inv = am > 0.0f ? 127.0f / am : 0.0f;
-            ((uint32_t *)xq)[i4] = (uint32_t)(__float2int_rn(u.x * inv) & 0xff) |
-                                   (uint32_t)(__float2int_rn(u.y * inv) & 0xff) << 8 |
-                                   (uint32_t)(__float2int_rn(u.z * inv) & 0xff) << 16 |
-                                   (uint32_t)(__float2int_rn(u.w * inv) & 0xff) << 24;
-            if ((i4 & 7) == 0) {
-                xd[i4 >> 3] = am / 127.0f;
-                xs[i4 >> 3] = sum;
-            }
-        }
-    }
-    /* this CTA has read x and y: the last one to get here stores the results
-     * (no CTA reads them after its count; out may be y) */
-    __syncthreads();
-    if (t == 0) {
-        __threadfence();
-        last = atomicAdd(a.counter, 1u) == gridDim.x - 1;
-    }
-    __syncthreads();
-    if (last) {
-        __threadfence();
-        if (t < T) {
-            const float sc = (float)(1.0 / sqrt((double)ss / cols + a.eps));
-#pragma unroll
-            for (int k = 0; k < NV; k++) {
-                const int i = t + k * T;
-                if (i < n4) {
-                    if (a.y) ((float4 *)a.x)[i] = v[k];
-                    ((float4 *)a.out)[i] =
-                        make_float4(v[k].x * sc * wv[k].x, v[k].y * sc * wv[k].y,
-                                    v[k].z * sc * wv[k].z, v[k].w * sc * wv[k].w);
-                }
-            }
-        }
-        if (t == 0) *a.counter = 0; /* for the next launch, which waits for this one */
-    }
-}
-
 /* a group's sums, reduced over the warp, written by lane 0 */
 static __device__ __forceinline__ void mvq_write(const mvq_jobs &jobs, int j, int r0,
                                                  float (&acc)[MVQ_R], int lane) {
@@ -479,10 +359,10 @@ template <int TYPE> struct mvq_stage {
     static constexpr size_t RING = (size_t)MVQ_WARPS * S * SLOT;
 };
 
-template <int TYPE, int NV>
+template <int TYPE>
 __global__ void __launch_bounds__(32 * MVQ_WARPS, 2)
-    mvq_staged_kernel(const mvq_jobs jobs, size_t row_bytes, int cols, const float *x, int n_groups,
-                      const mvq_norm_args nrm) {
+    mvq_staged_kernel(const mvq_jobs jobs, size_t row_bytes, int cols, const float *x,
+                      int n_groups) {
     using ST = mvq_stage<TYPE>;
     constexpr int BYTES = mvq_raw<TYPE>::BYTES, S = ST::S;
     extern __shared__ int4 mvq_sm[];
@@ -515,13 +395,8 @@ __global__ void __launch_bounds__(32 * MVQ_WARPS, 2)
     };
 #pragma unroll
     for (int i = 0; i < S - 1; i++) issue();
-    float4 nw[NV > 0 ? NV : 1];
-    if constexpr (NV > 0) mvq_norm_w<NV>(nrm, cols, nw);
     cuda_pdl_wait();
-    if constexpr (NV > 0)
-        mvq_norm_x<NV>(nrm, cols, nw, xq, xd, xs);
-    else
-        mvq_quant_x(x, cols, xq, xd, xs);
+    mvq_quant_x(x, cols, xq, xd, xs);
     __syncthreads();
 
     int g = blockIdx.x * MVQ_WARPS + warp, k = 0, slot = 0, j = 0, r0 = 0;
@@ -594,77 +469,29 @@ static void mvq_launch(cudaStream_t s, const mvq_jobs &jobs, int64_t cols, const
 static int g_mvq_staged = -1;
 static long g_mvq_staged_launches;
 
-template <int TYPE, int NV>
+template <int TYPE>
 static void mvq_staged_launch(cudaStream_t s, const mvq_jobs &jobs, int64_t cols, const float *x,
-                              int groups, size_t x_smem, const mvq_norm_args &nrm) {
+                              int groups, size_t x_smem) {
     static int sms = 0, per_sm = 0;
     const int ctas =
-        mvq_ctas(mvq_staged_kernel<TYPE, NV>, mvq_stage<TYPE>::RING + (CUDA_MVQ_MAX_COLS * 5) / 4,
+        mvq_ctas(mvq_staged_kernel<TYPE>, mvq_stage<TYPE>::RING + (CUDA_MVQ_MAX_COLS * 5) / 4,
                  groups, sms, per_sm);
-    cuda_launch(mvq_staged_kernel<TYPE, NV>, dim3(ctas), dim3(32 * MVQ_WARPS),
+    cuda_launch(mvq_staged_kernel<TYPE>, dim3(ctas), dim3(32 * MVQ_WARPS),
                 mvq_stage<TYPE>::RING + x_smem, s, jobs,
-                (size_t)(cols / 256 * mvq_raw<TYPE>::BYTES), (int)cols, x, groups, nrm);
-}
-
-template <int TYPE>
-static void mvq_staged_go(cudaStream_t s, const mvq_jobs &jobs, int64_t cols, const float *x,
-                          int groups, size_t x_smem, const mvq_norm_args &nrm, int nv) {
-    if (nv == 2)
-        mvq_staged_launch<TYPE, 2>(s, jobs, cols, x, groups, x_smem, nrm);
-    else if (nv == 4)
-        mvq_staged_launch<TYPE, 4>(s, jobs, cols, x, groups, x_smem, nrm);
-    else if (nv == 8)
-        mvq_staged_launch<TYPE, 8>(s, jobs, cols, x, groups, x_smem, nrm);
-    else
-        mvq_staged_launch<TYPE, 0>(s, jobs, cols, x, groups, x_smem, nrm);
-}
-
-/* norm_vec_kernel's float4 a thread and threads for a row of `cols`, when
- * the fused prologue takes that shape (2, 4 or 8 float4 a thread) */
-static int mvq_norm_shape(int64_t cols, int &threads) {
-    const int64_t n4 = cols / 4;
-    const int nv = n4 <= 256 ? 1 : n4 <= 512 ? 2 : n4 <= 1024 ? 4 : n4 <= 2048 ? 8 : 0;
-    threads = nv ? (int)(((n4 + nv - 1) / nv + 31) / 32 * 32) : 0;
-    return nv >= 2 && threads <= 32 * MVQ_WARPS ? nv : 0;
-}
-
-/* the staged kernel needs 16-byte aligned rows and whole 8-block steps of
- * Q6_K (210-byte blocks) */
-static int mvq_staged_ok(int type, int n_jobs, const void *const *w, int64_t cols) {
-    if (g_mvq_staged < 0) {
-        const char *e = getenv("BEAST_CUDA_MVQ_STAGED");
-        g_mvq_staged = !(e && !strcmp(e, "0"));
-    }
-    int ok = g_mvq_staged != 0;
-    for (int k = 0; k < n_jobs; k++) ok &= (uintptr_t)w[k] % 16 == 0;
-    if (type == CQ_Q6_K) ok &= cols % 2048 == 0;
-    return ok;
-}
-
-static long g_mvq_norm_launches;
-
-int cuda_mvq_norm_ok(int type, int n_jobs, const void *const *w, int64_t cols,
-                     const cuda_mvq_norm *n) {
-    int threads;
-    return cuda_mvq_supported(type, cols) && n_jobs >= 1 && n_jobs <= CUDA_MV_MAX_JOBS &&
-           mvq_staged_ok(type, n_jobs, w, cols) && mvq_norm_shape(cols, threads) && n->counter &&
-           ((uintptr_t)n->x | (uintptr_t)n->y | (uintptr_t)n->w | (uintptr_t)n->out) % 16 == 0;
-}
-
-long cuda_mvq_norm_launches(void) {
-    return g_mvq_norm_launches;
+                (size_t)(cols / 256 * mvq_raw<TYPE>::BYTES), (int)cols, x, groups);
 }
 
 int cuda_mvq(cudaStream_t s, int n_jobs, float *const *out, int type, const void *const *w,
-             const int64_t *rows, int64_t cols, const float *x, int glu,
-             const cuda_mvq_norm *norm) {
-    if (norm ? !cuda_mvq_norm_ok(type, n_jobs, w, cols, norm) ||
-                   glu && (n_jobs != 2 || rows[0] != rows[1])
-             : !cuda_mvq_supported(type, cols) || n_jobs < 1 || n_jobs > CUDA_MV_MAX_JOBS ||
-                   (glu && (n_jobs != 2 || rows[0] != rows[1])) || (uintptr_t)x % 16) {
+             const int64_t *rows, int64_t cols, const float *x, int glu) {
+    if (!cuda_mvq_supported(type, cols) || n_jobs < 1 || n_jobs > CUDA_MV_MAX_JOBS ||
+        (glu && (n_jobs != 2 || rows[0] != rows[1])) || (uintptr_t)x % 16) {
         err_set("cuda mvq: unsupported weight type %d / %lld columns / jobs", type,
                 (long long)cols);
         return -1;
+    }
+    if (g_mvq_staged < 0) {
+        const char *e = getenv("BEAST_CUDA_MVQ_STAGED");
+        g_mvq_staged = !(e && !strcmp(e, "0"));
     }
     mvq_jobs jobs;
     memset(&jobs, 0, sizeof jobs);
@@ -683,24 +510,20 @@ int cuda_mvq(cudaStream_t s, int n_jobs, float *const *out, int type, const void
     jobs.n_jobs = glu ? 1 : n_jobs;
     jobs.glu = glu;
     size_t smem = (size_t)cols + (size_t)cols / 32 * 8;
-    const int staged = mvq_staged_ok(type, n_jobs, w, cols);
-    mvq_norm_args nrm = {};
-    int nv = 0;
-    if (norm) {
-        nv = mvq_norm_shape(cols, nrm.threads);
-        nrm.x = norm->x, nrm.y = norm->y, nrm.w = norm->w, nrm.out = norm->out;
-        nrm.counter = norm->counter, nrm.eps = norm->eps;
-        g_mvq_norm_launches++;
-    }
+    /* the staged kernel needs 16-byte aligned rows and whole 8-block steps
+     * of Q6_K (210-byte blocks) */
+    int staged = g_mvq_staged != 0;
+    for (int k = 0; k < n_jobs; k++) staged &= (uintptr_t)w[k] % 16 == 0;
+    if (type == CQ_Q6_K) staged &= cols % 2048 == 0;
     /* (the register kernel times as fast or faster alone on a few small
      * Q4_K shapes, dev/cuda/matvec; in a decode step, where the staged one
      * copies its first steps while the previous kernel runs, the staged one
      * wins on those too: H100, 1B shape, 1.005 against 1.029 ms a step) */
     g_mvq_staged_launches += staged;
     if (staged && type == CQ_Q4_K)
-        mvq_staged_go<CQ_Q4_K>(s, jobs, cols, x, groups, smem, nrm, nv);
+        mvq_staged_launch<CQ_Q4_K>(s, jobs, cols, x, groups, smem);
     else if (staged)
-        mvq_staged_go<CQ_Q6_K>(s, jobs, cols, x, groups, smem, nrm, nv);
+        mvq_staged_launch<CQ_Q6_K>(s, jobs, cols, x, groups, smem);
     else if (type == CQ_Q4_K)
         mvq_launch<CQ_Q4_K>(s, jobs, cols, x, groups, smem);
     else
