@@ -449,6 +449,10 @@ static int mvq_ctas(K kernel, size_t most, int groups, int &sms, int &per_sm) {
         if (most > 48 * 1024)
             cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)most);
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 32 * MVQ_WARPS, most);
+        /* BEAST_CUDA_MVQ_PER_SM=N: at most N CTAs a multiprocessor (timing
+         * experiments: room for the next kernel's CTAs to start early) */
+        const char *e = getenv("BEAST_CUDA_MVQ_PER_SM");
+        if (e && atoi(e) > 0 && atoi(e) < per_sm) per_sm = atoi(e);
         if (per_sm < 1) per_sm = 1;
         if (sms < 1) sms = 1;
     }
