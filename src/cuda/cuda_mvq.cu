@@ -352,18 +352,18 @@ template <int N> static __device__ __forceinline__ void mvq_cp_wait(void) {
     asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
 }
 
-template <int TYPE, int NS = (TYPE == CQ_Q4_K ? 4 : 3)> struct mvq_stage {
+template <int TYPE> struct mvq_stage {
     static constexpr int ROW = 8 * mvq_raw<TYPE>::BYTES; /* a row's 8 blocks */
     static constexpr int SLOT = MVQ_R * ROW;
-    static constexpr int S = NS; /* slots a warp */
+    static constexpr int S = TYPE == CQ_Q4_K ? 4 : 3; /* slots a warp */
     static constexpr size_t RING = (size_t)MVQ_WARPS * S * SLOT;
 };
 
-template <int TYPE, int NS, int MINB>
-__global__ void __launch_bounds__(32 * MVQ_WARPS, MINB)
+template <int TYPE>
+__global__ void __launch_bounds__(32 * MVQ_WARPS, 2)
     mvq_staged_kernel(const mvq_jobs jobs, size_t row_bytes, int cols, const float *x,
                       int n_groups) {
-    using ST = mvq_stage<TYPE, NS>;
+    using ST = mvq_stage<TYPE>;
     constexpr int BYTES = mvq_raw<TYPE>::BYTES, S = ST::S;
     extern __shared__ int4 mvq_sm[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -449,10 +449,6 @@ static int mvq_ctas(K kernel, size_t most, int groups, int &sms, int &per_sm) {
         if (most > 48 * 1024)
             cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)most);
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 32 * MVQ_WARPS, most);
-        /* BEAST_CUDA_MVQ_PER_SM=N: at most N CTAs a multiprocessor (timing
-         * experiments: room for the next kernel's CTAs to start early) */
-        const char *e = getenv("BEAST_CUDA_MVQ_PER_SM");
-        if (e && atoi(e) > 0 && atoi(e) < per_sm) per_sm = atoi(e);
         if (per_sm < 1) per_sm = 1;
         if (sms < 1) sms = 1;
     }
@@ -473,33 +469,15 @@ static void mvq_launch(cudaStream_t s, const mvq_jobs &jobs, int64_t cols, const
 static int g_mvq_staged = -1;
 static long g_mvq_staged_launches;
 
-template <int TYPE, int NS, int MINB>
+template <int TYPE>
 static void mvq_staged_launch(cudaStream_t s, const mvq_jobs &jobs, int64_t cols, const float *x,
                               int groups, size_t x_smem) {
     static int sms = 0, per_sm = 0;
-    const int ctas = mvq_ctas(mvq_staged_kernel<TYPE, NS, MINB>,
-                              mvq_stage<TYPE, NS>::RING + (CUDA_MVQ_MAX_COLS * 5) / 4, groups, sms,
-                              per_sm);
-    /* BEAST_CUDA_MVQ_S3=1 / 2 (experiment): 3 slots and 3 CTAs a
-     * multiprocessor, or 2 slots and 4, the grid by this launch's own shared
-     * memory */
-    static int own[4], own_cols[4];
-    int c2 = ctas;
-    if (MINB >= 3) {
-        int k = 0;
-        while (k < 4 && own_cols[k] && own_cols[k] != cols) k++;
-        if (k < 4 && own_cols[k] != cols) {
-            own_cols[k] = (int)cols;
-            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&own[k], mvq_staged_kernel<TYPE, NS, MINB>,
-                                                          32 * MVQ_WARPS,
-                                                          mvq_stage<TYPE, NS>::RING + x_smem);
-        }
-        const int most = k < 4 && own[k] > 0 ? own[k] * sms : ctas;
-        c2 = (groups + MVQ_WARPS - 1) / MVQ_WARPS;
-        if (c2 > most) c2 = most;
-    }
-    cuda_launch(mvq_staged_kernel<TYPE, NS, MINB>, dim3(c2), dim3(32 * MVQ_WARPS),
-                mvq_stage<TYPE, NS>::RING + x_smem, s, jobs,
+    const int ctas =
+        mvq_ctas(mvq_staged_kernel<TYPE>, mvq_stage<TYPE>::RING + (CUDA_MVQ_MAX_COLS * 5) / 4,
+                 groups, sms, per_sm);
+    cuda_launch(mvq_staged_kernel<TYPE>, dim3(ctas), dim3(32 * MVQ_WARPS),
+                mvq_stage<TYPE>::RING + x_smem, s, jobs,
                 (size_t)(cols / 256 * mvq_raw<TYPE>::BYTES), (int)cols, x, groups);
 }
 
@@ -542,16 +520,10 @@ int cuda_mvq(cudaStream_t s, int n_jobs, float *const *out, int type, const void
      * copies its first steps while the previous kernel runs, the staged one
      * wins on those too: H100, 1B shape, 1.005 against 1.029 ms a step) */
     g_mvq_staged_launches += staged;
-    static int s3 = -1;
-    if (s3 < 0) s3 = getenv("BEAST_CUDA_MVQ_S3") ? atoi(getenv("BEAST_CUDA_MVQ_S3")) : 0;
-    if (staged && type == CQ_Q4_K && s3 == 1)
-        mvq_staged_launch<CQ_Q4_K, 3, 3>(s, jobs, cols, x, groups, smem);
-    else if (staged && type == CQ_Q4_K && s3 == 2)
-        mvq_staged_launch<CQ_Q4_K, 2, 4>(s, jobs, cols, x, groups, smem);
-    else if (staged && type == CQ_Q4_K)
-        mvq_staged_launch<CQ_Q4_K, 4, 2>(s, jobs, cols, x, groups, smem);
+    if (staged && type == CQ_Q4_K)
+        mvq_staged_launch<CQ_Q4_K>(s, jobs, cols, x, groups, smem);
     else if (staged)
-        mvq_staged_launch<CQ_Q6_K, 3, 2>(s, jobs, cols, x, groups, smem);
+        mvq_staged_launch<CQ_Q6_K>(s, jobs, cols, x, groups, smem);
     else if (type == CQ_Q4_K)
         mvq_launch<CQ_Q4_K>(s, jobs, cols, x, groups, smem);
     else
