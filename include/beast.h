@@ -30,7 +30,10 @@ const char *beast_error(void);
 /* ---- model ---- */
 typedef struct {
     int n_threads;      /* CPU threads for compute; 0 = all cores */
-    int n_gpu_layers;   /* -1 = all when a GPU is present (default), 0 = CPU only */
+    int n_gpu_layers;   /* layers on the GPU when one is present: -1 = all (default),
+                           0 = CPU only, N = the last N layers (the first ones and the
+                           token embedding on the CPU; the output goes with the last
+                           layer); N >= n_layer = all */
     bool deterministic; /* every token's result independent of the batch it is in
                            (fixed reduction order; slower batches) */
 } beast_model_params;
@@ -53,6 +56,8 @@ typedef struct {
                                   embedding rows) */
     const char *backend;       /* "cpu", "cuda" */
     const char *gpu_note;      /* why not "cuda" when the GPU was asked for, else "" */
+    int n_gpu_layers;          /* layers on the GPU (n_layer: all; 0: CPU only; between:
+                                  the last ones, the rest on the CPU) */
     int n_types;               /* entries used in type_names/type_counts */
     const char *type_names[16];
     int type_counts[16];

@@ -13,7 +13,8 @@
 int main(void) {
     backend *bk = bk_cpu_new(1);
     /* 3 sequences, 100 positions each at most, 160 slots = 10 blocks of 16 */
-    kv_cache *kv = kv_new(bk, 2, 8, QT_F16, 3, 100, 160, 16);
+    backend *bks[2] = {bk, bk}; /* each layer's storage on its backend */
+    kv_cache *kv = kv_new(bks, 2, 8, QT_F16, 3, 100, 160, 16);
     CHECK(kv && kv->n_blocks == 10, "create");
     CHECK(kv_reserve(kv, 0, 20) == 0, "reserve 20");
     CHECK(kv->seqs[0].n_blocks == 2 && kv_n_free(kv) == 8, "2 blocks used");

@@ -32,7 +32,7 @@ static int refs_zero(const kv_cache *kv) {
 
 static void bookkeeping(void) {
     backend *bk = bk_cpu_new(1);
-    kv_cache *kv = kv_new(bk, 1, 8, QT_F16, 4, 128, 256, 16); /* 16 blocks */
+    kv_cache *kv = kv_new(&bk, 1, 8, QT_F16, 4, 128, 256, 16); /* 16 blocks */
     CHECK(kv, "create");
     if (!kv) return;
     CHECK(kv_reserve(kv, 0, 40) == 0 && kv_n_free(kv) == 13, "seq 0: 40 positions, 3 blocks");

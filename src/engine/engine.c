@@ -28,25 +28,61 @@ beast_ctx_params beast_ctx_default_params(void) {
     return p;
 }
 
-static void free_bufs(beast_ctx *c) {
+static void free_bufs(backend *bk, fwd_bufs *d) {
     void **bufs[] = {
-        (void **)&c->d.x,        (void **)&c->d.xb,          (void **)&c->d.q,
-        (void **)&c->d.k,        (void **)&c->d.v,           (void **)&c->d.att,
-        (void **)&c->d.hb,       (void **)&c->d.hb2,         (void **)&c->d.xo,
-        (void **)&c->d.logits,   (void **)&c->d.topk,        (void **)&c->d.ids,
-        (void **)&c->d.pos,      (void **)&c->d.slots,       (void **)&c->d.seq_row,
-        (void **)&c->d.out_rows, (void **)&c->d.block_table,
+        (void **)&d->x,           (void **)&d->xb,     (void **)&d->q,       (void **)&d->k,
+        (void **)&d->v,           (void **)&d->att,    (void **)&d->hb,      (void **)&d->hb2,
+        (void **)&d->xo,          (void **)&d->logits, (void **)&d->topk,    (void **)&d->ids,
+        (void **)&d->pos,         (void **)&d->slots,  (void **)&d->seq_row, (void **)&d->out_rows,
+        (void **)&d->block_table,
     };
     for (size_t i = 0; i < ARRAY_LEN(bufs); i++)
         if (*bufs[i]) {
-            c->bk->ops->free(c->bk, *bufs[i]);
+            bk->ops->free(bk, *bufs[i]);
             *bufs[i] = NULL;
         }
 }
 
+/* One set of activation buffers on bk; the output ones (xo, logits, topk)
+ * only when bk computes the logits. */
+static int alloc_bufs(beast_ctx *c, backend *bk, fwd_bufs *d, bool output) {
+    const model_hparams *hp = &c->m->hp;
+    size_t nb = (size_t)c->n_batch, E = hp->n_embd, Q = (size_t)hp->n_head * hp->head_dim,
+           KV = (size_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff,
+           rows = (size_t)MIN(c->n_batch, c->n_seq);
+    struct {
+        void **dst;
+        size_t bytes;
+        bool output;
+    } a[] = {
+        {(void **)&d->x, nb * E * 4, 0},
+        {(void **)&d->xb, nb * E * 4, 0},
+        {(void **)&d->q, nb * Q * 4, 0},
+        {(void **)&d->k, nb * KV * 4, 0},
+        {(void **)&d->v, nb * KV * 4, 0},
+        {(void **)&d->att, nb * Q * 4, 0},
+        {(void **)&d->hb, nb * F * 4, 0},
+        {(void **)&d->hb2, nb * F * 4, 0},
+        {(void **)&d->xo, nb * E * 4, 1},
+        {(void **)&d->logits, (size_t)LOGIT_ROWS * hp->n_vocab * 4, 1},
+        {(void **)&d->topk, TOPK_BYTES(LOGIT_ROWS), 1},
+        {(void **)&d->ids, nb * 4, 0},
+        {(void **)&d->pos, nb * 4, 0},
+        {(void **)&d->slots, nb * 4, 0},
+        {(void **)&d->seq_row, nb * 4, 0},
+        {(void **)&d->out_rows, nb * 4, 0},
+        {(void **)&d->block_table, rows * c->max_blocks * 4, 0},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(a); i++)
+        if ((output || !a[i].output) && !(*a[i].dst = bk->ops->alloc(bk, a[i].bytes))) return -1;
+    return 0;
+}
+
 void beast_ctx_free(beast_ctx *c) {
     if (!c) return;
-    free_bufs(c);
+    free_bufs(c->bk, &c->d);
+    if (c->m->bk_lo) free_bufs(c->m->bk_lo, &c->d_lo);
+    free(c->h_x);
     kv_free(c->kv);
     free(c->h_pos);
     free(c->h_slots);
@@ -89,38 +125,18 @@ beast_ctx *beast_ctx_new(beast_model *m, const beast_ctx_params *pp) {
     c->n_seq = p.n_seq;
     c->n_batch = p.n_batch;
     c->max_blocks = (p.n_ctx + KV_BLOCK - 1) / KV_BLOCK;
-    int kv_dim = hp->n_head_kv * hp->head_dim;
-    c->kv = kv_new(c->bk, hp->n_layer, kv_dim, p.kv_type == BEAST_KV_F32 ? QT_F32 : QT_F16, p.n_seq,
-                   p.n_ctx, (int)kv_tokens, KV_BLOCK);
+    backend *layer_bk[MODEL_MAX_LAYERS];
+    for (int il = 0; il < hp->n_layer; il++) layer_bk[il] = model_layer_bk(m, il);
+    c->kv = kv_new(layer_bk, hp->n_layer, hp->n_head_kv * hp->head_dim,
+                   p.kv_type == BEAST_KV_F32 ? QT_F32 : QT_F16, p.n_seq, p.n_ctx, (int)kv_tokens,
+                   KV_BLOCK);
     if (!c->kv) goto fail;
 
-    size_t nb = (size_t)p.n_batch, E = hp->n_embd, Q = (size_t)hp->n_head * hp->head_dim,
-           KV = (size_t)kv_dim, F = hp->n_ff, rows = (size_t)MIN(p.n_batch, p.n_seq);
-    backend *bk = c->bk;
-    struct {
-        void **dst;
-        size_t bytes;
-    } a[] = {
-        {(void **)&c->d.x, nb * E * 4},
-        {(void **)&c->d.xb, nb * E * 4},
-        {(void **)&c->d.q, nb * Q * 4},
-        {(void **)&c->d.k, nb * KV * 4},
-        {(void **)&c->d.v, nb * KV * 4},
-        {(void **)&c->d.att, nb * Q * 4},
-        {(void **)&c->d.hb, nb * F * 4},
-        {(void **)&c->d.hb2, nb * F * 4},
-        {(void **)&c->d.xo, nb * E * 4},
-        {(void **)&c->d.logits, (size_t)LOGIT_ROWS * hp->n_vocab * 4},
-        {(void **)&c->d.topk, TOPK_BYTES(LOGIT_ROWS)},
-        {(void **)&c->d.ids, nb * 4},
-        {(void **)&c->d.pos, nb * 4},
-        {(void **)&c->d.slots, nb * 4},
-        {(void **)&c->d.seq_row, nb * 4},
-        {(void **)&c->d.out_rows, nb * 4},
-        {(void **)&c->d.block_table, rows * c->max_blocks * 4},
-    };
-    for (size_t i = 0; i < ARRAY_LEN(a); i++)
-        if (!(*a[i].dst = bk->ops->alloc(bk, a[i].bytes))) goto fail;
+    size_t nb = (size_t)p.n_batch, rows = (size_t)MIN(p.n_batch, p.n_seq);
+    if (alloc_bufs(c, c->bk, &c->d, true)) goto fail;
+    if (m->bk_lo && (alloc_bufs(c, m->bk_lo, &c->d_lo, false) ||
+                     !(c->h_x = xmalloc(nb * hp->n_embd * sizeof(float)))))
+        goto fail;
     c->h_pos = xmalloc(nb * 4);
     c->h_slots = xmalloc(nb * 4);
     c->h_seq_row = xmalloc(nb * 4);

@@ -7,7 +7,9 @@
 #include "kv/kv.h"
 #include "model/model.h"
 
-/* Activations for one micro-batch of up to n_batch tokens, in backend memory. */
+/* Activations for one micro-batch of up to n_batch tokens, in the memory of
+ * one backend. A split model (model.h) has a set on each of its backends;
+ * xo, logits and topk only on the output one (NULL on the other). */
 typedef struct {
     float *x;      /* [n][n_embd] residual stream */
     float *xb;     /* [n][n_embd] normed input / branch output */
@@ -54,16 +56,19 @@ enum {
     FWD_ADD,
     FWD_GLU,
     FWD_OUTPUT,
+    FWD_MOVE, /* the residual stream from one backend to the next (split models) */
     FWD_OP_COUNT
 };
 extern const char *const FWD_OP_NAMES[FWD_OP_COUNT];
 
 struct beast_ctx {
     beast_model *m;
-    backend *bk;
+    backend *bk; /* m->bk: the last layers and the logits (all of them unless split) */
     kv_cache *kv;
     int n_ctx, n_seq, n_batch, max_blocks;
-    fwd_bufs d;
+    fwd_bufs d;    /* on bk */
+    fwd_bufs d_lo; /* split models: on m->bk_lo, for the layers below m->split */
+    float *h_x;    /* split models: host copy of the residual stream x between backends */
     /* host staging for a micro-batch */
     int32_t *h_pos, *h_slots, *h_seq_row, *h_block_table, *h_out_rows;
     int *h_row_of;      /* [n_seq] block-table row of each sequence in a micro-batch */
@@ -89,6 +94,11 @@ struct beast_ctx {
     int profile;               /* time every op (see beast_ctx_set_profile) */
     double prof[FWD_OP_COUNT]; /* seconds per op kind since profiling was enabled */
 };
+
+/* The activation buffers on backend bk (c->bk or m->bk_lo). */
+static inline fwd_bufs *ctx_bufs(beast_ctx *c, const backend *bk) {
+    return bk == c->bk ? &c->d : &c->d_lo;
+}
 
 /* Run the forward pass for one micro-batch whose KV slots are reserved. */
 int fwd_run(beast_ctx *c, const fwd_batch *b);

@@ -9,12 +9,20 @@
  *   h = norm(x); f = (act(h Wgate) * h Wup) Wdown; [f = norm(f)]; x += f
  * then logits = norm(x) Wout for the tokens that asked for them: downloaded
  * as they are computed, or, for the few rows of a decode step, left in
- * backend memory for the engine to read on demand (engine.c). */
+ * backend memory for the engine to read on demand (engine.c).
+ *
+ * Layers run in segments: consecutive layers on one backend, with that
+ * backend's buffers and its copy of the batch metadata. A model on one
+ * backend is one segment; a split model (model.h: the first layers on the
+ * CPU, the last on the GPU) is two, and between them the residual stream x
+ * goes through host memory (download from one backend, upload to the next).
+ * The embedding runs on the first segment's backend, the logits on the
+ * last's (c->bk). */
 #include "engine/engine.h"
 #include "util/util.h"
 
 const char *const FWD_OP_NAMES[FWD_OP_COUNT] = {
-    "embed", "rmsnorm", "matmul", "rope", "kv_write", "attention", "add", "glu", "output",
+    "embed", "rmsnorm", "matmul", "rope", "kv_write", "attention", "add", "glu", "output", "move",
 };
 
 /* Run one op; with profiling on, wait for it and charge its time to `kind`
@@ -31,29 +39,27 @@ const char *const FWD_OP_NAMES[FWD_OP_COUNT] = {
         }                                                                                          \
     } while (0)
 
-int fwd_run(beast_ctx *c, const fwd_batch *b) {
-    const beast_model *m = c->m;
-    const model_hparams *hp = &m->hp;
-    const bk_ops *op = c->bk->ops;
-    backend *bk = c->bk;
-    fwd_bufs *d = &c->d;
-    const int n = b->n, E = hp->n_embd, H = hp->n_head, HKV = hp->n_head_kv, D = hp->head_dim;
+/* The batch's token ids, positions, KV slots and block table to d. */
+static int upload_meta(backend *bk, fwd_bufs *d, const fwd_batch *b) {
+    const bk_ops *op = bk->ops;
+    size_t n4 = (size_t)b->n * 4;
+    return op->upload(bk, d->ids, b->ids, n4) || op->upload(bk, d->pos, b->pos, n4) ||
+           op->upload(bk, d->slots, b->slots, n4) || op->upload(bk, d->seq_row, b->seq_row, n4) ||
+           op->upload(bk, d->block_table, b->block_table, (size_t)b->n_rows * b->max_blocks * 4) ||
+           op->upload(bk, d->out_rows, b->out_rows, (size_t)b->n_out * 4);
+}
+
+/* Layers [l0, l1), all on bk, on the residual stream d->x of n tokens. */
+static void run_layers(beast_ctx *c, backend *bk, fwd_bufs *d, const bk_attn_batch *ab, int l0,
+                       int l1) {
+    const model_hparams *hp = &c->m->hp;
+    const bk_ops *op = bk->ops;
+    const int n = ab->n_tokens, E = hp->n_embd, H = hp->n_head, HKV = hp->n_head_kv,
+              D = hp->head_dim;
     const float eps = hp->norm_eps;
-
-    /* metadata to the backend */
-    if (op->upload(bk, d->ids, b->ids, (size_t)n * 4) ||
-        op->upload(bk, d->pos, b->pos, (size_t)n * 4) ||
-        op->upload(bk, d->slots, b->slots, (size_t)n * 4) ||
-        op->upload(bk, d->seq_row, b->seq_row, (size_t)n * 4) ||
-        op->upload(bk, d->block_table, b->block_table, (size_t)b->n_rows * b->max_blocks * 4) ||
-        op->upload(bk, d->out_rows, b->out_rows, (size_t)b->n_out * 4))
-        return -1;
-    bk_attn_batch ab = {n, d->pos, d->seq_row, d->block_table, b->max_blocks, c->kv->block_size, 0};
-    for (int i = 0; i < n; i++) ab.max_span = MAX(ab.max_span, b->pos[i] + 1);
-
-    OP(FWD_EMBED, op->embed(bk, d->x, &m->tok_embd, d->ids, n, hp->embd_scale));
-    for (int il = 0; il < hp->n_layer; il++) {
-        const model_layer *L = &m->layers[il];
+    for (int il = l0; il < l1; il++) {
+        const model_layer *L = &c->m->layers[il];
+        const bk_kv_layer *kv = &c->kv->layers[il];
         bool swa = hp->swa_layer[il];
 
         OP(FWD_RMSNORM, op->rmsnorm(bk, d->xb, d->x, L->attn_norm.data, n, E, eps));
@@ -69,8 +75,8 @@ int fwd_run(beast_ctx *c, const fwd_batch *b) {
                               hp->rope_neox));
         OP(FWD_ROPE, op->rope(bk, d->k, d->pos, n, HKV, D, hp->n_rot, base, hp->rope_freq_scale,
                               hp->rope_neox));
-        OP(FWD_KV_WRITE, op->kv_write(bk, &c->kv->layers[il], d->k, d->v, d->slots, n));
-        OP(FWD_ATTENTION, op->attention(bk, d->att, d->q, &c->kv->layers[il], &ab, H, HKV, D,
+        OP(FWD_KV_WRITE, op->kv_write(bk, kv, d->k, d->v, d->slots, n));
+        OP(FWD_ATTENTION, op->attention(bk, d->att, d->q, kv, ab, H, HKV, D,
                                         swa ? hp->swa_window : 0, hp->attn_scale));
         OP(FWD_MATMUL, op->matmul(bk, d->xb, &L->wo, d->att, n));
         if (hp->post_norms)
@@ -86,20 +92,67 @@ int fwd_run(beast_ctx *c, const fwd_batch *b) {
             OP(FWD_RMSNORM, op->rmsnorm(bk, d->xb, d->xb, L->post_ffn_norm.data, n, E, eps));
         OP(FWD_ADD, op->add(bk, d->x, d->xb, (int64_t)n * E));
     }
+}
 
-    if (b->n_out > 0) {
-        OP(FWD_OUTPUT, op->gather(bk, d->xo, d->x, d->out_rows, b->n_out, E));
-        OP(FWD_OUTPUT, op->rmsnorm(bk, d->xo, d->xo, m->output_norm.data, b->n_out, E, eps));
-        if (b->dev_row >= 0) /* the caller reads them later (n_out + dev_row <= LOGIT_ROWS) */
-            OP(FWD_OUTPUT, op->matmul(bk, d->logits + (size_t)b->dev_row * hp->n_vocab, &m->output,
-                                      d->xo, b->n_out));
-        for (int r = 0; r < b->n_out && b->dev_row < 0; r += LOGIT_ROWS) {
-            int nr = MIN(LOGIT_ROWS, b->n_out - r);
-            OP(FWD_OUTPUT, op->matmul(bk, d->logits, &m->output, d->xo + (size_t)r * E, nr));
-            if (op->download(bk, b->logits_out + (size_t)r * hp->n_vocab, d->logits,
-                             (size_t)nr * hp->n_vocab * sizeof(float)))
-                return -1;
-        }
+/* The residual stream of n tokens from backend `from` to backend bk, through
+ * host memory (the download waits for `from`'s queued work). */
+static int move_x(beast_ctx *c, backend *from, backend *bk, int n) {
+    const bk_ops *op = bk->ops;
+    size_t bytes = (size_t)n * c->m->hp.n_embd * sizeof(float);
+    int rc = 0;
+    OP(FWD_MOVE, rc = from->ops->download(from, c->h_x, ctx_bufs(c, from)->x, bytes) ||
+                      op->upload(bk, ctx_bufs(c, bk)->x, c->h_x, bytes));
+    return rc;
+}
+
+/* norm(x) Wout for the tokens that asked for logits, on c->bk. */
+static int run_output(beast_ctx *c, const fwd_batch *b) {
+    const beast_model *m = c->m;
+    const model_hparams *hp = &m->hp;
+    backend *bk = c->bk;
+    const bk_ops *op = bk->ops;
+    fwd_bufs *d = &c->d;
+    const int E = hp->n_embd;
+    if (b->n_out == 0) return 0;
+    OP(FWD_OUTPUT, op->gather(bk, d->xo, d->x, d->out_rows, b->n_out, E));
+    OP(FWD_OUTPUT, op->rmsnorm(bk, d->xo, d->xo, m->output_norm.data, b->n_out, E, hp->norm_eps));
+    if (b->dev_row >= 0) /* the caller reads them later (n_out + dev_row <= LOGIT_ROWS) */
+        OP(FWD_OUTPUT, op->matmul(bk, d->logits + (size_t)b->dev_row * hp->n_vocab, &m->output,
+                                  d->xo, b->n_out));
+    for (int r = 0; r < b->n_out && b->dev_row < 0; r += LOGIT_ROWS) {
+        int nr = MIN(LOGIT_ROWS, b->n_out - r);
+        OP(FWD_OUTPUT, op->matmul(bk, d->logits, &m->output, d->xo + (size_t)r * E, nr));
+        if (op->download(bk, b->logits_out + (size_t)r * hp->n_vocab, d->logits,
+                         (size_t)nr * hp->n_vocab * sizeof(float)))
+            return -1;
     }
-    return op->sync(bk);
+    return 0;
+}
+
+int fwd_run(beast_ctx *c, const fwd_batch *b) {
+    const beast_model *m = c->m;
+    const model_hparams *hp = &m->hp;
+    const int n = b->n;
+    int max_span = 0;
+    for (int i = 0; i < n; i++) max_span = MAX(max_span, b->pos[i] + 1);
+
+    backend *prev = NULL; /* the backend of the segment before */
+    for (int l0 = 0, l1; l0 < hp->n_layer; l0 = l1) {
+        backend *bk = model_layer_bk(m, l0);
+        for (l1 = l0 + 1; l1 < hp->n_layer && model_layer_bk(m, l1) == bk; l1++) {
+        }
+        const bk_ops *op = bk->ops;
+        fwd_bufs *d = ctx_bufs(c, bk);
+        if (upload_meta(bk, d, b)) return -1;
+        if (!prev)
+            OP(FWD_EMBED, op->embed(bk, d->x, &m->tok_embd, d->ids, n, hp->embd_scale));
+        else if (move_x(c, prev, bk, n))
+            return -1;
+        bk_attn_batch ab = {
+            n, d->pos, d->seq_row, d->block_table, b->max_blocks, c->kv->block_size, max_span};
+        run_layers(c, bk, d, &ab, l0, l1);
+        prev = bk;
+    }
+    if (run_output(c, b)) return -1;
+    return c->bk->ops->sync(c->bk);
 }

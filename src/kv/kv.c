@@ -5,15 +5,14 @@
 
 #include <stdlib.h>
 
-kv_cache *kv_new(backend *bk, int n_layer, int kv_dim, int type, int n_seq, int n_ctx, int n_tokens,
-                 int block_size) {
+kv_cache *kv_new(backend *const *layer_bk, int n_layer, int kv_dim, int type, int n_seq, int n_ctx,
+                 int n_tokens, int block_size) {
     if (n_seq < 1 || n_ctx < 1 || n_tokens < 1 || block_size < 1) {
         err_set("kv cache: bad size (n_seq %d, n_ctx %d, tokens %d)", n_seq, n_ctx, n_tokens);
         return NULL;
     }
     kv_cache *kv = xcalloc(1, sizeof *kv);
     if (!kv) return NULL;
-    kv->bk = bk;
     kv->n_layer = n_layer;
     kv->kv_dim = kv_dim;
     kv->block_size = block_size;
@@ -23,11 +22,13 @@ kv_cache *kv_new(backend *bk, int n_layer, int kv_dim, int type, int n_seq, int 
     size_t esize = type == QT_F16 ? 2 : 4;
     size_t bytes = (size_t)kv->n_blocks * block_size * kv_dim * esize;
     kv->layers = xcalloc((size_t)n_layer, sizeof *kv->layers);
+    kv->layer_bk = xcalloc((size_t)n_layer, sizeof *kv->layer_bk);
     kv->refcnt = xcalloc((size_t)kv->n_blocks, sizeof *kv->refcnt);
     kv->free_list = xcalloc((size_t)kv->n_blocks, sizeof *kv->free_list);
     kv->seqs = xcalloc((size_t)n_seq, sizeof *kv->seqs);
-    if (!kv->layers || !kv->refcnt || !kv->free_list || !kv->seqs) goto fail;
+    if (!kv->layers || !kv->layer_bk || !kv->refcnt || !kv->free_list || !kv->seqs) goto fail;
     for (int l = 0; l < n_layer; l++) {
+        backend *bk = kv->layer_bk[l] = layer_bk[l];
         bk_kv_layer *L = &kv->layers[l];
         L->kv_dim = kv_dim;
         L->type = type;
@@ -47,14 +48,16 @@ fail:
 
 void kv_free(kv_cache *kv) {
     if (!kv) return;
-    if (kv->layers)
+    if (kv->layers && kv->layer_bk)
         for (int l = 0; l < kv->n_layer; l++) {
-            if (kv->layers[l].k) kv->bk->ops->free(kv->bk, kv->layers[l].k);
-            if (kv->layers[l].v) kv->bk->ops->free(kv->bk, kv->layers[l].v);
+            backend *bk = kv->layer_bk[l];
+            if (kv->layers[l].k) bk->ops->free(bk, kv->layers[l].k);
+            if (kv->layers[l].v) bk->ops->free(bk, kv->layers[l].v);
         }
     if (kv->seqs)
         for (int s = 0; s < kv->n_seq; s++) free(kv->seqs[s].blocks);
     free(kv->layers);
+    free(kv->layer_bk);
     free(kv->refcnt);
     free(kv->free_list);
     free(kv->seqs);

@@ -1,7 +1,9 @@
 /* kv.h: the paged KV cache.
  *
- * Storage is one K and one V buffer per layer, in backend memory, of
- * n_blocks * block_size slots (rows of kv_dim values). A sequence owns an
+ * Storage is one K and one V buffer per layer, in the memory of that layer's
+ * backend (a model split between the CPU and the GPU keeps each layer's
+ * cache where the layer runs), of n_blocks * block_size slots (rows of
+ * kv_dim values); the bookkeeping below is shared by all layers. A sequence owns an
  * ordered list of blocks (its block table); position p of the sequence lives
  * in slot table[p / block_size] * block_size + p % block_size. Blocks are
  * reference-counted so sequences can share a prefix (prefix caching, forks)
@@ -30,7 +32,7 @@ typedef struct {
 } kv_seq;
 
 typedef struct {
-    backend *bk;
+    backend **layer_bk; /* [n_layer] the backend holding each layer's storage */
     int n_layer, kv_dim, block_size, n_blocks, n_seq, n_ctx;
     bk_kv_layer *layers; /* [n_layer] */
     int32_t *refcnt;     /* [n_blocks] */
@@ -39,10 +41,11 @@ typedef struct {
     kv_seq *seqs; /* [n_seq] */
 } kv_cache;
 
-/* n_ctx: max positions per sequence; n_tokens: total slots over all
- * sequences (rounded up to whole blocks). */
-kv_cache *kv_new(backend *bk, int n_layer, int kv_dim, int type, int n_seq, int n_ctx, int n_tokens,
-                 int block_size);
+/* layer_bk[l]: the backend of layer l (copied); n_ctx: max positions per
+ * sequence; n_tokens: total slots over all sequences (rounded up to whole
+ * blocks). */
+kv_cache *kv_new(backend *const *layer_bk, int n_layer, int kv_dim, int type, int n_seq, int n_ctx,
+                 int n_tokens, int block_size);
 void kv_free(kv_cache *kv);
 
 /* Make room for n more positions in seq (allocating blocks). 0, or -1 with

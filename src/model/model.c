@@ -1,6 +1,8 @@
 /* model.c: beast_model_load and friends: open the GGUF, read hyperparameters,
- * bind every weight (checked for presence, shape and type) to the backend,
- * load the tokenizer and pick the chat template. */
+ * pick the backends (all on the GPU, all on the CPU, or the layers split
+ * between them: model.h), bind every weight (checked for presence, shape
+ * and type) to its layer's backend, load the tokenizer and pick the chat
+ * template. */
 #include "beast.h"
 #include "model/model.h"
 #include "quant/quant.h"
@@ -21,10 +23,11 @@ beast_model_params beast_model_default_params(void) {
     return p;
 }
 
-/* Find a tensor by name and check it is [rows x cols] (a vector when rows is
- * 0) of a type we compute with. Optional tensors may be absent. */
-static int bind(beast_model *m, bk_weight *w, const char *name, int64_t rows, int64_t cols,
-                int optional) {
+/* Find a tensor by name, check it is [rows x cols] (a vector when rows is 0)
+ * of a type we compute with and make it usable on bk. Optional tensors may
+ * be absent. */
+static int bind(beast_model *m, backend *bk, bk_weight *w, const char *name, int64_t rows,
+                int64_t cols, int optional) {
     const gguf_tensor *t = gguf_find_tensor(m->file, name);
     if (!t) {
         if (optional) return 0;
@@ -52,18 +55,19 @@ static int bind(beast_model *m, bk_weight *w, const char *name, int64_t rows, in
     w->cols = cols;
     w->host = t->data;
     w->data = NULL;
-    return m->bk->ops->weight_init(m->bk, w);
+    return bk->ops->weight_init(bk, w);
 }
 
 static int bind_layer(beast_model *m, int il) {
     const model_hparams *hp = &m->hp;
     model_layer *L = &m->layers[il];
+    backend *bk = model_layer_bk(m, il);
     int64_t E = hp->n_embd, Q = (int64_t)hp->n_head * hp->head_dim,
             KV = (int64_t)hp->n_head_kv * hp->head_dim, F = hp->n_ff, D = hp->head_dim;
     char n[128];
 #define B(field, suffix, rows, cols, opt)                                                          \
     snprintf(n, sizeof n, "blk.%d.%s.weight", il, suffix);                                         \
-    if (bind(m, &L->field, n, rows, cols, opt)) return -1;
+    if (bind(m, bk, &L->field, n, rows, cols, opt)) return -1;
     B(attn_norm, "attn_norm", 0, E, 0);
     B(wq, "attn_q", Q, E, 0);
     B(wk, "attn_k", KV, E, 0);
@@ -85,16 +89,21 @@ static int bind_layer(beast_model *m, int il) {
     return 0;
 }
 
+static void release(backend *bk, bk_weight *w) {
+    if (w->data) bk->ops->weight_release(bk, w);
+}
+
+/* Every binding on its own backend, before the backends go. */
 static void release_all(beast_model *m) {
     if (!m->bk) return;
-    bk_weight *ws[] = {&m->tok_embd, &m->output_norm, &m->output};
-    for (size_t i = 0; i < ARRAY_LEN(ws); i++)
-        if (ws[i]->data) m->bk->ops->weight_release(m->bk, ws[i]);
+    if (!m->output_shared) release(m->bk, &m->output);
+    release(m->bk, &m->output_norm);
+    release(model_layer_bk(m, 0), &m->tok_embd);
     if (m->layers)
         for (int il = 0; il < m->hp.n_layer; il++) {
             bk_weight *w = (bk_weight *)&m->layers[il];
             for (size_t j = 0; j < sizeof(model_layer) / sizeof(bk_weight); j++)
-                if (w[j].data) m->bk->ops->weight_release(m->bk, &w[j]);
+                release(model_layer_bk(m, il), &w[j]);
         }
 }
 
@@ -103,6 +112,7 @@ void beast_model_free(beast_model *m) {
     release_all(m);
     free(m->layers);
     if (m->bk) m->bk->ops->destroy(m->bk);
+    if (m->bk_lo) m->bk_lo->ops->destroy(m->bk_lo);
     tok_free(m->vocab);
     free(m->chat_template);
     gguf_close(m->file);
@@ -110,7 +120,44 @@ void beast_model_free(beast_model *m) {
     free(m);
 }
 
-static int load(beast_model *m, const beast_model_params *p) {
+void model_set_deterministic(beast_model *m, int on) {
+    m->bk->deterministic = on;
+    if (m->bk_lo) m->bk_lo->deterministic = on;
+}
+
+void model_set_float_act(beast_model *m, int on) {
+    m->bk->float_act = on;
+    if (m->bk_lo) m->bk_lo->float_act = on;
+}
+
+static backend *cuda_accel(int n_threads) {
+    (void)n_threads;
+    return bk_cuda_new(0);
+}
+
+/* The backends for n_gpu_layers (model.h: the layer split). */
+static int pick_backends(beast_model *m, const beast_model_params *p, model_accel_fn accel) {
+    int n_layer = m->hp.n_layer, n_gpu = p->n_gpu_layers;
+    if (n_gpu < -1) {
+        err_set("n_gpu_layers %d: use -1 (all layers on the GPU), 0 (CPU only) or a layer count",
+                n_gpu);
+        return -1;
+    }
+    if (n_gpu < 0 || n_gpu > n_layer) n_gpu = n_layer;
+    /* the GPU when asked for (default: all layers) and there is one; else the
+     * CPU. Why there was none is kept for `beast run -v` (beast_model_info). */
+    if (n_gpu > 0 && !(m->bk = accel(m->n_threads)))
+        snprintf(m->gpu_note, sizeof m->gpu_note, "%s", err_get());
+    if (!m->bk) return (m->bk = bk_cpu_new(m->n_threads)) ? 0 : -1;
+    m->n_gpu_layers = n_gpu;
+    if (n_gpu < n_layer) {
+        if (!(m->bk_lo = bk_cpu_new(m->n_threads))) return -1;
+        m->split = n_layer - n_gpu;
+    }
+    return 0;
+}
+
+static int load(beast_model *m, const beast_model_params *p, model_accel_fn accel) {
     if (!(m->file = gguf_open(m->path))) return -1; /* its message names the file */
     if (model_read_hparams(m->file, &m->hp)) goto named;
     if (!(m->vocab = tok_load(m->file))) goto named;
@@ -118,23 +165,22 @@ static int load(beast_model *m, const beast_model_params *p) {
 
     m->n_threads = p->n_threads > 0 ? p->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (m->n_threads < 1) m->n_threads = 1;
-    if (p->n_gpu_layers > 0 && p->n_gpu_layers < m->hp.n_layer) {
-        err_set("partial GPU offload (%d of %d layers) is not supported: use -1 (all) or 0 (CPU)",
-                p->n_gpu_layers, m->hp.n_layer);
-        goto named;
-    }
-    /* the GPU when asked for (default: all layers) and there is one; else the
-     * CPU. Why there was none is kept for `beast run -v` (beast_model_info). */
-    if (p->n_gpu_layers != 0 && !(m->bk = bk_cuda_new(0)))
-        snprintf(m->gpu_note, sizeof m->gpu_note, "%s", err_get());
-    if (!m->bk && !(m->bk = bk_cpu_new(m->n_threads))) goto named;
-    m->bk->deterministic = p->deterministic;
+    if (pick_backends(m, p, accel)) goto named;
+    model_set_deterministic(m, p->deterministic);
 
     const model_hparams *hp = &m->hp;
-    if (bind(m, &m->tok_embd, "token_embd.weight", hp->n_vocab, hp->n_embd, 0)) goto named;
-    if (bind(m, &m->output_norm, "output_norm.weight", 0, hp->n_embd, 0)) goto named;
-    if (bind(m, &m->output, "output.weight", hp->n_vocab, hp->n_embd, 1)) goto named;
-    if (!m->output.host) m->output = m->tok_embd; /* tied embeddings */
+    backend *bk_in = model_layer_bk(m, 0);
+    if (bind(m, bk_in, &m->tok_embd, "token_embd.weight", hp->n_vocab, hp->n_embd, 0)) goto named;
+    if (bind(m, m->bk, &m->output_norm, "output_norm.weight", 0, hp->n_embd, 0)) goto named;
+    if (bind(m, m->bk, &m->output, "output.weight", hp->n_vocab, hp->n_embd, 1)) goto named;
+    if (!m->output.host) { /* tied embeddings: the output matrix is token_embd */
+        if (bk_in == m->bk) {
+            m->output = m->tok_embd;
+            m->output_shared = true;
+        } else if (bind(m, m->bk, &m->output, "token_embd.weight", hp->n_vocab, hp->n_embd, 0)) {
+            goto named;
+        }
+    }
     if (!(m->layers = xcalloc((size_t)hp->n_layer, sizeof *m->layers))) goto named;
     for (int il = 0; il < hp->n_layer; il++)
         if (bind_layer(m, il)) goto named;
@@ -152,18 +198,20 @@ named:
     return -1;
 }
 
-beast_model *beast_model_load(const char *path, const beast_model_params *p) {
+beast_model *model_load_with(const char *path, const beast_model_params *p, model_accel_fn accel) {
     beast_model_params def = beast_model_default_params();
     if (!p) p = &def;
     beast_model *m = xcalloc(1, sizeof *m);
     if (!m) return NULL;
-    if (!(m->path = xstrdup(path)) || load(m, p)) {
-        /* the tied output shares tok_embd's binding: release it once */
-        if (m->output.host == m->tok_embd.host) memset(&m->output, 0, sizeof m->output);
+    if (!(m->path = xstrdup(path)) || load(m, p, accel ? accel : cuda_accel)) {
         beast_model_free(m);
         return NULL;
     }
     return m;
+}
+
+beast_model *beast_model_load(const char *path, const beast_model_params *p) {
+    return model_load_with(path, p, NULL);
 }
 
 void beast_model_get_info(const beast_model *m, beast_model_info *o) {
@@ -190,6 +238,7 @@ void beast_model_get_info(const beast_model *m, beast_model_info *o) {
     o->kv_bytes_per_token = (size_t)hp->n_layer * 2 * hp->n_head_kv * hp->head_dim * 2;
     o->backend = m->bk->ops->name;
     o->gpu_note = m->gpu_note;
+    o->n_gpu_layers = m->n_gpu_layers;
     for (int64_t i = 0; i < m->file->n_tensors; i++) {
         const gguf_tensor *t = &m->file->tensors[i];
         int64_t ne = 1;

@@ -1,5 +1,5 @@
 /* model.h: a loaded model: hyperparameters read from GGUF metadata, weight
- * handles bound to a backend, the tokenizer and the chat template.
+ * handles bound to backends, the tokenizer and the chat template.
  *
  * Architectures are rows of a table (arch.c): each row says how to read its
  * hyperparameters and which per-layer features its forward pass uses, so a
@@ -8,6 +8,7 @@
 #define BEAST_MODEL_H
 
 #include "backend/backend.h"
+#include "beast.h"
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
 
@@ -41,20 +42,48 @@ typedef struct {
     bk_weight ffn_norm, w_gate, w_up, w_down, post_ffn_norm;
 } model_layer;
 
+/* Layer split (partial GPU offload, beast_model_params.n_gpu_layers = N with
+ * 0 < N < n_layer): layers il < split run on bk_lo, a CPU backend, with the
+ * token embedding; layers il >= split (the last N, as llama.cpp does), the
+ * output norm and the output matrix run on bk, the GPU. Without a split
+ * (split 0, bk_lo NULL) everything is on bk. So bk is always the backend of
+ * the last layer and the logits (the context reads logits and candidates
+ * there). Each layer's weights and KV cache live on its layer's backend. */
 struct beast_model {
     gguf_file *file;
     char *path;
     model_hparams hp;
     tok_vocab *vocab;
     char *chat_template; /* from the file, or a built-in; NULL = none */
-    backend *bk;         /* the backend the weights are bound to */
+    backend *bk;         /* last layers, output norm and output matrix */
+    backend *bk_lo;      /* layers below split and tok_embd when split; else NULL */
+    int split;           /* first layer on bk (0: no split) */
+    int n_gpu_layers;    /* layers on the accelerator (the GPU); 0: all on the CPU */
     bk_weight tok_embd, output_norm, output;
+    bool output_shared; /* output is tok_embd's binding (tied, one backend) */
     model_layer *layers;
     int n_threads;
     char gpu_note[256]; /* why the GPU is not used, when it is not */
 };
 
+/* The backend of layer il (il = 0 also runs the token embedding). */
+static inline backend *model_layer_bk(const beast_model *m, int il) {
+    return il < m->split ? m->bk_lo : m->bk;
+}
+
+/* Set a backend.h flag on every backend of m (before any compute). */
+void model_set_deterministic(beast_model *m, int on);
+void model_set_float_act(beast_model *m, int on);
+
 /* Read and check hyperparameters for f's architecture. */
 int model_read_hparams(const gguf_file *f, model_hparams *hp);
+
+/* beast_model_load with another accelerator: `accel` makes the backend that
+ * takes the offloaded layers (beast_model_load: the CUDA backend). It
+ * returns NULL + err_set when there is none; then the CPU runs everything
+ * and the message is kept in gpu_note. Tests pass a second CPU backend to
+ * run the layer split on the CPU (tests/test_split.c). Not public API. */
+typedef backend *(*model_accel_fn)(int n_threads);
+beast_model *model_load_with(const char *path, const beast_model_params *p, model_accel_fn accel);
 
 #endif

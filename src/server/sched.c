@@ -728,12 +728,12 @@ srv_sched *srv_sched_new(beast_model *m, const srv_sched_params *pp) {
     s->n_vocab = beast_n_vocab(m);
     s->n_seq = p.prefix_cache ? 2 * p.n_parallel : p.n_parallel;
     s->n_ctx = p.n_ctx;
-    if (p.deterministic) m->bk->deterministic = 1; /* before any compute on this model */
+    if (p.deterministic) model_set_deterministic(m, 1); /* before any compute on this model */
     /* a request alone must get what it gets in a batch, up to the batched
      * path's rounding: no 8-bit activations for one token (on an H200 with a
      * random-weight 1B model, 3 of 32 concurrent greedy streams left their
      * solo text at top-2 gaps of 0.10-0.20 with them, none without) */
-    m->bk->float_act = 1;
+    model_set_float_act(m, 1);
     beast_ctx_params cp = beast_ctx_default_params();
     cp.n_ctx = p.n_ctx;
     cp.n_seq = s->n_seq;
