@@ -17,6 +17,9 @@
 typedef struct {
     const char *model; /* NULL: the default model */
     int n_threads, n_ctx, n_batch, n_predict;
+    int n_gpu_layers; /* beast_model_params.n_gpu_layers (default -1 = all) */
+    int argc;         /* the command's arguments (for -ngl) */
+    char **argv;
     bool verbose;
     sampler_params sp;
     sampler_bias bias[CLI_MAX_BIAS];
@@ -26,9 +29,16 @@ typedef struct {
 
 /* Long options shared by run/chat/bench-like commands; each command adds its
  * own. cli_common_parse returns 1 if it consumed the option, 0 if not, -1 on
- * a bad value (message printed). */
-void cli_common_init(cli_common *o);
+ * a bad value (message printed). argc/argv: the command's, as given to
+ * getopt_long. */
+void cli_common_init(cli_common *o, int argc, char **argv);
 int cli_common_parse(cli_common *o, int opt, const char *arg);
+/* llama.cpp's -ngl N, the same as --gpu-layers N. getopt reads "-ngl" as the
+ * short option -n with the value "gl", so a command's case 'n' asks this
+ * first (arg = optarg): 1 when the argument was -ngl (its value, the next
+ * argument, is consumed into *out), -1 on a bad or missing value (message
+ * printed), 0 for a real -n. */
+int cli_parse_ngl(int argc, char **argv, const char *arg, int *out);
 extern const char CLI_COMMON_HELP[];
 #define CLI_COMMON_LONGOPTS                                                                        \
     {"model", required_argument, 0, 'm'}, {"threads", required_argument, 0, 't'},                  \
@@ -40,8 +50,9 @@ extern const char CLI_COMMON_HELP[];
         {"presence-penalty", required_argument, 0, 1007},                                          \
         {"frequency-penalty", required_argument, 0, 1008}, {"seed", required_argument, 0, 's'},    \
         {"stop", required_argument, 0, 1009}, {"logit-bias", required_argument, 0, 1010},          \
-        {"verbose", no_argument, 0, 'v'}, {                                                        \
-        "greedy", no_argument, 0, 1011                                                             \
+        {"verbose", no_argument, 0, 'v'}, {"greedy", no_argument, 0, 1011},                        \
+        {"gpu-layers", required_argument, 0, 1012}, {                                              \
+        "n-gpu-layers", required_argument, 0, 1012                                                 \
     }
 #define CLI_COMMON_SHORTOPTS "m:t:c:n:b:s:v"
 
@@ -50,6 +61,9 @@ extern const char CLI_COMMON_HELP[];
  * none exists. */
 const char *cli_model_path(const cli_common *o, const char *argv0);
 beast_model *cli_load_model(const cli_common *o, const char *argv0, double *load_ms);
+/* Where the model runs, for -v: "cpu", "cpu (no GPU: why)", "cuda: 16/16
+ * layers" or, split, "cuda: 8/16 layers, the first 8 on the CPU". */
+void cli_backend_desc(const beast_model_info *in, char *buf, size_t n);
 
 /* Set while a reply should stop (Ctrl-C during generation). */
 extern volatile sig_atomic_t cli_interrupted;

@@ -31,6 +31,8 @@ static const char BENCH_HELP[] =
     "  -d, --depth N         tokens already in the context before each test (default 0)\n"
     "  -r, --repetitions N   measured runs per test, after one warm-up (default 5)\n"
     "  -b, --batch-size N    tokens per forward pass (default 512)\n"
+    "  -ngl, --gpu-layers N  layers on the GPU when there is one (default -1 = all;\n"
+    "                        0 = CPU only; N = the last N, the rest on the CPU)\n"
     "  -o, --output FMT      md (default), csv or json\n"
     "      --parallel N,...  also decode the tg tests with N sequences at once (one token\n"
     "                        each per step; aggregate t/s and ms per step)\n"
@@ -317,7 +319,12 @@ static const char *base_name(const char *p) {
 }
 
 static void print_result(const result *r, const char *fmt, const ceilings *cl) {
-    char test[64];
+    char test[64], bk[32];
+    /* a split model: the backend of the last layers / the layers on it */
+    if (r->info.n_gpu_layers > 0 && r->info.n_gpu_layers < r->info.n_layer)
+        snprintf(bk, sizeof bk, "%s/%d", r->info.backend, r->info.n_gpu_layers);
+    else
+        snprintf(bk, sizeof bk, "%s", r->info.backend);
     if (r->n_prompt)
         snprintf(test, sizeof test, "pp%d", r->n_prompt);
     else if (r->n_par)
@@ -327,8 +334,8 @@ static void print_result(const result *r, const char *fmt, const ceilings *cl) {
     if (r->depth) snprintf(test + strlen(test), sizeof test - strlen(test), " @ d%d", r->depth);
     if (!strcmp(fmt, "csv")) {
         printf("%s,%zu,%lld,%s,%d,%d,%d,%d,%.3f,%.3f,%.0f,%.3f,%.3f,%d,%.4f,%.3f\n",
-               base_name(r->model), r->info.file_size, (long long)r->info.n_params, r->info.backend,
-               r->threads, r->n_prompt, r->n_gen, r->depth, r->mean, r->sd, r->bytes_tok, r->gbps,
+               base_name(r->model), r->info.file_size, (long long)r->info.n_params, bk, r->threads,
+               r->n_prompt, r->n_gen, r->depth, r->mean, r->sd, r->bytes_tok, r->gbps,
                cl->copy / 1e9, r->n_par, r->n_par ? 1e3 * r->n_par / r->mean : 0.0, cl->read / 1e9);
     } else if (!strcmp(fmt, "json")) {
         printf("  {\"model\": \"%s\", \"size\": %zu, \"params\": %lld, \"backend\": \"%s\", "
@@ -336,8 +343,8 @@ static void print_result(const result *r, const char *fmt, const ceilings *cl) {
                "\"avg_ts\": %.3f, \"stddev_ts\": %.3f, \"bytes_per_token\": %.0f, "
                "\"gbps\": %.3f, \"copy_gbps\": %.3f, \"n_parallel\": %d, \"ms_per_step\": %.4f, "
                "\"read_gbps\": %.3f}",
-               base_name(r->model), r->info.file_size, (long long)r->info.n_params, r->info.backend,
-               r->threads, r->n_prompt, r->n_gen, r->depth, r->mean, r->sd, r->bytes_tok, r->gbps,
+               base_name(r->model), r->info.file_size, (long long)r->info.n_params, bk, r->threads,
+               r->n_prompt, r->n_gen, r->depth, r->mean, r->sd, r->bytes_tok, r->gbps,
                cl->copy / 1e9, r->n_par, r->n_par ? 1e3 * r->n_par / r->mean : 0.0, cl->read / 1e9);
     } else {
         char size[32], gb[32] = "";
@@ -347,8 +354,8 @@ static void print_result(const result *r, const char *fmt, const ceilings *cl) {
         else if (r->n_gen)
             snprintf(gb, sizeof gb, "%.2f", r->gbps);
         printf("| %-32s | %10s | %7.1f M | %-4s | %7d | %12s | %9.2f ± %-7.2f | %6s |\n",
-               base_name(r->model), size, r->info.n_params / 1e6, r->info.backend, r->threads, test,
-               r->mean, r->sd, gb);
+               base_name(r->model), size, r->info.n_params / 1e6, bk, r->threads, test, r->mean,
+               r->sd, gb);
     }
 }
 
@@ -396,7 +403,7 @@ static int bench_parallel(beast_model *m, beast_batch *b, int nv, result *r, con
 
 int cmd_bench(int argc, char **argv) {
     const char *models[MAX_LIST];
-    int n_models = 0, depth = 0, reps = 5, n_batch = 512, do_profile = 0;
+    int n_models = 0, depth = 0, reps = 5, n_batch = 512, do_profile = 0, n_gpu_layers = -1;
     intlist pp = {{512}, 1}, tg = {{128}, 1}, th = {{0}, 0}, par = {{0}, 0};
     const char *fmt = "md";
     static const struct option longopts[] = {{"model", required_argument, 0, 'm'},
@@ -409,6 +416,8 @@ int cmd_bench(int argc, char **argv) {
                                              {"output", required_argument, 0, 'o'},
                                              {"profile", no_argument, 0, 1001},
                                              {"parallel", required_argument, 0, 1002},
+                                             {"gpu-layers", required_argument, 0, 1003},
+                                             {"n-gpu-layers", required_argument, 0, 1003},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     int opt;
@@ -425,9 +434,12 @@ int cmd_bench(int argc, char **argv) {
         case 'p':
             if (parse_list("n-prompt", optarg, &pp, 0)) return 2;
             break;
-        case 'n':
-            if (parse_list("n-gen", optarg, &tg, 0)) return 2;
+        case 'n': {
+            int r = cli_parse_ngl(argc, argv, optarg, &n_gpu_layers);
+            if (r < 0) return 2;
+            if (!r && parse_list("n-gen", optarg, &tg, 0)) return 2;
             break;
+        }
         case 't':
             if (parse_list("threads", optarg, &th, 1)) return 2;
             break;
@@ -453,6 +465,12 @@ int cmd_bench(int argc, char **argv) {
         case 1002:
             if (parse_list("parallel", optarg, &par, 1)) return 2;
             break;
+        case 1003: {
+            intlist one;
+            if (parse_list("gpu-layers", optarg, &one, -1) || one.n != 1) return 2;
+            n_gpu_layers = one.v[0];
+            break;
+        }
         case 'h':
             printf("%s", BENCH_HELP);
             return 0;
@@ -471,7 +489,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (!n_models) {
         cli_common o;
-        cli_common_init(&o);
+        cli_common_init(&o, argc, argv);
         const char *p = cli_model_path(&o, argv[0]);
         if (!p) return 1;
         models[n_models++] = p;
@@ -504,6 +522,7 @@ int cmd_bench(int argc, char **argv) {
         for (int ti = 0; ti < th.n && !rc; ti++) {
             beast_model_params mp = beast_model_default_params();
             mp.n_threads = th.v[ti];
+            mp.n_gpu_layers = n_gpu_layers;
             beast_model *m = beast_model_load(models[mi], &mp);
             if (!m) {
                 fprintf(stderr, "beast: %s\n", beast_error());

@@ -63,7 +63,7 @@ static void print_load_split(const beast_model *m, double load_ms, double ctx_ms
 
 int cmd_run(int argc, char **argv) {
     cli_common o;
-    cli_common_init(&o);
+    cli_common_init(&o, argc, argv);
     const char *prompt = NULL, *system = NULL;
     bool chat = false;
     static const struct option longopts[] = {CLI_COMMON_LONGOPTS,
@@ -150,8 +150,9 @@ int cmd_run(int argc, char **argv) {
     if (o.verbose) {
         beast_model_info in;
         beast_model_get_info(m, &in);
-        fprintf(stderr, "backend: %s%s%s%s\n", in.backend, *in.gpu_note ? " (no GPU: " : "",
-                in.gpu_note, *in.gpu_note ? ")" : "");
+        char where[512];
+        cli_backend_desc(&in, where, sizeof where);
+        fprintf(stderr, "backend: %s\n", where);
         fprintf(stderr, "prompt: %d tokens:", n);
         for (int i = 0; i < n; i++) {
             char piece[64];

@@ -46,8 +46,9 @@ static const char SERVE_HELP[] =
     "      --no-deterministic   allow batch-dependent rounding (faster prefill on the CPU)\n"
     "      --no-prefix-cache    do not reuse the KV of shared prompt prefixes\n"
     "  -t, --threads N          CPU threads (default: all cores)\n"
-    "      --gpu-layers N       layers on the GPU (default -1 = all when there is one;\n"
-    "                           0 = CPU only)\n"
+    "  -ngl, --gpu-layers N     layers on the GPU when there is one: -1 = all (default),\n"
+    "                           0 = CPU only, N = the last N (the first ones and the\n"
+    "                           token embedding on the CPU)\n"
     "  -v, --verbose            more detail on stderr\n"
     "  -h, --help               this help\n";
 
@@ -74,7 +75,7 @@ static void model_id(const char *path, char *out, size_t cap) {
 
 int cmd_serve(int argc, char **argv) {
     cli_common o;
-    cli_common_init(&o);
+    cli_common_init(&o, argc, argv);
     srv_http_params hp = srv_http_default_params();
     srv_sched_params sp = srv_sched_default_params();
     int gpu_layers = -1, n_ctx = 4096;
@@ -102,6 +103,7 @@ int cmd_serve(int argc, char **argv) {
                                              {"no-deterministic", no_argument, 0, 3015},
                                              {"no-prefix-cache", no_argument, 0, 3012},
                                              {"gpu-layers", required_argument, 0, 3013},
+                                             {"n-gpu-layers", required_argument, 0, 3013},
                                              {"threads", required_argument, 0, 't'},
                                              {"verbose", no_argument, 0, 'v'},
                                              {"help", no_argument, 0, 'h'},
@@ -109,8 +111,14 @@ int cmd_serve(int argc, char **argv) {
     int opt;
     double v;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "m:c:b:t:vh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "m:c:b:t:n:vh", longopts, NULL)) != -1) {
         switch (opt) {
+        case 'n': { /* only as -ngl */
+            int r = cli_parse_ngl(argc, argv, optarg, &gpu_layers);
+            if (r > 0) break;
+            if (r == 0) fprintf(stderr, "beast serve: unknown option -n\n%s", SERVE_HELP);
+            return 2;
+        }
         case 'm':
             o.model = optarg;
             break;
@@ -257,10 +265,11 @@ int cmd_serve(int argc, char **argv) {
     printf("beast: serving %s on http://%s%s%s:%d (parallel %d, ctx %d)\n", id, v6 ? "[" : "",
            hp.host, v6 ? "]" : "", srv_http_port(h), sp.n_parallel, sp.n_ctx);
     fflush(stdout);
+    char where[512];
+    cli_backend_desc(&mi, where, sizeof where);
     if (o.verbose)
-        fprintf(stderr, "beast serve: backend %s%s%s, batch %d, queue %d%s%s\n", mi.backend,
-                mi.gpu_note[0] ? " " : "", mi.gpu_note, sp.n_batch, sp.queue_max,
-                api_key && *api_key ? ", API key required" : "",
+        fprintf(stderr, "beast serve: backend %s, batch %d, queue %d%s%s\n", where, sp.n_batch,
+                sp.queue_max, api_key && *api_key ? ", API key required" : "",
                 deterministic ? ", deterministic" : "");
 
     int sig = 0;

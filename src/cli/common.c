@@ -22,6 +22,9 @@ const char CLI_COMMON_HELP[] =
     "  -c, --ctx-size N         context length (default: the model's)\n"
     "  -b, --batch-size N       tokens per forward pass (default 512)\n"
     "  -n, --n-predict N        tokens to generate (default 256; -1 = until the context is full)\n"
+    "  -ngl, --gpu-layers N     layers on the GPU when there is one: -1 = all (default),\n"
+    "                           0 = none (CPU only), N = the last N, the first ones and\n"
+    "                           the token embedding on the CPU (less GPU memory, slower)\n"
     "sampling:\n"
     "      --temp T             temperature (default 0.8; 0 = greedy)\n"
     "      --greedy             same as --temp 0\n"
@@ -36,8 +39,11 @@ const char CLI_COMMON_HELP[] =
     "      --stop STR           stop when STR is generated (repeatable)\n"
     "  -v, --verbose            more detail on stderr\n";
 
-void cli_common_init(cli_common *o) {
+void cli_common_init(cli_common *o, int argc, char **argv) {
     memset(o, 0, sizeof *o);
+    o->argc = argc;
+    o->argv = argv;
+    o->n_gpu_layers = -1;
     o->n_predict = 256;
     o->n_batch = 512;
     o->sp = sampler_default_params();
@@ -68,8 +74,22 @@ static int parse_float(const char *name, const char *arg, float *out) {
     return 0;
 }
 
+int cli_parse_ngl(int argc, char **argv, const char *arg, int *out) {
+    if (strcmp(arg, "gl") || optind < 1 || optind > argc || strcmp(argv[optind - 1], "-ngl"))
+        return 0;
+    if (optind == argc) {
+        fprintf(stderr, "beast: -ngl needs a value (layers on the GPU)\n");
+        return -1;
+    }
+    return parse_int("gpu-layers", argv[optind++], -1, 1 << 20, out) ? -1 : 1;
+}
+
 int cli_common_parse(cli_common *o, int opt, const char *arg) {
     sampler_params *sp = &o->sp;
+    if (opt == 'n') {
+        int r = cli_parse_ngl(o->argc, o->argv, arg, &o->n_gpu_layers);
+        if (r) return r;
+    }
     switch (opt) {
     case 'm':
         o->model = arg;
@@ -85,6 +105,8 @@ int cli_common_parse(cli_common *o, int opt, const char *arg) {
     case 'v':
         o->verbose = true;
         return 1;
+    case 1012:
+        return parse_int("gpu-layers", arg, -1, 1 << 20, &o->n_gpu_layers) ? -1 : 1;
     case 1001:
         return parse_float("temp", arg, &sp->temperature) ? -1 : 1;
     case 1011:
@@ -196,6 +218,7 @@ beast_model *cli_load_model(const cli_common *o, const char *argv0, double *load
     clock_gettime(CLOCK_MONOTONIC, &t0);
     beast_model_params mp = beast_model_default_params();
     mp.n_threads = o->n_threads;
+    mp.n_gpu_layers = o->n_gpu_layers;
     beast_model *m = beast_model_load(path, &mp);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (!m) {
@@ -204,6 +227,17 @@ beast_model *cli_load_model(const cli_common *o, const char *argv0, double *load
     }
     if (load_ms) *load_ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
     return m;
+}
+
+void cli_backend_desc(const beast_model_info *in, char *buf, size_t n) {
+    if (in->n_gpu_layers > 0 && in->n_gpu_layers < in->n_layer)
+        snprintf(buf, n, "%s: %d/%d layers, the first %d on the CPU", in->backend, in->n_gpu_layers,
+                 in->n_layer, in->n_layer - in->n_gpu_layers);
+    else if (in->n_gpu_layers > 0)
+        snprintf(buf, n, "%s: %d/%d layers", in->backend, in->n_gpu_layers, in->n_layer);
+    else
+        snprintf(buf, n, "%s%s%s%s", in->backend, *in->gpu_note ? " (no GPU: " : "", in->gpu_note,
+                 *in->gpu_note ? ")" : "");
 }
 
 volatile sig_atomic_t cli_interrupted;

@@ -52,11 +52,18 @@ expect prompt-too-long 1 "prompt too long" -- "$bin" run -m "$tmp/tiny.gguf" -c 
 expect bad-option 2 "unrecognized\|invalid\|unknown" -- "$bin" run --no-such-option
 expect bad-value 2 "not a whole number" -- "$bin" run -n abc -p hi
 expect no-prompt 2 "prompt is required" -- "$bin" run -m "$tmp/tiny.gguf"
+expect bad-gpu-layers 2 "gpu-layers: '-2'" -- "$bin" run -m "$tmp/tiny.gguf" -ngl -2 -p hi
+expect ngl-no-value 2 "ngl needs a value" -- "$bin" run -m "$tmp/tiny.gguf" -p hi -ngl
+expect serve-bad-gpu-layers 2 "gpu-layers: '-2'" -- "$bin" serve -m "$tmp/tiny.gguf" --gpu-layers -2
 expect unknown-command 2 "unknown command" -- "$bin" frobnicate
 expect info-no-model 2 "expected one MODEL" -- "$bin" info
 # and a good run on the tiny model works
 "$bin" run -m "$tmp/tiny.gguf" -p "hello" -n 8 --greedy >"$tmp/out" 2>"$tmp/err" \
   && grep -q "generated 8 tokens" "$tmp/err" && { echo "ok   tiny-run"; passes=$((passes + 1)); } \
   || { echo "FAIL tiny-run"; cat "$tmp/err"; fails=$((fails + 1)); }
+# -ngl N (llama.cpp's spelling of --gpu-layers) is taken as an option, -n too
+"$bin" run -m "$tmp/tiny.gguf" -p "hello" -ngl 1 -n 8 --greedy >"$tmp/out" 2>"$tmp/err" \
+  && grep -q "generated 8 tokens" "$tmp/err" && { echo "ok   tiny-run-ngl"; passes=$((passes + 1)); } \
+  || { echo "FAIL tiny-run-ngl"; cat "$tmp/err"; fails=$((fails + 1)); }
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]
