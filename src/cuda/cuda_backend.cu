@@ -126,7 +126,6 @@ typedef struct {
     int n_graphs;
     uint64_t tick;
     int use_graphs, verbose, fuse, profile;
-    size_t pf_max;     /* BEAST_CUDA_PF_MB (pf_hint) */
     int exact;         /* BEAST_CUDA_Q8=0: float activations in every mat-vec */
     int mv_max;        /* matmuls of more tokens take the cuBLAS path (f16 copy) */
     int mv_max_slices; /* the same without an f16 copy (dequantized slices) */
@@ -583,27 +582,11 @@ static void prof_begin(cuda_impl *c, int slot) {
     cudaEventRecord(c->prof_ev[2 * slot], c->stream);
 }
 
-/* BEAST_CUDA_PF_MB=N (experiment): a one-token mat-vec at k prefetches the
- * first N MB of the next matmul's weight into L2 as its warps finish */
-static void pf_hint(cuda_impl *c, int k) {
-    const cmd *a = &c->q[k];
-    if (!c->pf_max || a->kind != K_MATMUL || a->i[1] != 1) return;
-    int j = k + 1;
-    while (j < c->nq && c->q[j].kind == K_MATMUL && c->q[j].p[2] == a->p[2]) j++;
-    for (; j < c->nq && j < k + 16; j++)
-        if (c->q[j].kind == K_MATMUL) {
-            size_t b = quant_row_size(c->q[j].i[0], c->q[j].l[1]) * (size_t)c->q[j].l[0];
-            cuda_mvq_prefetch_next(c->q[j].p[1], b < c->pf_max ? b : c->pf_max);
-            return;
-        }
-}
-
 static void run_all(cuda_impl *c, int profile) {
     int slots = 0;
     for (int k = 0; k < c->nq;) {
         int prof = profile && slots < PROF_SLOTS;
         if (prof) prof_begin(c, slots);
-        pf_hint(c, k);
         int used = c->fuse ? run_fused(c, k) : 0;
         int fused = used > 1;
         if (!used) {
@@ -614,7 +597,6 @@ static void run_all(cuda_impl *c, int profile) {
             cudaEventRecord(c->prof_ev[2 * slots + 1], c->stream);
             c->prof_kind[slots++] = c->q[k].kind + (fused ? 100 : 0);
         }
-        cuda_mvq_prefetch_next(NULL, 0);
         k += used;
     }
     c->prof_used = slots;
@@ -1053,10 +1035,6 @@ extern "C" backend *bk_cuda_new(int device) {
     c->use_graphs = env_flag("BEAST_CUDA_GRAPHS", 1);
     c->verbose = env_flag("BEAST_CUDA_VERBOSE", 0);
     c->fuse = env_flag("BEAST_CUDA_FUSE", 1);
-    {
-        const char *v = getenv("BEAST_CUDA_PF_MB");
-        c->pf_max = v && atoi(v) > 0 ? (size_t)atoi(v) << 20 : 0;
-    }
     c->profile = env_flag("BEAST_CUDA_PROFILE", 0);
     c->exact = !env_flag("BEAST_CUDA_Q8", 1);
     c->f16_mode = env_flag("BEAST_CUDA_F16W", 1);

@@ -95,9 +95,6 @@ int cuda_mvq(cudaStream_t s, int n_jobs, float *const *out, int type, const void
  * rows; Q6_K widths a multiple of 2048). Same results either way
  * (dev/cuda/matvec times both). */
 void cuda_mvq_set_staged(int on);
-/* The next cuda_mvq launch (only it) prefetches `bytes` of w into L2 as its
- * warps finish (the staged kernel): the weight the following kernel reads. */
-void cuda_mvq_prefetch_next(const void *w, size_t bytes);
 /* Launches of the staged kernel so far (process-wide). */
 long cuda_mvq_staged_launches(void);
 /* out[i][:] = scale * dequant(W[row_i]) with row_i = ids[i] (ids in device

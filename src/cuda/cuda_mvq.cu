@@ -55,9 +55,6 @@ struct mvq_jobs {
     int groups_end[CUDA_MV_MAX_JOBS]; /* cumulative row groups */
     int n_jobs;
     int glu; /* 0, or 1 + bk_act: group k = row k of w[0] (gate) and w[1] (up) */
-    /* bytes to prefetch into L2 once a warp is done (cuda_mvq_prefetch_next) */
-    const uint8_t *pf;
-    unsigned long long pf_bytes;
 };
 
 static __device__ __forceinline__ float mvq_act(float g, int act) {
@@ -433,18 +430,6 @@ __global__ void __launch_bounds__(32 * MVQ_WARPS, 2)
         }
     }
     mvq_cp_wait<0>();
-    /* the warp's share of the next weight into L2 (a 16-byte multiple) */
-    if (jobs.pf_bytes) {
-        const unsigned long long nw = (unsigned long long)gridDim.x * MVQ_WARPS,
-                                 wid = (unsigned long long)blockIdx.x * MVQ_WARPS + warp;
-        const unsigned long long per = (jobs.pf_bytes / nw + 511) & ~511ull;
-        const unsigned long long b1 = min(jobs.pf_bytes, (wid + 1) * per);
-        for (unsigned long long o = wid * per + 512ull * lane; o < b1; o += 512ull * 32) {
-            const unsigned n = (unsigned)min(512ull, b1 - o);
-            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(jobs.pf + o), "r"(n)
-                         : "memory");
-        }
-    }
 }
 
 int cuda_mvq_supported(int type, int64_t cols) {
@@ -496,14 +481,6 @@ static void mvq_staged_launch(cudaStream_t s, const mvq_jobs &jobs, int64_t cols
                 (size_t)(cols / 256 * mvq_raw<TYPE>::BYTES), (int)cols, x, groups);
 }
 
-static const void *g_pf;
-static size_t g_pf_bytes;
-
-void cuda_mvq_prefetch_next(const void *w, size_t bytes) {
-    g_pf = w;
-    g_pf_bytes = bytes;
-}
-
 int cuda_mvq(cudaStream_t s, int n_jobs, float *const *out, int type, const void *const *w,
              const int64_t *rows, int64_t cols, const float *x, int glu) {
     if (!cuda_mvq_supported(type, cols) || n_jobs < 1 || n_jobs > CUDA_MV_MAX_JOBS ||
@@ -532,11 +509,6 @@ int cuda_mvq(cudaStream_t s, int n_jobs, float *const *out, int type, const void
     }
     jobs.n_jobs = glu ? 1 : n_jobs;
     jobs.glu = glu;
-    if (g_pf && (uintptr_t)g_pf % 16 == 0) {
-        jobs.pf = (const uint8_t *)g_pf;
-        jobs.pf_bytes = g_pf_bytes & ~(size_t)15;
-    }
-    g_pf = NULL, g_pf_bytes = 0;
     size_t smem = (size_t)cols + (size_t)cols / 32 * 8;
     /* the staged kernel needs 16-byte aligned rows and whole 8-block steps
      * of Q6_K (210-byte blocks) */
