@@ -999,6 +999,102 @@ static void check_candidates_model(const char *path, const char *label) {
     beast_model_free(m);
 }
 
+/* Partial offload (n_gpu_layers = N): the last N layers and the output on
+ * the GPU, the rest on the CPU. Logits through a prompt (micro-batches of
+ * 16) and greedy decode steps of two sequences against the all-GPU and the
+ * all-CPU model (whole-model tolerance), the split's placement and weight
+ * bytes, and graph replays of the GPU half's decode steps. */
+static void check_split(const char *path, const char *label, int n_gpu) {
+    beast_model_params mp = beast_model_default_params();
+    mp.n_threads = 2;
+    beast_model *mg = beast_model_load(path, &mp); /* all on the GPU */
+    mp.n_gpu_layers = 0;
+    beast_model *mc = beast_model_load(path, &mp); /* all on the CPU */
+    mp.n_gpu_layers = n_gpu;
+    beast_model *ms = beast_model_load(path, &mp);
+    CHECK(mg && mc && ms, "%s split %d: load: %s", label, n_gpu, beast_error());
+    if (!mg || !mc || !ms) goto out;
+    {
+        beast_model_info info;
+        beast_model_get_info(ms, &info);
+        bk_cuda_stats sg, ss;
+        bk_cuda_get_stats(mg->bk, &sg);
+        bk_cuda_get_stats(ms->bk, &ss);
+        CHECK(bk_is_cuda(ms->bk) && ms->bk_lo && !bk_is_cuda(ms->bk_lo) &&
+                  info.n_gpu_layers == n_gpu && ss.weight_bytes < sg.weight_bytes,
+              "%s split %d: placement (n_gpu_layers %d, weight bytes %zu of %zu)", label, n_gpu,
+              info.n_gpu_layers, ss.weight_bytes, sg.weight_bytes);
+        int n_vocab = beast_n_vocab(mg), n_seq = 2, prompt = 37, steps = 12;
+        beast_ctx_params cp = beast_ctx_default_params();
+        cp.n_ctx = 256;
+        cp.n_seq = n_seq;
+        cp.n_batch = 16;
+        beast_ctx *cg = beast_ctx_new(mg, &cp), *cc = beast_ctx_new(mc, &cp),
+                  *cs = beast_ctx_new(ms, &cp);
+        CHECK(cg && cc && cs, "%s split %d: ctx: %s", label, n_gpu, beast_error());
+        beast_batch *b = beast_batch_new(n_seq * prompt);
+        int32_t next[2] = {0, 0};
+        double worst_g = 0, worst_c = 0;
+        int bad_top = 0;
+        for (int step = 0; cg && cc && cs && step <= steps; step++) {
+            beast_batch_clear(b);
+            for (int q = 0; q < n_seq; q++) {
+                int len = prompt - 5 * q;
+                if (step == 0)
+                    for (int i = 0; i < len; i++)
+                        beast_batch_add(b, (i * 7 + q) % n_vocab, q, i == len - 1);
+                else
+                    beast_batch_add(b, next[q], q, true);
+            }
+            int rc = beast_decode(cg, b) | beast_decode(cc, b) | beast_decode(cs, b);
+            CHECK(rc == 0, "%s split %d: decode step %d: %s", label, n_gpu, step, beast_error());
+            if (rc) break;
+            for (int q = 0; q < n_seq; q++) {
+                int i = step ? q : (q ? 2 * prompt - 5 : prompt) - 1;
+                const float *lg = beast_logits(cg, i), *lc = beast_logits(cc, i),
+                            *ls = beast_logits(cs, i);
+                if (!lg || !lc || !ls) {
+                    CHECK(0, "%s split %d: no logits for entry %d", label, n_gpu, i);
+                    continue;
+                }
+                double dg = 0, dc = 0, g2 = 0, md = 0;
+                int top_s = 0, top_g = 0;
+                for (int v = 0; v < n_vocab; v++) {
+                    dg += ((double)ls[v] - lg[v]) * ((double)ls[v] - lg[v]);
+                    dc += ((double)ls[v] - lc[v]) * ((double)ls[v] - lc[v]);
+                    g2 += (double)lg[v] * lg[v];
+                    md = fmax(md, fabs((double)ls[v] - lg[v]));
+                    if (ls[v] > ls[top_s]) top_s = v;
+                    if (lg[v] > lg[top_g]) top_g = v;
+                }
+                worst_g = fmax(worst_g, sqrt(dg / fmax(g2, 1e-30)));
+                worst_c = fmax(worst_c, sqrt(dc / fmax(g2, 1e-30)));
+                if (!(lg[top_s] >= lg[top_g] - 2 * md - 1e-6)) bad_top++;
+                next[q] = top_g;
+            }
+        }
+        bk_cuda_stats s1;
+        bk_cuda_get_stats(ms->bk, &s1);
+        CHECK(worst_g < 1e-2 && worst_c < 1e-2 && bad_top == 0,
+              "%s split %d: logits rel error %g against the GPU, %g against the CPU, %d bad tops",
+              label, n_gpu, worst_g, worst_c, bad_top);
+        CHECK(s1.graph_replays - ss.graph_replays >= steps - 2,
+              "%s split %d: %ld graph replays in %d decode steps", label, n_gpu,
+              s1.graph_replays - ss.graph_replays, steps);
+        printf("%s: %d of %d layers on the GPU: worst logits rel error %.3g against all-GPU, "
+               "%.3g against all-CPU; %ld graph replays\n",
+               label, n_gpu, info.n_layer, worst_g, worst_c, s1.graph_replays - ss.graph_replays);
+        beast_batch_free(b);
+        beast_ctx_free(cg);
+        beast_ctx_free(cc);
+        beast_ctx_free(cs);
+    }
+out:
+    beast_model_free(mg);
+    beast_model_free(mc);
+    beast_model_free(ms);
+}
+
 static void test_generated(void) {
     struct {
         const char *preset;
@@ -1032,6 +1128,11 @@ static void test_generated(void) {
                      cases[k].kv_f32 ? " (f32 KV)" : "");
             compare_models(path, label, cases[k].kv_f32);
             if (k == 0 || k == 3) check_candidates_model(path, label);
+            if (k == 0 || k == 3) { /* partial offload: one layer, half of them */
+                int nl = gen_shape_preset(cases[k].preset)->n_layer;
+                check_split(path, label, 1);
+                if (nl / 2 > 1) check_split(path, label, nl / 2);
+            }
         }
         unlink(path);
     }
