@@ -18,8 +18,6 @@ typedef struct {
     const char *model; /* NULL: the default model */
     int n_threads, n_ctx, n_batch, n_predict;
     int n_gpu_layers; /* beast_model_params.n_gpu_layers (default -1 = all) */
-    int argc;         /* the command's arguments (for -ngl) */
-    char **argv;
     bool verbose;
     sampler_params sp;
     sampler_bias bias[CLI_MAX_BIAS];
@@ -29,16 +27,10 @@ typedef struct {
 
 /* Long options shared by run/chat/bench-like commands; each command adds its
  * own. cli_common_parse returns 1 if it consumed the option, 0 if not, -1 on
- * a bad value (message printed). argc/argv: the command's, as given to
- * getopt_long. */
-void cli_common_init(cli_common *o, int argc, char **argv);
+ * a bad value (message printed). (-ngl N reaches commands as --gpu-layers N:
+ * main.c.) */
+void cli_common_init(cli_common *o);
 int cli_common_parse(cli_common *o, int opt, const char *arg);
-/* llama.cpp's -ngl N, the same as --gpu-layers N. getopt reads "-ngl" as the
- * short option -n with the value "gl", so a command's case 'n' asks this
- * first (arg = optarg): 1 when the argument was -ngl (its value, the next
- * argument, is consumed into *out), -1 on a bad or missing value (message
- * printed), 0 for a real -n. */
-int cli_parse_ngl(int argc, char **argv, const char *arg, int *out);
 extern const char CLI_COMMON_HELP[];
 #define CLI_COMMON_LONGOPTS                                                                        \
     {"model", required_argument, 0, 'm'}, {"threads", required_argument, 0, 't'},                  \

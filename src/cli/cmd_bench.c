@@ -434,12 +434,9 @@ int cmd_bench(int argc, char **argv) {
         case 'p':
             if (parse_list("n-prompt", optarg, &pp, 0)) return 2;
             break;
-        case 'n': {
-            int r = cli_parse_ngl(argc, argv, optarg, &n_gpu_layers);
-            if (r < 0) return 2;
-            if (!r && parse_list("n-gen", optarg, &tg, 0)) return 2;
+        case 'n':
+            if (parse_list("n-gen", optarg, &tg, 0)) return 2;
             break;
-        }
         case 't':
             if (parse_list("threads", optarg, &th, 1)) return 2;
             break;
@@ -489,7 +486,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (!n_models) {
         cli_common o;
-        cli_common_init(&o, argc, argv);
+        cli_common_init(&o);
         const char *p = cli_model_path(&o, argv[0]);
         if (!p) return 1;
         models[n_models++] = p;

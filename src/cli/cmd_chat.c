@@ -75,7 +75,7 @@ static int toklist_push(toklist *l, const int32_t *t, int n) {
 
 int cmd_chat(int argc, char **argv) {
     cli_common o;
-    cli_common_init(&o, argc, argv);
+    cli_common_init(&o);
     const char *system = NULL;
     static const struct option longopts[] = {CLI_COMMON_LONGOPTS,
                                              {"system", required_argument, 0, 2002},

@@ -63,7 +63,7 @@ static void print_load_split(const beast_model *m, double load_ms, double ctx_ms
 
 int cmd_run(int argc, char **argv) {
     cli_common o;
-    cli_common_init(&o, argc, argv);
+    cli_common_init(&o);
     const char *prompt = NULL, *system = NULL;
     bool chat = false;
     static const struct option longopts[] = {CLI_COMMON_LONGOPTS,

@@ -75,7 +75,7 @@ static void model_id(const char *path, char *out, size_t cap) {
 
 int cmd_serve(int argc, char **argv) {
     cli_common o;
-    cli_common_init(&o, argc, argv);
+    cli_common_init(&o);
     srv_http_params hp = srv_http_default_params();
     srv_sched_params sp = srv_sched_default_params();
     int gpu_layers = -1, n_ctx = 4096;
@@ -111,14 +111,8 @@ int cmd_serve(int argc, char **argv) {
     int opt;
     double v;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "m:c:b:t:n:vh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "m:c:b:t:vh", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'n': { /* only as -ngl */
-            int r = cli_parse_ngl(argc, argv, optarg, &gpu_layers);
-            if (r > 0) break;
-            if (r == 0) fprintf(stderr, "beast serve: unknown option -n\n%s", SERVE_HELP);
-            return 2;
-        }
         case 'm':
             o.model = optarg;
             break;

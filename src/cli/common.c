@@ -4,7 +4,6 @@
 #include "sampler/stop.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <libgen.h>
 #include <math.h>
 #include <stdlib.h>
@@ -39,10 +38,8 @@ const char CLI_COMMON_HELP[] =
     "      --stop STR           stop when STR is generated (repeatable)\n"
     "  -v, --verbose            more detail on stderr\n";
 
-void cli_common_init(cli_common *o, int argc, char **argv) {
+void cli_common_init(cli_common *o) {
     memset(o, 0, sizeof *o);
-    o->argc = argc;
-    o->argv = argv;
     o->n_gpu_layers = -1;
     o->n_predict = 256;
     o->n_batch = 512;
@@ -74,22 +71,8 @@ static int parse_float(const char *name, const char *arg, float *out) {
     return 0;
 }
 
-int cli_parse_ngl(int argc, char **argv, const char *arg, int *out) {
-    if (strcmp(arg, "gl") || optind < 1 || optind > argc || strcmp(argv[optind - 1], "-ngl"))
-        return 0;
-    if (optind == argc) {
-        fprintf(stderr, "beast: -ngl needs a value (layers on the GPU)\n");
-        return -1;
-    }
-    return parse_int("gpu-layers", argv[optind++], -1, 1 << 20, out) ? -1 : 1;
-}
-
 int cli_common_parse(cli_common *o, int opt, const char *arg) {
     sampler_params *sp = &o->sp;
-    if (opt == 'n') {
-        int r = cli_parse_ngl(o->argc, o->argv, arg, &o->n_gpu_layers);
-        if (r) return r;
-    }
     switch (opt) {
     case 'm':
         o->model = arg;

@@ -28,6 +28,11 @@ int main(int argc, char **argv) {
         fputs(USAGE, stdout);
         return 0;
     }
+    /* llama.cpp's -ngl N: a single-dash long option that getopt would read
+     * as -n "gl"; every command that takes it also takes --gpu-layers N */
+    static char gpu_layers[] = "--gpu-layers";
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "-ngl")) argv[i] = gpu_layers;
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "chat")) return cmd_chat(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);

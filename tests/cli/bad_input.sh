@@ -53,8 +53,8 @@ expect bad-option 2 "unrecognized\|invalid\|unknown" -- "$bin" run --no-such-opt
 expect bad-value 2 "not a whole number" -- "$bin" run -n abc -p hi
 expect no-prompt 2 "prompt is required" -- "$bin" run -m "$tmp/tiny.gguf"
 expect bad-gpu-layers 2 "gpu-layers: '-2'" -- "$bin" run -m "$tmp/tiny.gguf" -ngl -2 -p hi
-expect ngl-no-value 2 "ngl needs a value" -- "$bin" run -m "$tmp/tiny.gguf" -p hi -ngl
-expect serve-bad-gpu-layers 2 "gpu-layers: '-2'" -- "$bin" serve -m "$tmp/tiny.gguf" --gpu-layers -2
+expect ngl-no-value 2 "requires an argument" -- "$bin" run -m "$tmp/tiny.gguf" -p hi -ngl
+expect serve-bad-gpu-layers 2 "gpu-layers: '-2'" -- "$bin" serve -m "$tmp/tiny.gguf" -ngl -2
 expect unknown-command 2 "unknown command" -- "$bin" frobnicate
 expect info-no-model 2 "expected one MODEL" -- "$bin" info
 # and a good run on the tiny model works
