@@ -1107,6 +1107,125 @@ out:
     beast_model_free(ms);
 }
 
+/* The one-token step program (cuda_step.cu): one sequence decoded greedily
+ * (a prompt, then batches of one token, the only ones the program takes) on
+ * the GPU with step programs (with and without graphs) and without them
+ * (BEAST_CUDA_STEP=0), against the scalar CPU reference. The program's
+ * logits must be as close to the reference as the plain launches' (both use
+ * 8-bit activations), bit-identical between graph replays and eager runs,
+ * and it must actually have run. long_ctx: the sequence grows past the
+ * attention's short span (CUDA_ATTN_SHORT), where the program gives way to
+ * the plain launches. */
+static void check_step(const char *path, const char *label, int kv_f32, int long_ctx) {
+    beast_model_params mp = beast_model_default_params();
+    mp.n_gpu_layers = 0;
+    mp.n_threads = 1;
+    setenv("BEAST_CPU_SCALAR", "1", 1);
+    beast_model *mc = beast_model_load(path, &mp); /* the reference */
+    unsetenv("BEAST_CPU_SCALAR");
+    beast_model *md = beast_model_load(path, &mp); /* SIMD CPU: its 8-bit error */
+    mp.n_gpu_layers = -1;
+    beast_model *ms = beast_model_load(path, &mp); /* step programs */
+    setenv("BEAST_CUDA_GRAPHS", "0", 1);
+    beast_model *me = beast_model_load(path, &mp); /* step programs, no graphs */
+    unsetenv("BEAST_CUDA_GRAPHS");
+    setenv("BEAST_CUDA_STEP", "0", 1);
+    beast_model *mo = beast_model_load(path, &mp); /* plain launches */
+    unsetenv("BEAST_CUDA_STEP");
+    CHECK(mc && md && ms && me && mo, "%s step: load: %s", label, beast_error());
+    if (!mc || !md || !ms || !me || !mo) goto out;
+    {
+        beast_model *mods[5] = {mc, md, ms, me, mo};
+        beast_ctx *cx[5] = {NULL, NULL, NULL, NULL, NULL};
+        beast_ctx_params cp = beast_ctx_default_params();
+        cp.n_ctx = long_ctx ? 1024 : 256;
+        cp.n_seq = 1;
+        cp.n_batch = 64;
+        cp.kv_type = kv_f32 ? BEAST_KV_F32 : BEAST_KV_F16;
+        int ok = 1;
+        for (int e = 0; e < 5; e++) ok &= (cx[e] = beast_ctx_new(mods[e], &cp)) != NULL;
+        CHECK(ok, "%s step: ctx: %s", label, beast_error());
+        const int n_vocab = beast_n_vocab(mc), prompt = long_ctx ? 490 : 19, steps = 40;
+        beast_batch *b = beast_batch_new(prompt);
+        bk_cuda_stats s0, s1;
+        bk_cuda_get_stats(ms->bk, &s0);
+        double worst_s = 0, worst_o = 0, worst_simd = 0, worst_so = 0;
+        int bad_top = 0, not_identical = 0, next = 0, last = 0, short_steps = 0;
+        for (int step = 0; ok && step <= steps; step++) {
+            int done = 0;
+            while (done < (step ? 1 : prompt)) { /* the prompt in batches of 64 */
+                beast_batch_clear(b);
+                int n = step ? 1 : MIN(64, prompt - done);
+                last = n - 1;
+                for (int i = 0; i < n; i++)
+                    beast_batch_add(b, step ? next : rng_int(n_vocab), 0, i == n - 1);
+                int rc = 0;
+                for (int e = 0; e < 5; e++) rc |= beast_decode(cx[e], b);
+                CHECK(rc == 0, "%s step: decode step %d: %s", label, step, beast_error());
+                if (rc) ok = 0;
+                done += n;
+                if (!ok) break;
+            }
+            if (!ok) break;
+            short_steps += step > 0 && prompt + step <= 512; /* CUDA_ATTN_SHORT */
+            const float *l[5];
+            for (int e = 0; e < 5; e++) l[e] = beast_logits(cx[e], last);
+            if (!l[0] || !l[1] || !l[2] || !l[3] || !l[4]) {
+                CHECK(0, "%s step: no logits at step %d", label, step);
+                break;
+            }
+            double c2 = 0, s2 = 0, o2 = 0, d2 = 0, so2 = 0, md = 0;
+            int top_c = 0, top_s = 0;
+            for (int v = 0; v < n_vocab; v++) {
+                double ds = (double)l[2][v] - l[0][v], dd = (double)l[1][v] - l[0][v];
+                double dof = (double)l[4][v] - l[0][v], dso = (double)l[2][v] - l[4][v];
+                c2 += (double)l[0][v] * l[0][v];
+                s2 += ds * ds, d2 += dd * dd, o2 += dof * dof, so2 += dso * dso;
+                md = fmax(md, fabs(ds));
+                if (l[0][v] > l[0][top_c]) top_c = v;
+                if (l[2][v] > l[2][top_s]) top_s = v;
+            }
+            c2 = fmax(c2, 1e-30);
+            worst_s = fmax(worst_s, sqrt(s2 / c2));
+            worst_o = fmax(worst_o, sqrt(o2 / c2));
+            worst_simd = fmax(worst_simd, sqrt(d2 / c2));
+            worst_so = fmax(worst_so, sqrt(so2 / c2));
+            if (!(l[0][top_s] >= l[0][top_c] - 2 * md - 1e-6)) bad_top++;
+            if (memcmp(l[2], l[3], (size_t)n_vocab * sizeof(float))) not_identical++;
+            next = top_c;
+        }
+        bk_cuda_get_stats(ms->bk, &s1);
+        long ran = s1.step_launches - s0.step_launches;
+        /* one a short-span decode step of ms and of me, and the empty trial
+         * launch of each backend */
+        CHECK(ran >= 2 * short_steps && ran <= 2 * short_steps + 2,
+              "%s step: %ld step-program launches for %d short one-token steps", label, ran,
+              short_steps);
+        CHECK(worst_s < fmax(1e-2, 1.5 * fmax(worst_simd, worst_o)),
+              "%s step: logits rel error %g (plain launches %g, SIMD CPU %g)", label, worst_s,
+              worst_o, worst_simd);
+        CHECK(bad_top == 0, "%s step: %d steps where the top token is not a CPU top", label,
+              bad_top);
+        CHECK(not_identical == 0, "%s step: %d graph-replay logits differ from eager runs", label,
+              not_identical);
+        CHECK(s1.graph_replays - s0.graph_replays >= steps - 3,
+              "%s step: %ld graph replays in %d steps (capture of the program failed?)", label,
+              s1.graph_replays - s0.graph_replays, steps);
+        printf("%s step program%s: %d steps, %ld launches, logits rel error %.3g (plain launches "
+               "%.3g, SIMD CPU %.3g; program against plain %.3g)\n",
+               label, long_ctx ? " (past the short span)" : "", steps, ran, worst_s, worst_o,
+               worst_simd, worst_so);
+        beast_batch_free(b);
+        for (int e = 0; e < 5; e++) beast_ctx_free(cx[e]);
+    }
+out:
+    beast_model_free(mc);
+    beast_model_free(md);
+    beast_model_free(ms);
+    beast_model_free(me);
+    beast_model_free(mo);
+}
+
 static void test_generated(void) {
     struct {
         const char *preset;
@@ -1140,6 +1259,7 @@ static void test_generated(void) {
                      cases[k].kv_f32 ? " (f32 KV)" : "");
             compare_models(path, label, cases[k].kv_f32);
             if (k == 0 || k == 3) check_candidates_model(path, label);
+            if (k == 0) check_step(path, label, 0, 0);
             if (k == 0 || k == 3) { /* partial offload: one layer, half of them */
                 int nl = gen_shape_preset(cases[k].preset)->n_layer;
                 check_split(path, label, 1);
@@ -1148,6 +1268,35 @@ static void test_generated(void) {
         }
         unlink(path);
     }
+}
+
+/* step programs on a second shape: head_dim 128, four query heads on one KV
+ * head, 512 columns (Q6_K rows of two blocks: 2-byte aligned), f32 KV, a
+ * sequence that grows past the short span */
+static void test_step_shapes(void) {
+    static const gen_shape shape = {NULL, "llama", 2, 512, 1024, 4, 1, 128, 2048, 10000.0f, 0, 0};
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/beast_test_cuda_XXXXXX");
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        CHECK(0, "mkstemp");
+        return;
+    }
+    close(fd);
+    gen_params p = {0};
+    p.shape = &shape;
+    p.wtype = GEN_MIX_Q4_K_M;
+    p.embd_type = -1;
+    p.seed = rng_u64();
+    p.n_threads = 4;
+    p.untied_output = 1;
+    int rc = gen_write(path, &p);
+    CHECK(rc == 0, "gen_write: %s", err_get());
+    if (!rc) {
+        check_step(path, "llama head_dim 128 Q4_K_M (f32 KV)", 1, 1);
+        check_step(path, "llama head_dim 128 Q4_K_M", 0, 0);
+    }
+    unlink(path);
 }
 
 /* Deterministic mode: the logits of every token of a batch (3 sequences,
@@ -1301,6 +1450,7 @@ int main(void) {
     R->ops->destroy(R);
     test_deterministic();
     test_generated();
+    test_step_shapes();
     test_real_models();
     return check_done();
 }

@@ -24,6 +24,8 @@ typedef struct {
     /* one-token Q4_K / Q6_K mat-vec launches that took the staged kernel
      * (cuda_mvq.cu), process-wide: lets a test tell which kernel ran */
     long mvq_staged;
+    /* launches of one-token step programs (cuda_step.cu), process-wide */
+    long step_launches;
 } bk_cuda_stats;
 
 /* Counters of a CUDA backend (zeros for any other backend). */

@@ -105,6 +105,18 @@ typedef struct {
     uint64_t last_use;
 } graph_entry;
 
+/* A step program: the commands it replaces (compared byte for byte, as
+ * graphs are) and its instructions in device memory. */
+#define STEP_MAX_PROGS 64
+#define STEP_MAX_INS   2048
+#define STEP_MIN_INS   4 /* shorter runs stay separate launches */
+typedef struct step_prog {
+    uint64_t hash;
+    int n_cmds, n_ins;
+    cmd *cmds;
+    cuda_step_ins *dev;
+} step_prog;
+
 typedef struct {
     int device;
     cudaStream_t stream;
@@ -149,6 +161,15 @@ typedef struct {
     int n_weights, cap_weights;
     size_t weight_bytes;
     long n_eager, n_captures, n_replays;
+    /* step programs (cuda_step.cu; BEAST_CUDA_STEP=0 turns them off) */
+    int step_mode;           /* 1 on, 0 off (or the device cannot) */
+    int step_checked;        /* the device was tried once */
+    struct step_prog *progs; /* [STEP_MAX_PROGS] */
+    int n_progs;
+    int *q_prog;              /* per queued command: the program starting there, or -1 */
+    int q_prog_cap, q_prog_n; /* q_prog is valid for a queue of q_prog_n commands */
+    cuda_step_ins *ins;       /* [STEP_MAX_INS] host scratch */
+    unsigned *step_bar;       /* the grid barrier's 2 words */
     double init_ms, upload_ms, capture_ms; /* load-time split (bk_cuda_stats) */
 } cuda_impl;
 
@@ -567,6 +588,219 @@ static int run_fused(cuda_impl *c, int k) {
     return 0;
 }
 
+/* ---- step programs ----
+ * A one-token forward pass's layers become one persistent kernel
+ * (cuda_step.cu). step_prepare() scans the queue before it runs (outside any
+ * capture, as it may upload) for runs of commands that map onto step
+ * instructions:
+ *   [gather of 1 row,] [rmsnorm of 1 row,] 1-3 one-token Q4_K / Q6_K
+ *     matmuls of that input [, glu of the two | , add of the one into x]
+ *                                           -> a mat-vec instruction
+ *   rope q, rope k, kv_write, attention of 1 token (short span, not
+ *     deterministic)                        -> an attention instruction
+ * and gives each run of at least STEP_MIN_INS instructions a program (cached
+ * by its commands, like graphs, and kept until the backend is destroyed,
+ * since captured graphs point at it). run_all launches the program in place
+ * of the run's commands. The rotated q and k are not written back to their
+ * buffers (nothing reads them after the attention). */
+static int step_mv_ok(const cmd *k) {
+    return k->kind == K_MATMUL && k->i[1] == 1 && !k->i[2] && !k->i[3] &&
+           (k->i[0] == QT_Q4_K || k->i[0] == QT_Q6_K) && k->l[1] % 256 == 0 &&
+           k->l[1] <= CUDA_STEP_MAX_COLS && k->l[0] >= 1 && k->l[0] <= INT32_MAX / 2 &&
+           (uintptr_t)k->p[2] % 16 == 0;
+}
+
+/* a mat-vec instruction at q[k..]: the commands it takes, or 0 */
+static int step_parse_mv(const cmd *q, int n, int k, cuda_step_ins *I) {
+    const cmd *gat = NULL, *norm = NULL;
+    int at = k;
+    if (q[at].kind == K_GATHER && q[at].i[0] == 1 && at + 1 < n && q[at + 1].kind == K_RMSNORM &&
+        q[at + 1].i[0] == 1 && q[at + 1].p[0] == q[at].p[0] && q[at + 1].p[1] == q[at].p[0] &&
+        q[at + 1].i[1] == q[at].i[1] && q[at].p[1] != q[at].p[0])
+        gat = &q[at], norm = &q[at + 1], at += 2;
+    else if (q[at].kind == K_RMSNORM && q[at].i[0] == 1 && q[at].p[0] != q[at].p[1])
+        norm = &q[at], at++;
+    if (at >= n || !step_mv_ok(&q[at])) return 0;
+    const cmd *a = &q[at];
+    const void *in = a->p[2], *src = gat ? gat->p[1] : norm ? norm->p[1] : in;
+    if (norm && (in != norm->p[0] || norm->i[1] != a->l[1] || (uintptr_t)src % 16 ||
+                 (uintptr_t)norm->p[2] % 16))
+        return 0;
+    int m = 0;
+    while (m < 3 && at + m < n && step_mv_ok(&q[at + m]) && q[at + m].p[2] == in &&
+           q[at + m].l[1] == a->l[1]) {
+        const void *o = q[at + m].p[0];
+        int clash = o == in || o == src;
+        for (int j = 0; j < m; j++) clash |= q[at + j].p[0] == o;
+        if (clash) break;
+        m++;
+    }
+    if (!m) return 0;
+    memset(I, 0, sizeof *I);
+    I->kind = CUDA_STEP_MV;
+    I->cols = (int)a->l[1];
+    I->x = (const float *)src;
+    if (norm) {
+        I->norm_w = (const float *)norm->p[2];
+        I->norm_out = (float *)norm->p[0];
+        I->eps = norm->f[0];
+        I->src_row = gat ? (const int32_t *)gat->p[2] : NULL;
+    }
+    int used = at + m - k, groups = 0;
+    const cmd *g3 = at + 2 < n ? &q[at + 2] : NULL;
+    if (m == 2 && g3 && g3->kind == K_GLU && g3->p[0] == a->p[0] && g3->p[1] == a->p[0] &&
+        g3->p[2] == q[at + 1].p[0] && g3->l[0] == a->l[0] && q[at + 1].l[0] == a->l[0] &&
+        q[at + 1].i[0] == a->i[0]) {
+        I->glu = 1 + g3->i[0];
+        I->n_jobs = 1;
+        I->type[0] = a->i[0];
+        I->rows[0] = (int)a->l[0];
+        I->w[0] = a->p[1], I->w[1] = q[at + 1].p[1];
+        I->out[0] = (float *)a->p[0], I->out[1] = (float *)q[at + 1].p[0];
+        I->groups_end[0] = I->rows[0];
+        I->groups_end[1] = I->groups_end[2] = INT32_MAX;
+        return used + 1;
+    }
+    I->n_jobs = m;
+    for (int j = 0; j < 3; j++) {
+        if (j < m) {
+            const cmd *e = &q[at + j];
+            I->type[j] = e->i[0];
+            I->rows[j] = (int)e->l[0];
+            I->w[j] = e->p[1];
+            I->out[j] = (float *)e->p[0];
+            groups += (I->rows[j] + 1) / 2;
+        }
+        I->groups_end[j] = j < m ? groups : INT32_MAX;
+    }
+    const cmd *ad = at + m < n ? &q[at + m] : NULL;
+    if (m == 1 && ad && ad->kind == K_ADD && ad->p[1] == a->p[0] && ad->l[0] == a->l[0] &&
+        ad->p[0] != in && ad->p[0] != src && ad->p[0] != a->p[0] &&
+        (!norm || ad->p[0] != norm->p[0])) {
+        I->res = (float *)ad->p[0];
+        used++;
+    }
+    return used;
+}
+
+/* an attention instruction at q[k..]: 4 commands, or 0 */
+static int step_parse_attn(const cmd *q, int n, int k, cuda_step_ins *I) {
+    if (k + 3 >= n) return 0;
+    const cmd *a = &q[k], *b = &q[k + 1], *w = &q[k + 2], *t = &q[k + 3];
+    if (a->kind != K_ROPE || b->kind != K_ROPE || w->kind != K_KVW || t->kind != K_ATTN) return 0;
+    const int D = a->i[2], nh = a->i[1], nkv = b->i[1];
+    if (a->i[0] != 1 || b->i[0] != 1 || a->p[1] != b->p[1] || b->i[2] != D || b->i[3] != a->i[3] ||
+        b->i[4] != a->i[4] || b->f[0] != a->f[0] || b->f[1] != a->f[1] || a->p[0] == b->p[0])
+        return 0;
+    if (w->p[0] != b->p[0] || w->i[0] != 1 || w->i[1] != nkv * D ||
+        (w->i[2] != QT_F16 && w->i[2] != QT_F32))
+        return 0;
+    if (t->p[1] != a->p[0] || t->p[2] != w->p[3] || t->p[3] != w->p[4] || t->i[0] != w->i[1] ||
+        t->i[1] != w->i[2] || t->i[2] != 1 || t->i[5] != nh || t->i[6] != nkv || t->i[7] != D ||
+        t->i[10] != 0 || !t->i[11] || t->p[4] != a->p[1])
+        return 0;
+    if ((D != 64 && D != 128) || a->i[3] < 2 || a->i[3] > D || a->i[3] % 2 || nkv < 1 || nh % nkv ||
+        nh > 65535 || t->p[0] == a->p[0] || t->p[0] == b->p[0] || t->p[0] == w->p[1])
+        return 0;
+    memset(I, 0, sizeof *I);
+    I->kind = CUDA_STEP_ATTN;
+    I->att = (float *)t->p[0];
+    I->q = (const float *)a->p[0], I->k = (const float *)b->p[0], I->v = (const float *)w->p[1];
+    I->kc = (void *)w->p[3], I->vc = (void *)w->p[4];
+    I->pos = (const int32_t *)a->p[1], I->slots = (const int32_t *)w->p[2];
+    I->seq_row = (const int32_t *)t->p[5], I->block_table = (const int32_t *)t->p[6];
+    I->kv_dim = w->i[1], I->f16 = w->i[2] == QT_F16;
+    I->max_blocks = t->i[3], I->block_size = t->i[4];
+    I->n_head = nh, I->n_head_kv = nkv, I->head_dim = D, I->n_rot = a->i[3], I->neox = a->i[4];
+    I->window = t->i[8], I->scale = t->f[0];
+    I->freq_scale = a->f[1], I->log2_base = log2((double)a->f[0]);
+    return 4;
+}
+
+/* the program for commands q[0..n) with the n_ins instructions in c->ins:
+ * its index, or -1 (no room) */
+static int step_find(cuda_impl *c, const cmd *q, int n, int n_ins) {
+    uint64_t h = hash_cmds(q, n);
+    for (int k = 0; k < c->n_progs; k++) {
+        step_prog *p = &c->progs[k];
+        if (p->hash == h && p->n_cmds == n && !memcmp(p->cmds, q, (size_t)n * sizeof(cmd)))
+            return k;
+    }
+    if (c->n_progs == STEP_MAX_PROGS) return -1;
+    step_prog *p = &c->progs[c->n_progs];
+    p->cmds = (cmd *)malloc((size_t)n * sizeof(cmd));
+    if (!p->cmds) return -1;
+    size_t bytes = (size_t)n_ins * sizeof(cuda_step_ins);
+    if (cudaMalloc(&p->dev, bytes) != cudaSuccess ||
+        cudaMemcpy(p->dev, c->ins, bytes, cudaMemcpyHostToDevice) != cudaSuccess) {
+        cudaGetLastError();
+        if (p->dev) cudaFree(p->dev);
+        free(p->cmds);
+        p->dev = NULL;
+        return -1;
+    }
+    memcpy(p->cmds, q, (size_t)n * sizeof(cmd));
+    p->hash = h, p->n_cmds = n, p->n_ins = n_ins;
+    return c->n_progs++;
+}
+
+/* whether step programs can run here: set up once, and an empty program
+ * launched to see that the launch itself works on this device */
+static int step_ready(cuda_impl *c) {
+    if (c->step_checked) return c->step_mode;
+    c->step_checked = 1;
+    c->progs = (step_prog *)calloc(STEP_MAX_PROGS, sizeof *c->progs);
+    c->ins = (cuda_step_ins *)malloc(STEP_MAX_INS * sizeof *c->ins);
+    if (!c->progs || !c->ins || !cuda_step_supported() ||
+        cudaMalloc(&c->step_bar, 2 * sizeof(unsigned)) != cudaSuccess ||
+        cudaMemset(c->step_bar, 0, 2 * sizeof(unsigned)) != cudaSuccess ||
+        cuda_step_run(c->stream, NULL, 0, c->step_bar) ||
+        cudaStreamSynchronize(c->stream) != cudaSuccess) {
+        cudaGetLastError();
+        if (c->verbose) fprintf(stderr, "beast cuda: step programs unavailable\n");
+        c->step_mode = 0;
+    }
+    return c->step_mode;
+}
+
+static void step_prepare(cuda_impl *c) {
+    c->q_prog_n = 0;
+    if (!c->step_mode || !c->fuse || c->exact || c->nq < STEP_MIN_INS || !step_ready(c)) return;
+    if (c->q_prog_cap < c->nq) {
+        int *p = (int *)realloc(c->q_prog, (size_t)c->capq * sizeof *p);
+        if (!p) return;
+        c->q_prog = p;
+        c->q_prog_cap = c->capq;
+    }
+    for (int k = 0; k < c->nq; k++) c->q_prog[k] = -1;
+    for (int k = 0; k < c->nq;) {
+        int at = k, n_ins = 0;
+        while (at < c->nq && n_ins < STEP_MAX_INS) {
+            int used = step_parse_mv(c->q, c->nq, at, &c->ins[n_ins]);
+            if (!used) used = step_parse_attn(c->q, c->nq, at, &c->ins[n_ins]);
+            if (!used) break;
+            at += used;
+            n_ins++;
+        }
+        int idx = n_ins >= STEP_MIN_INS ? step_find(c, c->q + k, at - k, n_ins) : -1;
+        if (idx >= 0) {
+            c->q_prog[k] = idx;
+            k = at;
+        } else {
+            k++;
+        }
+    }
+    c->q_prog_n = c->nq;
+}
+
+/* a program starting at queue index k: launched, and the commands it took */
+static int run_step(cuda_impl *c, int k) {
+    if (c->q_prog_n != c->nq || c->q_prog[k] < 0) return 0;
+    const step_prog *p = &c->progs[c->q_prog[k]];
+    if (cuda_step_run(c->stream, p->dev, p->n_ins, c->step_bar)) c->failed = 1;
+    return p->n_cmds;
+}
+
 static const char *const KIND_NAMES[] = {"upload", "download", "embed",    "rmsnorm",
                                          "matmul", "rope",     "kv_write", "attention",
                                          "add",    "glu",      "gather",   "topk"};
@@ -587,7 +821,8 @@ static void run_all(cuda_impl *c, int profile) {
     for (int k = 0; k < c->nq;) {
         int prof = profile && slots < PROF_SLOTS;
         if (prof) prof_begin(c, slots);
-        int used = c->fuse ? run_fused(c, k) : 0;
+        int used = run_step(c, k);
+        if (!used && c->fuse) used = run_fused(c, k);
         int fused = used > 1;
         if (!used) {
             run_cmd(c, &c->q[k]);
@@ -657,6 +892,7 @@ static int flush_sync(cuda_impl *c) {
                 add_graph(c, h);
                 e = NULL; /* first sighting: eager */
             } else if (!e->exec && !e->bad) {
+                step_prepare(c);
                 capture(c, e);
             }
             if (e) e->last_use = ++c->tick;
@@ -667,14 +903,17 @@ static int flush_sync(cuda_impl *c) {
                 e->bad = 1;
                 cudaGraphExecDestroy(e->exec);
                 e->exec = NULL;
+                step_prepare(c);
                 run_eager(c);
             } else {
                 c->n_replays++;
             }
         } else {
+            step_prepare(c);
             run_eager(c);
         }
     }
+    c->q_prog_n = 0;
     cudaError_t err = cudaStreamSynchronize(c->stream);
     if (err == cudaSuccess) err = cudaGetLastError();
     if (c->prof_used) prof_collect(c);
@@ -760,7 +999,9 @@ static int cu_weight_init(backend *b, bk_weight *w) {
     if (!n) return -1;
     double t0 = now_ms();
     void *p = NULL;
-    if (cudaMalloc(&p, n) != cudaSuccess) {
+    /* + 64: the step program copies 16-byte aligned ranges around rows that
+     * are only 2-byte aligned (Q6_K), up to 15 bytes past the last one */
+    if (cudaMalloc(&p, n + 64) != cudaSuccess) {
         cudaGetLastError();
         err_set("cuda: out of device memory for a %lld x %lld weight (%zu MiB; %zu MiB of weights "
                 "already on the device)",
@@ -964,6 +1205,14 @@ static void cu_destroy(backend *b) {
     for (int k = 0; k < 2 * PROF_SLOTS; k++)
         if (c->prof_ev[k]) cudaEventDestroy(c->prof_ev[k]);
     drop_graphs(c);
+    for (int k = 0; k < c->n_progs; k++) {
+        cudaFree(c->progs[k].dev);
+        free(c->progs[k].cmds);
+    }
+    free(c->progs);
+    free(c->ins);
+    free(c->q_prog);
+    if (c->step_bar) cudaFree(c->step_bar);
     for (int k = 0; k < c->n_weights; k++) cudaFree(c->weights[k]);
     free(c->weights);
     for (int k = 0; k < c->n_f16; k++) cudaFree(c->f16[k].h);
@@ -1038,6 +1287,7 @@ extern "C" backend *bk_cuda_new(int device) {
     c->profile = env_flag("BEAST_CUDA_PROFILE", 0);
     c->exact = !env_flag("BEAST_CUDA_Q8", 1);
     c->f16_mode = env_flag("BEAST_CUDA_F16W", 1);
+    c->step_mode = env_flag("BEAST_CUDA_STEP", 1);
     {
         const char *v = getenv("BEAST_CUDA_MV_MAX");
         c->mv_max = v && *v ? atoi(v) : 1;
@@ -1078,6 +1328,7 @@ extern "C" void bk_cuda_get_stats(backend *b, bk_cuda_stats *out) {
     out->capture_ms = c->capture_ms;
     out->mv_max = c->mv_max;
     out->mvq_staged = cuda_mvq_staged_launches();
+    out->step_launches = cuda_step_launches();
 }
 
 extern "C" void bk_cuda_set_mvq_staged(int mode) {

@@ -39,6 +39,17 @@ static __device__ __forceinline__ float cuda_sat16(float v) {
     return v > 65504.f ? 65504.f : v < -65504.f ? -65504.f : v;
 }
 
+/* sin and cos of the rope angle of pair k (of n_rot / 2) at position pos:
+ * theta = pos * freq_scale * base^(-2k / n_rot), reduced in double */
+static __device__ __forceinline__ void cuda_rope_sincos(int32_t pos, int k, int n_rot,
+                                                        double log2_base, float freq_scale,
+                                                        float &sn, float &cs) {
+    double theta = (double)pos * (double)freq_scale * exp2(-2.0 * k / n_rot * log2_base);
+    const double two_pi = 6.283185307179586;
+    double r = fma(-rint(theta / two_pi), two_pi, theta);
+    sincosf((float)r, &sn, &cs);
+}
+
 template <typename... KArgs, typename... Args>
 static inline void cuda_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
                                cudaStream_t s, Args... args) {
@@ -162,5 +173,48 @@ int cuda_attn_short(int max_span, int window);
 int cuda_attention(cudaStream_t s, float *out, const float *q, const bk_kv_layer *kv,
                    const bk_attn_batch *ab, int n_head, int n_head_kv, int head_dim, int window,
                    float scale, int splits, int chunk, float *scratch);
+
+/* ---- cuda_step.cu: the one-token step program ----
+ * A run of a one-token forward pass's commands (layers: norm + q/k/v,
+ * rope + KV write + attention, o + residual, norm + gate/up/glu, down +
+ * residual; the output norm and matrix) as instructions that one persistent
+ * kernel executes in order, with a grid barrier between them, streaming
+ * every mat-vec's weights through shared memory ahead of the instruction
+ * that needs them. The backend builds the program (cuda_backend.cu). */
+enum { CUDA_STEP_MV = 1, CUDA_STEP_ATTN = 2 };
+#define CUDA_STEP_MAX_COLS 16384
+typedef struct {
+    int kind;
+    /* MV: out[j] = W_j x for n_jobs (<= 3) Q4_K / Q6_K weights of cols
+     * columns (a type each); glu (1 + bk_act): out[0] = act(W_0 x) * W_1 x,
+     * out[1] = W_1 x. x is x, or with norm_w: rmsnorm(src) * norm_w where
+     * src = x + (src_row ? *src_row * cols : 0), that normed vector also
+     * stored to norm_out (when not NULL); res (one job): res += out. */
+    int n_jobs, glu, cols;
+    int type[3], rows[3], groups_end[3]; /* type: CQ_Q4_K / CQ_Q6_K */
+    const void *w[3];
+    float *out[3];
+    const float *x, *norm_w;
+    float *norm_out, *res;
+    const int32_t *src_row;
+    float eps;
+    /* ATTN (one token): q and k rotated (not written back), k and v stored
+     * in the cache at slots[0], then out = attention of the token */
+    float *att;
+    const float *q, *k, *v;
+    void *kc, *vc;
+    const int32_t *pos, *slots, *seq_row, *block_table;
+    int kv_dim, f16, max_blocks, block_size, n_head, n_head_kv, head_dim, n_rot, neox, window;
+    float scale, freq_scale;
+    double log2_base;
+} cuda_step_ins;
+/* Whether the device can run step programs (cooperative launch, enough
+ * shared memory); cached. */
+int cuda_step_supported(void);
+/* Run n_ins instructions of prog (device memory); bar: 2 device words, zero
+ * at first use, owned by the stream. 0 or -1 with err_set. */
+int cuda_step_run(cudaStream_t s, const cuda_step_ins *prog, int n_ins, unsigned *bar);
+/* Kernel launches of step programs so far (process-wide). */
+long cuda_step_launches(void);
 
 #endif

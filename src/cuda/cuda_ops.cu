@@ -233,13 +233,6 @@ void cuda_add_rmsnorm(cudaStream_t s, float *x, const float *y, float *out, cons
  * 2 pi in double, and only then given to the float sincos, so positions in
  * the hundreds of thousands keep float accuracy (the CPU evaluates cos/sin of
  * the double angle; the two agree to a few 1e-7). */
-static __device__ __forceinline__ void rope_sincos(int32_t pos, int k, int n_rot, double log2_base,
-                                                   float freq_scale, float &sn, float &cs) {
-    double theta = (double)pos * (double)freq_scale * exp2(-2.0 * k / n_rot * log2_base);
-    const double two_pi = 6.283185307179586;
-    double r = fma(-rint(theta / two_pi), two_pi, theta);
-    sincosf((float)r, &sn, &cs);
-}
 
 __global__ void rope_kernel(float *x, const int32_t *pos, int n, int n_heads, int head_dim,
                             int n_rot, double log2_base, float freq_scale, int neox, float *x2,
@@ -250,7 +243,7 @@ __global__ void rope_kernel(float *x, const int32_t *pos, int n, int n_heads, in
     if (idx >= (int64_t)n * heads * half) return;
     int k = (int)(idx % half), h = (int)(idx / half % heads), i = (int)(idx / half / heads);
     float sn, cs;
-    rope_sincos(pos[i], k, n_rot, log2_base, freq_scale, sn, cs);
+    cuda_rope_sincos(pos[i], k, n_rot, log2_base, freq_scale, sn, cs);
     int a = neox ? k : 2 * k, b = neox ? k + half : 2 * k + 1;
     float *v = h < n_heads ? x + ((size_t)i * n_heads + h) * head_dim
                            : x2 + ((size_t)i * n_heads2 + (h - n_heads)) * head_dim;
@@ -296,7 +289,7 @@ __global__ void rope_kv_kernel(float *q, int n_heads, float *k, int n_heads_kv, 
     if (idx < nq) {
         int p = (int)(idx % half), h = (int)(idx / half % n_heads), i = (int)(idx / half / n_heads);
         float sn, cs;
-        rope_sincos(pos[i], p, n_rot, log2_base, freq_scale, sn, cs);
+        cuda_rope_sincos(pos[i], p, n_rot, log2_base, freq_scale, sn, cs);
         int a = neox ? p : 2 * p, b = neox ? p + half : 2 * p + 1;
         float *x = q + ((size_t)i * n_heads + h) * head_dim;
         float x0 = x[a], x1 = x[b];
@@ -312,7 +305,7 @@ __global__ void rope_kv_kernel(float *q, int n_heads, float *k, int n_heads_kv, 
         float y0, y1;
         if (p < half) {
             float sn, cs;
-            rope_sincos(pos[i], p, n_rot, log2_base, freq_scale, sn, cs);
+            cuda_rope_sincos(pos[i], p, n_rot, log2_base, freq_scale, sn, cs);
             a = neox ? p : 2 * p, b = neox ? p + half : 2 * p + 1;
             float x0 = x[a], x1 = x[b];
             y0 = x0 * cs - x1 * sn;

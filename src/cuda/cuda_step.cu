@@ -1,0 +1,525 @@
+/* cuda_step.cu: the one-token step program. A decode step of one token runs
+ * its layers (and the output norm and matrix) as one persistent kernel that
+ * executes a list of instructions (cuda_step_ins, built by the backend from
+ * its command queue) with a grid barrier between consecutive ones.
+ *
+ * Why: a one-token step launches about nine kernels a layer, and each
+ * boundary costs several microseconds (the next grid ramps up, reads its
+ * input, and its first weights arrive one DRAM latency after that) against
+ * 2-10 us of weight streaming per mat-vec on an H100: the 1B shape spent
+ * about 60 us a layer on 12 us of weights. Inside one kernel the boundary
+ * is a grid barrier (an atomic and a spin, about a microsecond), and every
+ * warp's weight stream runs ahead across instructions: while the grid waits
+ * at a barrier or computes attention, the warps already copy the weights of
+ * the next mat-vec into shared memory.
+ *
+ * Shape: one CTA of STP_WARPS warps per SM (cooperative launch, so all are
+ * resident). Mat-vec instructions use cuda_mvq.cu's lane layout and integer
+ * arithmetic (groups of 2 rows, steps of 8 blocks a row, a lane a quarter
+ * block): warp w of the grid takes groups w, w + NW, ... of every mat-vec in
+ * turn. Its producer walks that same sequence of (instruction, group, step)
+ * STP_S - 1 steps ahead of its consumer, copying each step's bytes with
+ * cp.async into a ring of STP_S slots (16-byte aligned copies of a range
+ * that may start 2-byte aligned: Q6_K rows of any multiple of 256 columns).
+ * Before its groups, every CTA builds the 8-bit input x in shared memory
+ * itself (with the rmsnorm folded in when the instruction has one), so a
+ * norm costs no barrier; a residual add is the mat-vec's epilogue (each row
+ * has one writer). The attention instruction takes one query head per CTA:
+ * it rotates q and the head's k, stores k and v in the cache (the first CTA
+ * of each KV group), and attends over the cached positions plus the current
+ * one from its own registers, so the store needs no barrier either.
+ *
+ * Data written inside the kernel is read back through L2 (__ldcg), never
+ * through the non-coherent read-only path. */
+#include "cuda/cuda_mvq.cuh"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STP_WARPS   16
+#define STP_THREADS (32 * STP_WARPS)
+#define STP_S       3                 /* ring slots a warp */
+#define STP_ROW     (8 * 210 + 32)    /* a row's step: 8 blocks + alignment slack */
+#define STP_SLOT    (MVQ_R * STP_ROW) /* a step of a group's 2 rows */
+#define STP_RING    ((size_t)STP_WARPS * STP_S * STP_SLOT)
+#define STP_TILE    STP_THREADS /* attention positions a pass */
+/* shared memory after the rings: the 8-bit x (or the attention's buffers) */
+#define STP_SCRATCH ((size_t)CUDA_STEP_MAX_COLS + CUDA_STEP_MAX_COLS / 32 * 8 + 64 * 4)
+
+static long g_step_launches;
+
+/* ---- grid barrier ----
+ * bar[0] counts arrivals, bar[1] is the generation. The last CTA to arrive
+ * resets the count and bumps the generation; the others spin until it
+ * changes. Self-resetting, so consecutive launches need no memset. */
+static __device__ __forceinline__ unsigned stp_ld_acquire(const unsigned *p) {
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+
+static __device__ __forceinline__ void stp_barrier(unsigned *bar) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        const unsigned gen = stp_ld_acquire(bar + 1);
+        __threadfence();
+        if (atomicAdd(bar, 1u) == gridDim.x - 1) {
+            atomicExch(bar, 0u);
+            __threadfence();
+            atomicAdd(bar + 1, 1u);
+        } else {
+            while (stp_ld_acquire(bar + 1) == gen) {
+            }
+        }
+        __threadfence();
+    }
+    __syncthreads();
+}
+
+/* ---- the weight stream ---- */
+static __device__ __forceinline__ int stp_bytes(int type) {
+    return type == CQ_Q4_K ? 144 : 210;
+}
+
+/* group g of a mat-vec: its job, first row, and the two row pointers */
+static __device__ __forceinline__ void stp_group(const cuda_step_ins &I, int g, int &j, int &r0,
+                                                 const uint8_t *(&wr)[MVQ_R]) {
+    j = g >= I.groups_end[0] ? (g >= I.groups_end[1] ? 2 : 1) : 0;
+    const size_t rb = (size_t)(I.cols / 256) * stp_bytes(I.type[j]);
+    if (I.glu) {
+        r0 = g;
+        wr[0] = (const uint8_t *)I.w[0] + g * rb;
+        wr[1] = (const uint8_t *)I.w[1] + g * rb;
+    } else {
+        r0 = (g - (j ? I.groups_end[j - 1] : 0)) * MVQ_R;
+#pragma unroll
+        for (int r = 0; r < MVQ_R; r++)
+            wr[r] = (const uint8_t *)I.w[j] + (size_t)min(r0 + r, I.rows[j] - 1) * rb;
+    }
+}
+
+static __device__ __forceinline__ int stp_groups(const cuda_step_ins &I) {
+    return I.groups_end[I.n_jobs - 1];
+}
+
+/* A warp's producer: the (instruction, group, step) it copies next. */
+struct stp_producer {
+    const cuda_step_ins *prog;
+    int n_ins, gw, nw; /* the warp's index in the grid, warps in the grid */
+    int pi, pg, pk, slot;
+
+    /* the first mat-vec at or after instruction i with a group for this warp */
+    __device__ void seek(int i) {
+        for (pi = i; pi < n_ins; pi++)
+            if (prog[pi].kind == CUDA_STEP_MV && gw < stp_groups(prog[pi])) break;
+        pg = gw;
+        pk = 0;
+    }
+
+    /* copy the next step into the next slot (an empty cp.async group past
+     * the end keeps the consumer's count) */
+    __device__ void issue(uint8_t *ring, int lane) {
+        if (pi < n_ins) {
+            const cuda_step_ins &I = prog[pi];
+            int j, r0;
+            const uint8_t *wr[MVQ_R];
+            stp_group(I, pg, j, r0, wr);
+            const int bytes = stp_bytes(I.type[j]), nb = I.cols / 256;
+            const int nblk = min(8, nb - 8 * pk);
+#pragma unroll
+            for (int r = 0; r < MVQ_R; r++) {
+                const uintptr_t a = (uintptr_t)(wr[r] + (size_t)8 * pk * bytes);
+                const uint8_t *lo = (const uint8_t *)(a & ~(uintptr_t)15);
+                const int chunks =
+                    (int)(((a + (uintptr_t)nblk * bytes + 15) & ~(uintptr_t)15) - (uintptr_t)lo) /
+                    16;
+                uint8_t *dst = ring + slot * STP_SLOT + r * STP_ROW;
+                for (int c = lane; c < chunks; c += 32) mvq_cp16(dst + 16 * c, lo + 16 * c);
+            }
+            if (++pk == (nb * 4 + 31) / 32) {
+                pk = 0;
+                pg += nw;
+                if (pg >= stp_groups(I)) seek(pi + 1);
+            }
+        }
+        mvq_cp_commit();
+        slot = slot == STP_S - 1 ? 0 : slot + 1;
+    }
+};
+
+/* ---- the 8-bit input of a mat-vec ----
+ * x (or rmsnorm(src) * norm_w) into int8 blocks of 32 (scale amax / 127 in
+ * xd, exact float sum in xs), as cuda_mvq.cu's mvq_quant_x; CTA 0 also
+ * stores the normed vector to norm_out. */
+static __device__ void stp_input(const cuda_step_ins &I, int8_t *xq, float *xd, float *xs,
+                                 float *red) {
+    const int cols = I.cols, n4 = cols / 4;
+    const float *src = I.x + (I.src_row ? (size_t)__ldcg(I.src_row) * cols : 0);
+    const float4 *s4 = (const float4 *)src;
+    float sc = 1.0f;
+    if (I.norm_w) {
+        float ss = 0.0f;
+        for (int i = threadIdx.x; i < n4; i += STP_THREADS) {
+            const float4 v = __ldcg(s4 + i);
+            ss = fmaf(v.x, v.x, ss);
+            ss = fmaf(v.y, v.y, ss);
+            ss = fmaf(v.z, v.z, ss);
+            ss = fmaf(v.w, v.w, ss);
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+        __syncthreads();
+        ss = 0.0f;
+        for (int k = 0; k < STP_WARPS; k++) ss += red[k];
+        sc = (float)(1.0 / sqrt((double)ss / cols + I.eps));
+    }
+    float4 *nout = I.norm_w && I.norm_out && blockIdx.x == 0 ? (float4 *)I.norm_out : NULL;
+    for (int base = 0; base < n4; base += STP_THREADS) { /* whole warps: n4 % 64 == 0 */
+        const int i4 = base + threadIdx.x;
+        float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (i4 < n4) {
+            v = __ldcg(s4 + i4);
+            if (I.norm_w) {
+                const float4 w = __ldg((const float4 *)I.norm_w + i4);
+                v = make_float4(v.x * sc * w.x, v.y * sc * w.y, v.z * sc * w.z, v.w * sc * w.w);
+                if (nout) nout[i4] = v;
+            }
+        }
+        float a = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+        float sum = (v.x + v.y) + (v.z + v.w);
+#pragma unroll
+        for (int o = 1; o < 8; o <<= 1) {
+            a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
+            sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        }
+        if (i4 < n4) {
+            const float inv = a > 0.0f ? 127.0f / a : 0.0f;
+            ((uint32_t *)xq)[i4] = (uint32_t)(__float2int_rn(v.x * inv) & 0xff) |
+                                   (uint32_t)(__float2int_rn(v.y * inv) & 0xff) << 8 |
+                                   (uint32_t)(__float2int_rn(v.z * inv) & 0xff) << 16 |
+                                   (uint32_t)(__float2int_rn(v.w * inv) & 0xff) << 24;
+            if ((i4 & 7) == 0) {
+                xd[i4 >> 3] = a / 127.0f;
+                xs[i4 >> 3] = sum;
+            }
+        }
+    }
+    __syncthreads();
+}
+
+/* ---- a mat-vec instruction: the warp's groups ---- */
+template <int TYPE>
+static __device__ __forceinline__ void
+stp_group_steps(const cuda_step_ins &I, int g, int iters, int items, stp_producer &P, uint8_t *ring,
+                int &slot, const int8_t *xq, const float *xd, const float *xs, float (&acc)[MVQ_R],
+                int lane) {
+    int j, r0;
+    const uint8_t *wr[MVQ_R];
+    stp_group(I, g, j, r0, wr);
+    for (int k = 0; k < iters; k++) {
+        P.issue(ring, lane); /* STP_S - 1 steps ahead */
+        mvq_cp_wait<STP_S - 1>();
+        __syncwarp();
+        const int it = lane + 32 * k;
+        if (it < items)
+#pragma unroll
+            for (int r = 0; r < MVQ_R; r++) {
+                const int mis =
+                    (int)((uintptr_t)(wr[r] + (size_t)8 * k * mvq_raw<TYPE>::BYTES) & 15);
+                mvq_raw<TYPE> raw;
+                raw.template load<true>(ring + slot * STP_SLOT + r * STP_ROW + mis, lane);
+                acc[r] += mvq_dot<TYPE>(raw, it, xq, xd, xs);
+            }
+        __syncwarp(); /* the slot is refilled by a later issue() */
+        slot = slot == STP_S - 1 ? 0 : slot + 1;
+    }
+}
+
+static __device__ void stp_matvec(const cuda_step_ins &I, stp_producer &P, uint8_t *ring, int &slot,
+                                  const int8_t *xq, const float *xd, const float *xs, int gw,
+                                  int nw, int lane) {
+    const int items = I.cols / 256 * 4, iters = (items + 31) / 32, groups = stp_groups(I);
+    for (int g = gw; g < groups; g += nw) {
+        float acc[MVQ_R] = {};
+        const int j = g >= I.groups_end[0] ? (g >= I.groups_end[1] ? 2 : 1) : 0;
+        if (I.type[j] == CQ_Q4_K)
+            stp_group_steps<CQ_Q4_K>(I, g, iters, items, P, ring, slot, xq, xd, xs, acc, lane);
+        else
+            stp_group_steps<CQ_Q6_K>(I, g, iters, items, P, ring, slot, xq, xd, xs, acc, lane);
+#pragma unroll
+        for (int r = 0; r < MVQ_R; r++)
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
+        if (lane == 0) {
+            if (I.glu) {
+                I.out[1][g] = acc[1];
+                I.out[0][g] = mvq_act(acc[0], I.glu - 1) * acc[1];
+            } else {
+                const int r0 = (g - (j ? I.groups_end[j - 1] : 0)) * MVQ_R;
+#pragma unroll
+                for (int r = 0; r < MVQ_R; r++)
+                    if (r0 + r < I.rows[j]) {
+                        I.out[j][r0 + r] = acc[r];
+                        if (I.res) I.res[r0 + r] = __ldcg(I.res + r0 + r) + acc[r];
+                    }
+            }
+        }
+    }
+}
+
+/* ---- the attention instruction: one query head a CTA ---- */
+template <int VEC, bool F16>
+static __device__ void stp_attention(const cuda_step_ins &I, float *sm) {
+    constexpr int D = 32 * VEC;
+    const int h = blockIdx.x;
+    if (h >= I.n_head) return;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int G = I.n_head / I.n_head_kv, kvh = h / G;
+    float *qs = sm, *kc = qs + D, *vc = kc + D, *sc = vc + D; /* sc: [STP_TILE] */
+    float *red = sc + STP_TILE;                               /* [STP_WARPS][D] */
+    float *wred = red + STP_WARPS * D;                        /* [STP_WARPS] */
+    const int p = __ldcg(I.pos), slot = __ldcg(I.slots);
+    const bool store = h % G == 0;
+    const size_t coff = (size_t)slot * I.kv_dim + (size_t)kvh * D;
+
+    /* rope of q (scaled) and k, the current k and v as the cache holds them */
+    if (tid < D / 2) {
+        const int half = I.n_rot / 2, pr = tid;
+        const float *qh = I.q + (size_t)h * D, *kh = I.k + (size_t)kvh * D;
+        int a, b;
+        float q0, q1, k0, k1;
+        if (pr < half) {
+            float sn, cs;
+            cuda_rope_sincos(p, pr, I.n_rot, I.log2_base, I.freq_scale, sn, cs);
+            a = I.neox ? pr : 2 * pr, b = I.neox ? pr + half : 2 * pr + 1;
+            const float x0 = __ldcg(qh + a), x1 = __ldcg(qh + b);
+            q0 = x0 * cs - x1 * sn, q1 = x0 * sn + x1 * cs;
+            const float y0 = __ldcg(kh + a), y1 = __ldcg(kh + b);
+            k0 = y0 * cs - y1 * sn, k1 = y0 * sn + y1 * cs;
+        } else {
+            a = I.n_rot + 2 * (pr - half), b = a + 1;
+            q0 = __ldcg(qh + a), q1 = __ldcg(qh + b);
+            k0 = __ldcg(kh + a), k1 = __ldcg(kh + b);
+        }
+        qs[a] = q0 * I.scale, qs[b] = q1 * I.scale;
+        if (F16) {
+            const __half h0 = __float2half_rn(k0), h1 = __float2half_rn(k1);
+            kc[a] = __half2float(h0), kc[b] = __half2float(h1);
+            if (store) ((__half *)I.kc)[coff + a] = h0, ((__half *)I.kc)[coff + b] = h1;
+        } else {
+            kc[a] = k0, kc[b] = k1;
+            if (store) ((float *)I.kc)[coff + a] = k0, ((float *)I.kc)[coff + b] = k1;
+        }
+    } else if (tid < D / 2 + D) {
+        const int e = tid - D / 2;
+        const float v = __ldcg(I.v + (size_t)kvh * D + e);
+        if (F16) {
+            const __half hv = __float2half_rn(v);
+            vc[e] = __half2float(hv);
+            if (store) ((__half *)I.vc)[coff + e] = hv;
+        } else {
+            vc[e] = v;
+            if (store) ((float *)I.vc)[coff + e] = v;
+        }
+    }
+    __syncthreads();
+
+    const int lo = I.window > 0 ? max(0, p - I.window + 1) : 0;
+    const int32_t *table = I.block_table + (size_t)__ldcg(I.seq_row) * I.max_blocks;
+    const int bs = I.block_size;
+    float m = -INFINITY, l = 0.0f, o[VEC];
+#pragma unroll
+    for (int v = 0; v < VEC; v++) o[v] = 0.0f;
+    for (int t0 = lo; t0 <= p; t0 += STP_TILE) {
+        const int nt = min(STP_TILE, p + 1 - t0);
+        float s = -INFINITY;
+        if (tid < nt) {
+            const int pp = t0 + tid;
+            s = 0.0f;
+            if (pp == p) {
+#pragma unroll 8
+                for (int d = 0; d < D; d++) s = fmaf(qs[d], kc[d], s);
+            } else {
+                const size_t off =
+                    ((size_t)__ldcg(table + pp / bs) * bs + pp % bs) * I.kv_dim + (size_t)kvh * D;
+#pragma unroll 4
+                for (int d = 0; d < D; d += 8) {
+                    float kf[8];
+                    if (F16) {
+                        const uint4 raw = __ldcg((const uint4 *)((const __half *)I.kc + off + d));
+                        const __half2 *h2 = (const __half2 *)&raw;
+#pragma unroll
+                        for (int u = 0; u < 4; u++) {
+                            const float2 f = __half22float2(h2[u]);
+                            kf[2 * u] = f.x, kf[2 * u + 1] = f.y;
+                        }
+                    } else {
+                        const float4 *src = (const float4 *)((const float *)I.kc + off + d);
+                        const float4 x0 = __ldcg(src), x1 = __ldcg(src + 1);
+                        kf[0] = x0.x, kf[1] = x0.y, kf[2] = x0.z, kf[3] = x0.w;
+                        kf[4] = x1.x, kf[5] = x1.y, kf[6] = x1.z, kf[7] = x1.w;
+                    }
+#pragma unroll
+                    for (int u = 0; u < 8; u++) s = fmaf(qs[d + u], kf[u], s);
+                }
+            }
+        }
+        /* the tile's max, then its exponentials and their sum */
+        float t = s;
+#pragma unroll
+        for (int o2 = 16; o2 > 0; o2 >>= 1) t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, o2));
+        if (lane == 0) wred[warp] = t;
+        __syncthreads();
+        float tmax = wred[0];
+        for (int w = 1; w < STP_WARPS; w++) tmax = fmaxf(tmax, wred[w]);
+        const float mn = fmaxf(m, tmax), corr = expf(m - mn); /* 0 on the first tile */
+        m = mn;
+        const float pw = tid < nt ? expf(s - mn) : 0.0f;
+        sc[tid] = pw;
+        float ts = pw;
+#pragma unroll
+        for (int o2 = 16; o2 > 0; o2 >>= 1) ts += __shfl_xor_sync(0xffffffffu, ts, o2);
+        __syncthreads(); /* every thread has read wred's maxima */
+        if (lane == 0) wred[warp] = ts;
+        __syncthreads();
+        float tsum = 0.0f;
+        for (int w = 0; w < STP_WARPS; w++) tsum += wred[w];
+        l = l * corr + tsum;
+#pragma unroll
+        for (int v = 0; v < VEC; v++) o[v] *= corr;
+        /* values: one position per warp, VEC dimensions a lane */
+        for (int jj = warp; jj < nt; jj += STP_WARPS) {
+            const int pp = t0 + jj;
+            const float w = sc[jj];
+            float vf[VEC];
+            if (pp == p) {
+#pragma unroll
+                for (int v = 0; v < VEC; v++) vf[v] = vc[lane * VEC + v];
+            } else {
+                const size_t off = ((size_t)__ldcg(table + pp / bs) * bs + pp % bs) * I.kv_dim +
+                                   (size_t)kvh * D + (size_t)lane * VEC;
+#pragma unroll
+                for (int v = 0; v < VEC; v++)
+                    vf[v] = F16 ? __half2float(__ldcg((const __half *)I.vc + off + v))
+                                : __ldcg((const float *)I.vc + off + v);
+            }
+#pragma unroll
+            for (int v = 0; v < VEC; v++) o[v] = fmaf(w, vf[v], o[v]);
+        }
+        __syncthreads(); /* sc and wred are rewritten by the next tile */
+    }
+#pragma unroll
+    for (int v = 0; v < VEC; v++) red[warp * D + lane * VEC + v] = o[v];
+    __syncthreads();
+    if (tid < D) {
+        float acc = 0.0f;
+        for (int w = 0; w < STP_WARPS; w++) acc += red[w * D + tid];
+        I.att[(size_t)h * D + tid] = acc / l;
+    }
+}
+
+/* ---- the kernel ---- */
+__global__ void __launch_bounds__(STP_THREADS, 1)
+    step_kernel(const cuda_step_ins *__restrict__ prog, int n_ins, unsigned *bar) {
+    extern __shared__ int4 stp_sm[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    uint8_t *ring = (uint8_t *)stp_sm + (size_t)warp * STP_S * STP_SLOT;
+    uint8_t *scratch = (uint8_t *)stp_sm + STP_RING;
+    const int gw = blockIdx.x * STP_WARPS + warp, nw = gridDim.x * STP_WARPS;
+
+    stp_producer P;
+    P.prog = prog, P.n_ins = n_ins, P.gw = gw, P.nw = nw, P.slot = 0;
+    P.seek(0);
+    /* weights first: they do not depend on the previous kernel */
+#pragma unroll
+    for (int i = 0; i < STP_S - 1; i++) P.issue(ring, lane);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+    int slot = 0;
+    for (int i = 0; i < n_ins; i++) {
+        const cuda_step_ins &I = prog[i];
+        if (i > 0) stp_barrier(bar);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        /* the next kernel may start its weight reads during the last one */
+        if (i == n_ins - 1) asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+        if (I.kind == CUDA_STEP_MV) {
+            int8_t *xq = (int8_t *)scratch;
+            float *xd = (float *)(xq + I.cols), *xs = xd + I.cols / 32, *red = xs + I.cols / 32;
+            stp_input(I, xq, xd, xs, red);
+            stp_matvec(I, P, ring, slot, xq, xd, xs, gw, nw, lane);
+            __syncthreads(); /* the x buffers are rewritten by the next instruction */
+        } else if (I.head_dim == 64) {
+            if (I.f16)
+                stp_attention<2, true>(I, (float *)scratch);
+            else
+                stp_attention<2, false>(I, (float *)scratch);
+        } else {
+            if (I.f16)
+                stp_attention<4, true>(I, (float *)scratch);
+            else
+                stp_attention<4, false>(I, (float *)scratch);
+        }
+    }
+    mvq_cp_wait<0>();
+}
+
+static size_t step_smem(void) {
+    const size_t attn = (size_t)(3 * 128 + STP_TILE + STP_WARPS * 128 + STP_WARPS) * 4;
+    return STP_RING + (STP_SCRATCH > attn ? STP_SCRATCH : attn);
+}
+
+static int g_step_ctas = -1;
+
+int cuda_step_supported(void) {
+    if (g_step_ctas < 0) {
+        g_step_ctas = 0;
+        int dev = 0, sms = 0, coop = 0, per_sm = 0, optin = 0;
+        cudaGetDevice(&dev);
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+        cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev);
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+        if (coop && (size_t)optin >= step_smem() &&
+            cudaFuncSetAttribute(step_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)step_smem()) == cudaSuccess &&
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, step_kernel, STP_THREADS,
+                                                          step_smem()) == cudaSuccess &&
+            per_sm >= 1)
+            g_step_ctas = sms; /* one CTA an SM */
+        cudaGetLastError();
+    }
+    return g_step_ctas > 0;
+}
+
+int cuda_step_run(cudaStream_t s, const cuda_step_ins *prog, int n_ins, unsigned *bar) {
+    if (!cuda_step_supported()) {
+        err_set("cuda: this device cannot run step programs");
+        return -1;
+    }
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute attr[2];
+    attr[0].id = cudaLaunchAttributeCooperative;
+    attr[0].val.cooperative = 1;
+    attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[1].val.programmaticStreamSerializationAllowed = 1;
+    cfg.gridDim = dim3(g_step_ctas);
+    cfg.blockDim = dim3(STP_THREADS);
+    cfg.dynamicSmemBytes = step_smem();
+    cfg.stream = s;
+    cfg.attrs = attr;
+    cfg.numAttrs = cuda_pdl() ? 2 : 1;
+    cudaError_t e = cudaLaunchKernelEx(&cfg, step_kernel, prog, n_ins, bar);
+    if (e != cudaSuccess) {
+        err_set("cuda: step program launch: %s", cudaGetErrorString(e));
+        return -1;
+    }
+    g_step_launches++;
+    return 0;
+}
+
+long cuda_step_launches(void) {
+    return g_step_launches;
+}
