@@ -1196,9 +1196,9 @@ static void check_step(const char *path, const char *label, int kv_f32, int long
         }
         bk_cuda_get_stats(ms->bk, &s1);
         long ran = s1.step_launches - s0.step_launches;
-        /* one a short-span decode step of ms and of me, and the empty trial
-         * launch of each backend */
-        CHECK(ran >= 2 * short_steps && ran <= 2 * short_steps + 2,
+        /* one a short-span decode step of me (ms: the eager run and the
+         * capture, then graph replays) */
+        CHECK(ran >= short_steps + 1,
               "%s step: %ld step-program launches for %d short one-token steps", label, ran,
               short_steps);
         CHECK(worst_s < fmax(1e-2, 1.5 * fmax(worst_simd, worst_o)),

@@ -170,6 +170,13 @@ typedef struct {
     int q_prog_cap, q_prog_n; /* q_prog is valid for a queue of q_prog_n commands */
     cuda_step_ins *ins;       /* [STEP_MAX_INS] host scratch */
     unsigned *step_bar;       /* the grid barrier's 2 words */
+    /* BEAST_CUDA_STEP_TRACE=1: time stamps of each launched program's
+     * instructions, summed by kind and printed at destroy */
+    int step_trace, trace_prog;
+    unsigned long long *trace_dev;
+    double trace_sum[6][4];
+    long trace_n[6], trace_launches;
+    double trace_total;
     double init_ms, upload_ms, capture_ms; /* load-time split (bk_cuda_stats) */
 } cuda_impl;
 
@@ -754,7 +761,9 @@ static int step_ready(cuda_impl *c) {
     if (!c->progs || !c->ins || !cuda_step_supported() ||
         cudaMalloc(&c->step_bar, 2 * sizeof(unsigned)) != cudaSuccess ||
         cudaMemset(c->step_bar, 0, 2 * sizeof(unsigned)) != cudaSuccess ||
-        cuda_step_run(c->stream, NULL, 0, c->step_bar) ||
+        (c->step_trace &&
+         cudaMalloc(&c->trace_dev, STEP_MAX_INS * 4 * sizeof *c->trace_dev) != cudaSuccess) ||
+        cuda_step_run(c->stream, NULL, 0, c->step_bar, NULL) ||
         cudaStreamSynchronize(c->stream) != cudaSuccess) {
         cudaGetLastError();
         if (c->verbose) fprintf(stderr, "beast cuda: step programs unavailable\n");
@@ -797,8 +806,55 @@ static void step_prepare(cuda_impl *c) {
 static int run_step(cuda_impl *c, int k) {
     if (c->q_prog_n != c->nq || c->q_prog[k] < 0) return 0;
     const step_prog *p = &c->progs[c->q_prog[k]];
-    if (cuda_step_run(c->stream, p->dev, p->n_ins, c->step_bar)) c->failed = 1;
+    unsigned long long *tr = NULL;
+    if (c->trace_dev && c->trace_prog < 0) { /* one traced program a queue */
+        tr = c->trace_dev;
+        size_t half = (size_t)p->n_ins * 4 * sizeof *tr;
+        cudaMemsetAsync(tr, 0, half, c->stream);
+        for (int i = 0; i < p->n_ins; i++) cudaMemsetAsync(tr + 4 * i + 3, 0xff, 8, c->stream);
+        c->trace_prog = c->q_prog[k];
+    }
+    if (cuda_step_run(c->stream, p->dev, p->n_ins, c->step_bar, tr)) c->failed = 1;
     return p->n_cmds;
+}
+
+/* the traced program's stamps, summed by instruction kind: norm + q/k/v,
+ * norm + gate/up, mat-vec + residual, attention, output, other */
+static const char *const TRACE_KINDS[6] = {"norm+qkv",  "norm+glu", "mv+res",
+                                           "attention", "output",   "other"};
+static void step_trace_collect(cuda_impl *c) {
+    if (c->trace_prog < 0) return;
+    const step_prog *p = &c->progs[c->trace_prog];
+    c->trace_prog = -1;
+    size_t n = (size_t)p->n_ins * 4;
+    unsigned long long *t = (unsigned long long *)malloc(n * sizeof *t);
+    cuda_step_ins *ins = (cuda_step_ins *)malloc((size_t)p->n_ins * sizeof *ins);
+    if (t && ins &&
+        cudaMemcpy(t, c->trace_dev, n * sizeof *t, cudaMemcpyDeviceToHost) == cudaSuccess &&
+        cudaMemcpy(ins, p->dev, (size_t)p->n_ins * sizeof *ins, cudaMemcpyDeviceToHost) ==
+            cudaSuccess) {
+        for (int i = 0; i < p->n_ins; i++) {
+            const cuda_step_ins *I = &ins[i];
+            int kind = I->kind == CUDA_STEP_ATTN ? 3
+                       : I->src_row              ? 4
+                       : I->glu && I->norm_w     ? 1
+                       : I->res                  ? 2
+                       : I->norm_w               ? 0
+                                                 : 5;
+            const unsigned long long *r = t + 4 * i;
+            double in = I->kind == CUDA_STEP_MV ? (double)(r[1] - r[0]) : 0;
+            double work = (double)(r[2] - r[0]), spread = (double)(r[2] - r[3]);
+            double bar = i + 1 < p->n_ins ? (double)(t[4 * (i + 1)] - r[2]) : 0;
+            c->trace_sum[kind][0] += in, c->trace_sum[kind][1] += work;
+            c->trace_sum[kind][2] += spread, c->trace_sum[kind][3] += bar;
+            c->trace_n[kind]++;
+        }
+        c->trace_total += (double)(t[4 * (p->n_ins - 1) + 2] - t[0]);
+        c->trace_launches++;
+    }
+    cudaGetLastError();
+    free(t);
+    free(ins);
 }
 
 static const char *const KIND_NAMES[] = {"upload", "download", "embed",    "rmsnorm",
@@ -917,6 +973,8 @@ static int flush_sync(cuda_impl *c) {
     cudaError_t err = cudaStreamSynchronize(c->stream);
     if (err == cudaSuccess) err = cudaGetLastError();
     if (c->prof_used) prof_collect(c);
+    if (err == cudaSuccess) step_trace_collect(c);
+    c->trace_prog = -1;
     c->nq = 0;
     c->up_used = 0;
     if (err != cudaSuccess) {
@@ -1202,6 +1260,22 @@ static void cu_destroy(backend *b) {
                             100 * c->prof_ms[k][f] / (total > 0 ? total : 1),
                             1e3 * c->prof_ms[k][f] / c->prof_n[k][f]);
     }
+    if (c->trace_launches) {
+        fprintf(stderr,
+                "beast cuda step trace: %ld programs, %.2f us each (first start to last "
+                "end); per instruction, us:\n",
+                c->trace_launches, 1e-3 * c->trace_total / c->trace_launches);
+        fprintf(stderr, "  %-10s %8s %8s %8s %8s %8s\n", "kind", "count", "input", "work", "spread",
+                "barrier");
+        for (int k = 0; k < 6; k++)
+            if (c->trace_n[k])
+                fprintf(stderr, "  %-10s %8ld %8.2f %8.2f %8.2f %8.2f\n", TRACE_KINDS[k],
+                        c->trace_n[k], 1e-3 * c->trace_sum[k][0] / c->trace_n[k],
+                        1e-3 * c->trace_sum[k][1] / c->trace_n[k],
+                        1e-3 * c->trace_sum[k][2] / c->trace_n[k],
+                        1e-3 * c->trace_sum[k][3] / c->trace_n[k]);
+    }
+    if (c->trace_dev) cudaFree(c->trace_dev);
     for (int k = 0; k < 2 * PROF_SLOTS; k++)
         if (c->prof_ev[k]) cudaEventDestroy(c->prof_ev[k]);
     drop_graphs(c);
@@ -1288,6 +1362,8 @@ extern "C" backend *bk_cuda_new(int device) {
     c->exact = !env_flag("BEAST_CUDA_Q8", 1);
     c->f16_mode = env_flag("BEAST_CUDA_F16W", 1);
     c->step_mode = env_flag("BEAST_CUDA_STEP", 1);
+    c->step_trace = env_flag("BEAST_CUDA_STEP_TRACE", 0);
+    c->trace_prog = -1;
     {
         const char *v = getenv("BEAST_CUDA_MV_MAX");
         c->mv_max = v && *v ? atoi(v) : 1;

@@ -212,8 +212,12 @@ typedef struct {
  * shared memory); cached. */
 int cuda_step_supported(void);
 /* Run n_ins instructions of prog (device memory); bar: 2 device words, zero
- * at first use, owned by the stream. 0 or -1 with err_set. */
-int cuda_step_run(cudaStream_t s, const cuda_step_ins *prog, int n_ins, unsigned *bar);
+ * at first use, owned by the stream. trace: NULL, or 4 * n_ins words (zero,
+ * zero, zero, all ones before the launch) that receive %globaltimer stamps
+ * of each instruction: its start, the last CTA's input ready (mat-vecs),
+ * the last and the first CTA's work done. 0 or -1 with err_set. */
+int cuda_step_run(cudaStream_t s, const cuda_step_ins *prog, int n_ins, unsigned *bar,
+                  unsigned long long *trace);
 /* Kernel launches of step programs so far (process-wide). */
 long cuda_step_launches(void);
 

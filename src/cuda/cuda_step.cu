@@ -59,8 +59,23 @@ static __device__ __forceinline__ unsigned stp_ld_acquire(const unsigned *p) {
     return v;
 }
 
-static __device__ __forceinline__ void stp_barrier(unsigned *bar) {
+static __device__ __forceinline__ unsigned long long stp_now(void) {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+/* trace (BEAST_CUDA_STEP_TRACE): per instruction i, [4i] its start (CTA 0,
+ * after the barrier), [4i + 1] the last CTA's input ready, [4i + 2] the last
+ * CTA's work done, [4i + 3] the first CTA's work done */
+static __device__ __forceinline__ void stp_barrier(unsigned *bar, unsigned long long *trace,
+                                                   int i) {
     __syncthreads();
+    if (trace && threadIdx.x == 0) {
+        const unsigned long long t = stp_now();
+        atomicMax(trace + 4 * (i - 1) + 2, t);
+        atomicMin(trace + 4 * (i - 1) + 3, t);
+    }
     if (threadIdx.x == 0) {
         const unsigned gen = stp_ld_acquire(bar + 1);
         __threadfence();
@@ -422,7 +437,8 @@ static __device__ void stp_attention(const cuda_step_ins &I, float *sm) {
 
 /* ---- the kernel ---- */
 __global__ void __launch_bounds__(STP_THREADS, 1)
-    step_kernel(const cuda_step_ins *__restrict__ prog, int n_ins, unsigned *bar) {
+    step_kernel(const cuda_step_ins *__restrict__ prog, int n_ins, unsigned *bar,
+                unsigned long long *trace) {
     extern __shared__ int4 stp_sm[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     uint8_t *ring = (uint8_t *)stp_sm + (size_t)warp * STP_S * STP_SLOT;
@@ -441,7 +457,8 @@ __global__ void __launch_bounds__(STP_THREADS, 1)
     int slot = 0;
     for (int i = 0; i < n_ins; i++) {
         const cuda_step_ins &I = prog[i];
-        if (i > 0) stp_barrier(bar);
+        if (i > 0) stp_barrier(bar, trace, i);
+        if (trace && blockIdx.x == 0 && threadIdx.x == 0) trace[4 * i] = stp_now();
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
         /* the next kernel may start its weight reads during the last one */
         if (i == n_ins - 1) asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
@@ -450,6 +467,7 @@ __global__ void __launch_bounds__(STP_THREADS, 1)
             int8_t *xq = (int8_t *)scratch;
             float *xd = (float *)(xq + I.cols), *xs = xd + I.cols / 32, *red = xs + I.cols / 32;
             stp_input(I, xq, xd, xs, red);
+            if (trace && threadIdx.x == 0) atomicMax(trace + 4 * i + 1, stp_now());
             stp_matvec(I, P, ring, slot, xq, xd, xs, gw, nw, lane);
             __syncthreads(); /* the x buffers are rewritten by the next instruction */
         } else if (I.head_dim == 64) {
@@ -462,6 +480,14 @@ __global__ void __launch_bounds__(STP_THREADS, 1)
                 stp_attention<4, true>(I, (float *)scratch);
             else
                 stp_attention<4, false>(I, (float *)scratch);
+        }
+    }
+    if (trace && n_ins > 0) {
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            const unsigned long long t = stp_now();
+            atomicMax(trace + 4 * (n_ins - 1) + 2, t);
+            atomicMin(trace + 4 * (n_ins - 1) + 3, t);
         }
     }
     mvq_cp_wait<0>();
@@ -494,7 +520,8 @@ int cuda_step_supported(void) {
     return g_step_ctas > 0;
 }
 
-int cuda_step_run(cudaStream_t s, const cuda_step_ins *prog, int n_ins, unsigned *bar) {
+int cuda_step_run(cudaStream_t s, const cuda_step_ins *prog, int n_ins, unsigned *bar,
+                  unsigned long long *trace) {
     if (!cuda_step_supported()) {
         err_set("cuda: this device cannot run step programs");
         return -1;
@@ -511,7 +538,7 @@ int cuda_step_run(cudaStream_t s, const cuda_step_ins *prog, int n_ins, unsigned
     cfg.stream = s;
     cfg.attrs = attr;
     cfg.numAttrs = cuda_pdl() ? 2 : 1;
-    cudaError_t e = cudaLaunchKernelEx(&cfg, step_kernel, prog, n_ins, bar);
+    cudaError_t e = cudaLaunchKernelEx(&cfg, step_kernel, prog, n_ins, bar, trace);
     if (e != cudaSuccess) {
         err_set("cuda: step program launch: %s", cudaGetErrorString(e));
         return -1;
