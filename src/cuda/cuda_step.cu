@@ -68,8 +68,9 @@ static __device__ __forceinline__ unsigned long long stp_now(void) {
 /* trace (BEAST_CUDA_STEP_TRACE): per instruction i, [4i] its start (CTA 0,
  * after the barrier), [4i + 1] the last CTA's input ready, [4i + 2] the last
  * CTA's work done, [4i + 3] the first CTA's work done */
-static __device__ __forceinline__ void stp_barrier(unsigned *bar, unsigned long long *trace,
-                                                   int i) {
+static __device__ __forceinline__ void stp_barrier(unsigned *bar, unsigned long long *trace, int i,
+                                                   const cuda_step_ins *next,
+                                                   cuda_step_ins *ins_sm) {
     __syncthreads();
     if (trace && threadIdx.x == 0) {
         const unsigned long long t = stp_now();
@@ -77,17 +78,24 @@ static __device__ __forceinline__ void stp_barrier(unsigned *bar, unsigned long 
         atomicMin(trace + 4 * (i - 1) + 3, t);
     }
     if (threadIdx.x == 0) {
-        const unsigned gen = stp_ld_acquire(bar + 1);
-        __threadfence();
-        if (atomicAdd(bar, 1u) == gridDim.x - 1) {
-            atomicExch(bar, 0u);
-            __threadfence();
-            atomicAdd(bar + 1, 1u);
+        /* arrive with release semantics (the CTA's writes, ordered by the
+         * __syncthreads above, become visible with it), wait with acquire */
+        unsigned gen, old;
+        asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(gen) : "l"(bar + 1) : "memory");
+        asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;"
+                     : "=r"(old)
+                     : "l"(bar)
+                     : "memory");
+        if (old == gridDim.x - 1) {
+            asm volatile("st.relaxed.gpu.global.u32 [%0], 0;" ::"l"(bar) : "memory");
+            asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(bar + 1) : "memory");
         } else {
             while (stp_ld_acquire(bar + 1) == gen) {
             }
         }
-        __threadfence();
+    } else if (threadIdx.x >= 32 && threadIdx.x < 32 + (int)(sizeof *next / 4)) {
+        /* meanwhile the next instruction into shared memory */
+        ((uint32_t *)ins_sm)[threadIdx.x - 32] = __ldg((const uint32_t *)next + threadIdx.x - 32);
     }
     __syncthreads();
 }
@@ -167,11 +175,85 @@ struct stp_producer {
  * x (or rmsnorm(src) * norm_w) into int8 blocks of 32 (scale amax / 127 in
  * xd, exact float sum in xs), as cuda_mvq.cu's mvq_quant_x; CTA 0 also
  * stores the normed vector to norm_out. */
+static __device__ __forceinline__ void stp_quant4(float4 v, int i4, int n4, int8_t *xq, float *xd,
+                                                  float *xs) {
+    float a = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+    float sum = (v.x + v.y) + (v.z + v.w);
+#pragma unroll
+    for (int o = 1; o < 8; o <<= 1) {
+        a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
+        sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    }
+    if (i4 < n4) {
+        const float inv = a > 0.0f ? 127.0f / a : 0.0f;
+        ((uint32_t *)xq)[i4] = (uint32_t)(__float2int_rn(v.x * inv) & 0xff) |
+                               (uint32_t)(__float2int_rn(v.y * inv) & 0xff) << 8 |
+                               (uint32_t)(__float2int_rn(v.z * inv) & 0xff) << 16 |
+                               (uint32_t)(__float2int_rn(v.w * inv) & 0xff) << 24;
+        if ((i4 & 7) == 0) {
+            xd[i4 >> 3] = a / 127.0f;
+            xs[i4 >> 3] = sum;
+        }
+    }
+}
+
+/* a norm's input: x and the weight in registers (one round trip), the sum
+ * of squares, then the quantization from the registers */
+#define STP_NV 2 /* float4 a thread: norms of up to 4096 columns */
+static __device__ __forceinline__ void stp_input_norm(const cuda_step_ins &I, const float4 *s4,
+                                                      int n4, int8_t *xq, float *xd, float *xs,
+                                                      float *red) {
+    float4 v[STP_NV], w[STP_NV];
+    float ss = 0.0f;
+#pragma unroll
+    for (int k = 0; k < STP_NV; k++) {
+        const int i4 = k * STP_THREADS + threadIdx.x;
+        v[k] = w[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (i4 < n4) {
+            v[k] = __ldcg(s4 + i4);
+            w[k] = __ldg((const float4 *)I.norm_w + i4);
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < STP_NV; k++) {
+        ss = fmaf(v[k].x, v[k].x, ss);
+        ss = fmaf(v[k].y, v[k].y, ss);
+        ss = fmaf(v[k].z, v[k].z, ss);
+        ss = fmaf(v[k].w, v[k].w, ss);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    ss = 0.0f;
+    for (int k = 0; k < STP_WARPS; k++) ss += red[k];
+    const float sc = (float)(1.0 / sqrt((double)ss / I.cols + I.eps));
+    float4 *nout = I.norm_out && blockIdx.x == 0 ? (float4 *)I.norm_out : NULL;
+#pragma unroll
+    for (int k = 0; k < STP_NV; k++) {
+        if (k * STP_THREADS >= n4) break; /* whole warps: n4 % 64 == 0 */
+        const int i4 = k * STP_THREADS + threadIdx.x;
+        const float4 y = make_float4(v[k].x * sc * w[k].x, v[k].y * sc * w[k].y,
+                                     v[k].z * sc * w[k].z, v[k].w * sc * w[k].w);
+        if (nout && i4 < n4) nout[i4] = y;
+        stp_quant4(y, i4, n4, xq, xd, xs);
+    }
+}
+
+/* ---- the 8-bit input of a mat-vec ----
+ * x (or rmsnorm(src) * norm_w) into int8 blocks of 32 (scale amax / 127 in
+ * xd, exact float sum in xs), as cuda_mvq.cu's mvq_quant_x; CTA 0 also
+ * stores the normed vector to norm_out. */
 static __device__ void stp_input(const cuda_step_ins &I, int8_t *xq, float *xd, float *xs,
                                  float *red) {
     const int cols = I.cols, n4 = cols / 4;
     const float *src = I.x + (I.src_row ? (size_t)__ldcg(I.src_row) * cols : 0);
     const float4 *s4 = (const float4 *)src;
+    if (I.norm_w && n4 <= STP_NV * STP_THREADS) {
+        stp_input_norm(I, s4, n4, xq, xd, xs, red);
+        __syncthreads();
+        return;
+    }
     float sc = 1.0f;
     if (I.norm_w) {
         float ss = 0.0f;
@@ -191,34 +273,26 @@ static __device__ void stp_input(const cuda_step_ins &I, int8_t *xq, float *xd, 
         sc = (float)(1.0 / sqrt((double)ss / cols + I.eps));
     }
     float4 *nout = I.norm_w && I.norm_out && blockIdx.x == 0 ? (float4 *)I.norm_out : NULL;
-    for (int base = 0; base < n4; base += STP_THREADS) { /* whole warps: n4 % 64 == 0 */
-        const int i4 = base + threadIdx.x;
-        float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        if (i4 < n4) {
-            v = __ldcg(s4 + i4);
-            if (I.norm_w) {
-                const float4 w = __ldg((const float4 *)I.norm_w + i4);
-                v = make_float4(v.x * sc * w.x, v.y * sc * w.y, v.z * sc * w.z, v.w * sc * w.w);
-                if (nout) nout[i4] = v;
-            }
-        }
-        float a = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
-        float sum = (v.x + v.y) + (v.z + v.w);
+    for (int base = 0; base < n4; base += 2 * STP_THREADS) { /* whole warps: n4 % 64 == 0 */
+        float4 v[2];
 #pragma unroll
-        for (int o = 1; o < 8; o <<= 1) {
-            a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
-            sum += __shfl_xor_sync(0xffffffffu, sum, o);
-        }
-        if (i4 < n4) {
-            const float inv = a > 0.0f ? 127.0f / a : 0.0f;
-            ((uint32_t *)xq)[i4] = (uint32_t)(__float2int_rn(v.x * inv) & 0xff) |
-                                   (uint32_t)(__float2int_rn(v.y * inv) & 0xff) << 8 |
-                                   (uint32_t)(__float2int_rn(v.z * inv) & 0xff) << 16 |
-                                   (uint32_t)(__float2int_rn(v.w * inv) & 0xff) << 24;
-            if ((i4 & 7) == 0) {
-                xd[i4 >> 3] = a / 127.0f;
-                xs[i4 >> 3] = sum;
+        for (int u = 0; u < 2; u++) {
+            const int i4 = base + u * STP_THREADS + threadIdx.x;
+            v[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (i4 < n4) {
+                v[u] = __ldcg(s4 + i4);
+                if (I.norm_w) {
+                    const float4 w = __ldg((const float4 *)I.norm_w + i4);
+                    v[u] = make_float4(v[u].x * sc * w.x, v[u].y * sc * w.y, v[u].z * sc * w.z,
+                                       v[u].w * sc * w.w);
+                    if (nout) nout[i4] = v[u];
+                }
             }
+        }
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            if (base + u * STP_THREADS >= n4) break;
+            stp_quant4(v[u], base + u * STP_THREADS + threadIdx.x, n4, xq, xd, xs);
         }
     }
     __syncthreads();
@@ -285,9 +359,10 @@ static __device__ void stp_matvec(const cuda_step_ins &I, stp_producer &P, uint8
 }
 
 /* ---- the attention instruction: one query head a CTA ---- */
-template <int VEC, bool F16>
-static __device__ void stp_attention(const cuda_step_ins &I, float *sm) {
-    constexpr int D = 32 * VEC;
+template <int D, bool F16> static __device__ void stp_attention(const cuda_step_ins &I, float *sm) {
+    /* values: a thread takes one 16-byte piece (EL elements) of V rows, at
+     * positions j = its position lane mod PL */
+    constexpr int EL = F16 ? 8 : 4, CH = D / EL, PL = STP_THREADS / CH, PW = 32 / CH;
     const int h = blockIdx.x;
     if (h >= I.n_head) return;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -295,6 +370,7 @@ static __device__ void stp_attention(const cuda_step_ins &I, float *sm) {
     float *qs = sm, *kc = qs + D, *vc = kc + D, *sc = vc + D; /* sc: [STP_TILE] */
     float *red = sc + STP_TILE;                               /* [STP_WARPS][D] */
     float *wred = red + STP_WARPS * D;                        /* [STP_WARPS] */
+    int *offs = (int *)(wred + STP_WARPS);                    /* [STP_TILE] cache rows */
     const int p = __ldcg(I.pos), slot = __ldcg(I.slots);
     const bool store = h % G == 0;
     const size_t coff = (size_t)slot * I.kv_dim + (size_t)kvh * D;
@@ -344,40 +420,51 @@ static __device__ void stp_attention(const cuda_step_ins &I, float *sm) {
     const int lo = I.window > 0 ? max(0, p - I.window + 1) : 0;
     const int32_t *table = I.block_table + (size_t)__ldcg(I.seq_row) * I.max_blocks;
     const int bs = I.block_size;
-    float m = -INFINITY, l = 0.0f, o[VEC];
+    const int c = tid % CH, pl = tid / CH; /* the value pass's piece and position lane */
+    float m = -INFINITY, l = 0.0f, o[EL];
 #pragma unroll
-    for (int v = 0; v < VEC; v++) o[v] = 0.0f;
+    for (int e = 0; e < EL; e++) o[e] = 0.0f;
     for (int t0 = lo; t0 <= p; t0 += STP_TILE) {
         const int nt = min(STP_TILE, p + 1 - t0);
+        /* scores: one position a thread (its cache row kept for the values) */
         float s = -INFINITY;
         if (tid < nt) {
             const int pp = t0 + tid;
             s = 0.0f;
             if (pp == p) {
+                offs[tid] = -1;
 #pragma unroll 8
                 for (int d = 0; d < D; d++) s = fmaf(qs[d], kc[d], s);
             } else {
-                const size_t off =
-                    ((size_t)__ldcg(table + pp / bs) * bs + pp % bs) * I.kv_dim + (size_t)kvh * D;
-#pragma unroll 4
-                for (int d = 0; d < D; d += 8) {
-                    float kf[8];
-                    if (F16) {
-                        const uint4 raw = __ldcg((const uint4 *)((const __half *)I.kc + off + d));
-                        const __half2 *h2 = (const __half2 *)&raw;
+                const int row = __ldcg(table + pp / bs) * bs + pp % bs;
+                offs[tid] = row;
+                const uint4 *kr =
+                    (const uint4 *)((const char *)I.kc +
+                                    ((size_t)row * I.kv_dim + (size_t)kvh * D) * (F16 ? 2 : 4));
+                constexpr int B = CH < 8 ? CH : 8; /* 16-byte loads in flight */
 #pragma unroll
-                        for (int u = 0; u < 4; u++) {
-                            const float2 f = __half22float2(h2[u]);
-                            kf[2 * u] = f.x, kf[2 * u + 1] = f.y;
+                for (int u0 = 0; u0 < CH; u0 += B) {
+                    uint4 raw[B];
+#pragma unroll
+                    for (int u = 0; u < B; u++) raw[u] = __ldcg(kr + u0 + u);
+#pragma unroll
+                    for (int u = 0; u < B; u++) {
+                        float kf[EL];
+                        if (F16) {
+                            const __half2 *h2 = (const __half2 *)&raw[u];
+#pragma unroll
+                            for (int e = 0; e < EL / 2; e++) {
+                                const float2 f = __half22float2(h2[e]);
+                                kf[2 * e] = f.x, kf[2 * e + 1] = f.y;
+                            }
+                        } else {
+                            const float *f = (const float *)&raw[u];
+#pragma unroll
+                            for (int e = 0; e < EL; e++) kf[e] = f[e];
                         }
-                    } else {
-                        const float4 *src = (const float4 *)((const float *)I.kc + off + d);
-                        const float4 x0 = __ldcg(src), x1 = __ldcg(src + 1);
-                        kf[0] = x0.x, kf[1] = x0.y, kf[2] = x0.z, kf[3] = x0.w;
-                        kf[4] = x1.x, kf[5] = x1.y, kf[6] = x1.z, kf[7] = x1.w;
-                    }
 #pragma unroll
-                    for (int u = 0; u < 8; u++) s = fmaf(qs[d + u], kf[u], s);
+                        for (int e = 0; e < EL; e++) s = fmaf(qs[(u0 + u) * EL + e], kf[e], s);
+                    }
                 }
             }
         }
@@ -396,43 +483,61 @@ static __device__ void stp_attention(const cuda_step_ins &I, float *sm) {
         float ts = pw;
 #pragma unroll
         for (int o2 = 16; o2 > 0; o2 >>= 1) ts += __shfl_xor_sync(0xffffffffu, ts, o2);
-        __syncthreads(); /* every thread has read wred's maxima */
+        __syncthreads(); /* every thread has read wred's maxima; sc and offs are written */
         if (lane == 0) wred[warp] = ts;
+            /* values: 16-byte pieces of V rows, independent loads */
+#pragma unroll
+        for (int e = 0; e < EL; e++) o[e] *= corr;
+#pragma unroll 4
+        for (int j = pl; j < nt; j += PL) {
+            const int row = offs[j];
+            const float w = sc[j];
+            float vf[EL];
+            if (row < 0) {
+#pragma unroll
+                for (int e = 0; e < EL; e++) vf[e] = vc[c * EL + e];
+            } else {
+                const uint4 raw = __ldcg(
+                    (const uint4 *)((const char *)I.vc +
+                                    ((size_t)row * I.kv_dim + (size_t)kvh * D) * (F16 ? 2 : 4)) +
+                    c);
+                if (F16) {
+                    const __half2 *h2 = (const __half2 *)&raw;
+#pragma unroll
+                    for (int e = 0; e < EL / 2; e++) {
+                        const float2 f = __half22float2(h2[e]);
+                        vf[2 * e] = f.x, vf[2 * e + 1] = f.y;
+                    }
+                } else {
+                    const float *f = (const float *)&raw;
+#pragma unroll
+                    for (int e = 0; e < EL; e++) vf[e] = f[e];
+                }
+            }
+#pragma unroll
+            for (int e = 0; e < EL; e++) o[e] = fmaf(w, vf[e], o[e]);
+        }
         __syncthreads();
         float tsum = 0.0f;
         for (int w = 0; w < STP_WARPS; w++) tsum += wred[w];
         l = l * corr + tsum;
-#pragma unroll
-        for (int v = 0; v < VEC; v++) o[v] *= corr;
-        /* values: one position per warp, VEC dimensions a lane */
-        for (int jj = warp; jj < nt; jj += STP_WARPS) {
-            const int pp = t0 + jj;
-            const float w = sc[jj];
-            float vf[VEC];
-            if (pp == p) {
-#pragma unroll
-                for (int v = 0; v < VEC; v++) vf[v] = vc[lane * VEC + v];
-            } else {
-                const size_t off = ((size_t)__ldcg(table + pp / bs) * bs + pp % bs) * I.kv_dim +
-                                   (size_t)kvh * D + (size_t)lane * VEC;
-#pragma unroll
-                for (int v = 0; v < VEC; v++)
-                    vf[v] = F16 ? __half2float(__ldcg((const __half *)I.vc + off + v))
-                                : __ldcg((const float *)I.vc + off + v);
-            }
-#pragma unroll
-            for (int v = 0; v < VEC; v++) o[v] = fmaf(w, vf[v], o[v]);
-        }
-        __syncthreads(); /* sc and wred are rewritten by the next tile */
+        __syncthreads(); /* sc, offs and wred are rewritten by the next tile */
     }
+    /* the position lanes of a warp by shuffles, then the warps */
 #pragma unroll
-    for (int v = 0; v < VEC; v++) red[warp * D + lane * VEC + v] = o[v];
+    for (int e = 0; e < EL; e++)
+#pragma unroll
+        for (int o2 = CH; o2 < 32; o2 <<= 1) o[e] += __shfl_xor_sync(0xffffffffu, o[e], o2);
+    if (lane < CH)
+#pragma unroll
+        for (int e = 0; e < EL; e++) red[warp * D + c * EL + e] = o[e];
     __syncthreads();
     if (tid < D) {
         float acc = 0.0f;
         for (int w = 0; w < STP_WARPS; w++) acc += red[w * D + tid];
         I.att[(size_t)h * D + tid] = acc / l;
     }
+    (void)PW;
 }
 
 /* ---- the kernel ---- */
@@ -454,10 +559,14 @@ __global__ void __launch_bounds__(STP_THREADS, 1)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
+    __shared__ cuda_step_ins ins_sm;
+    if (n_ins > 0 && threadIdx.x < (int)(sizeof ins_sm / 4))
+        ((uint32_t *)&ins_sm)[threadIdx.x] = __ldg((const uint32_t *)prog + threadIdx.x);
+    __syncthreads();
     int slot = 0;
     for (int i = 0; i < n_ins; i++) {
-        const cuda_step_ins &I = prog[i];
-        if (i > 0) stp_barrier(bar, trace, i);
+        const cuda_step_ins &I = ins_sm;
+        if (i > 0) stp_barrier(bar, trace, i, prog + i, &ins_sm);
         if (trace && blockIdx.x == 0 && threadIdx.x == 0) trace[4 * i] = stp_now();
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
         /* the next kernel may start its weight reads during the last one */
@@ -472,14 +581,14 @@ __global__ void __launch_bounds__(STP_THREADS, 1)
             __syncthreads(); /* the x buffers are rewritten by the next instruction */
         } else if (I.head_dim == 64) {
             if (I.f16)
-                stp_attention<2, true>(I, (float *)scratch);
+                stp_attention<64, true>(I, (float *)scratch);
             else
-                stp_attention<2, false>(I, (float *)scratch);
+                stp_attention<64, false>(I, (float *)scratch);
         } else {
             if (I.f16)
-                stp_attention<4, true>(I, (float *)scratch);
+                stp_attention<128, true>(I, (float *)scratch);
             else
-                stp_attention<4, false>(I, (float *)scratch);
+                stp_attention<128, false>(I, (float *)scratch);
         }
     }
     if (trace && n_ins > 0) {
@@ -494,7 +603,7 @@ __global__ void __launch_bounds__(STP_THREADS, 1)
 }
 
 static size_t step_smem(void) {
-    const size_t attn = (size_t)(3 * 128 + STP_TILE + STP_WARPS * 128 + STP_WARPS) * 4;
+    const size_t attn = (size_t)(3 * 128 + 2 * STP_TILE + STP_WARPS * 128 + STP_WARPS) * 4;
     return STP_RING + (STP_SCRATCH > attn ? STP_SCRATCH : attn);
 }
 
