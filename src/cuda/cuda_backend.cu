@@ -108,7 +108,7 @@ typedef struct {
 /* A step program: the commands it replaces (compared byte for byte, as
  * graphs are) and its instructions in device memory. */
 #define STEP_MAX_PROGS 64
-#define STEP_MAX_INS   2048
+#define STEP_MAX_INS   CUDA_STEP_MAX_INS
 #define STEP_MIN_INS   4 /* shorter runs stay separate launches */
 typedef struct step_prog {
     uint64_t hash;
@@ -170,6 +170,8 @@ typedef struct {
     int q_prog_cap, q_prog_n; /* q_prog is valid for a queue of q_prog_n commands */
     cuda_step_ins *ins;       /* [STEP_MAX_INS] host scratch */
     unsigned *step_bar;       /* the grid barrier's 2 words */
+    float *step_part;         /* attention splits' partial results */
+    unsigned *step_tickets;   /* and their ticket counters */
     /* BEAST_CUDA_STEP_TRACE=1: time stamps of each launched program's
      * instructions, summed by kind and printed at destroy */
     int step_trace, trace_prog;
@@ -761,6 +763,10 @@ static int step_ready(cuda_impl *c) {
     if (!c->progs || !c->ins || !cuda_step_supported() ||
         cudaMalloc(&c->step_bar, 2 * sizeof(unsigned)) != cudaSuccess ||
         cudaMemset(c->step_bar, 0, 2 * sizeof(unsigned)) != cudaSuccess ||
+        cudaMalloc(&c->step_part, (size_t)CUDA_STEP_ATTN_HEADS * CUDA_STEP_ATTN_SPLITS * (128 + 2) *
+                                      sizeof(float)) != cudaSuccess ||
+        cudaMalloc(&c->step_tickets, CUDA_STEP_ATTN_HEADS * sizeof(unsigned)) != cudaSuccess ||
+        cudaMemset(c->step_tickets, 0, CUDA_STEP_ATTN_HEADS * sizeof(unsigned)) != cudaSuccess ||
         (c->step_trace &&
          cudaMalloc(&c->trace_dev, STEP_MAX_INS * 4 * sizeof *c->trace_dev) != cudaSuccess) ||
         cuda_step_run(c->stream, NULL, 0, c->step_bar, NULL) ||
@@ -786,7 +792,8 @@ static void step_prepare(cuda_impl *c) {
         int at = k, n_ins = 0;
         while (at < c->nq && n_ins < STEP_MAX_INS) {
             int used = step_parse_mv(c->q, c->nq, at, &c->ins[n_ins]);
-            if (!used) used = step_parse_attn(c->q, c->nq, at, &c->ins[n_ins]);
+            if (!used && (used = step_parse_attn(c->q, c->nq, at, &c->ins[n_ins])))
+                c->ins[n_ins].part = c->step_part, c->ins[n_ins].tickets = c->step_tickets;
             if (!used) break;
             at += used;
             n_ins++;
@@ -1287,6 +1294,8 @@ static void cu_destroy(backend *b) {
     free(c->ins);
     free(c->q_prog);
     if (c->step_bar) cudaFree(c->step_bar);
+    if (c->step_part) cudaFree(c->step_part);
+    if (c->step_tickets) cudaFree(c->step_tickets);
     for (int k = 0; k < c->n_weights; k++) cudaFree(c->weights[k]);
     free(c->weights);
     for (int k = 0; k < c->n_f16; k++) cudaFree(c->f16[k].h);

@@ -183,6 +183,7 @@ int cuda_attention(cudaStream_t s, float *out, const float *q, const bk_kv_layer
  * that needs them. The backend builds the program (cuda_backend.cu). */
 enum { CUDA_STEP_MV = 1, CUDA_STEP_ATTN = 2 };
 #define CUDA_STEP_MAX_COLS 16384
+#define CUDA_STEP_MAX_INS  512 /* a program's instructions (shared memory) */
 typedef struct {
     int kind;
     /* MV: out[j] = W_j x for n_jobs (<= 3) Q4_K / Q6_K weights of cols
@@ -207,7 +208,15 @@ typedef struct {
     int kv_dim, f16, max_blocks, block_size, n_head, n_head_kv, head_dim, n_rot, neox, window;
     float scale, freq_scale;
     double log2_base;
+    /* splits of each head's positions over several CTAs (up to
+     * CUDA_STEP_ATTN_SPLITS, as the grid allows, n_head <=
+     * CUDA_STEP_ATTN_HEADS): partial results [n_head][splits][head_dim + 2]
+     * and a ticket counter a head (zero, reset by the merging CTA) */
+    float *part;
+    unsigned *tickets;
 } cuda_step_ins;
+#define CUDA_STEP_ATTN_SPLITS 4
+#define CUDA_STEP_ATTN_HEADS  256
 /* Whether the device can run step programs (cooperative launch, enough
  * shared memory); cached. */
 int cuda_step_supported(void);

@@ -45,7 +45,9 @@
 #define STP_RING    ((size_t)STP_WARPS * STP_S * STP_SLOT)
 #define STP_TILE    STP_THREADS /* attention positions a pass */
 /* shared memory after the rings: the 8-bit x (or the attention's buffers) */
-#define STP_SCRATCH ((size_t)CUDA_STEP_MAX_COLS + CUDA_STEP_MAX_COLS / 32 * 8 + 64 * 4)
+#define STP_SCRATCH     ((size_t)CUDA_STEP_MAX_COLS + CUDA_STEP_MAX_COLS / 32 * 8 + 64 * 4)
+#define STP_ATTN_SM     ((size_t)(3 * 128 + 2 * STP_TILE + STP_WARPS * 128 + STP_WARPS) * 4)
+#define STP_SCRATCH_ALL (STP_SCRATCH > STP_ATTN_SM ? STP_SCRATCH : STP_ATTN_SM)
 
 static long g_step_launches;
 
@@ -105,37 +107,42 @@ static __device__ __forceinline__ int stp_bytes(int type) {
     return type == CQ_Q4_K ? 144 : 210;
 }
 
-/* group g of a mat-vec: its job, first row, and the two row pointers */
-static __device__ __forceinline__ void stp_group(const cuda_step_ins &I, int g, int &j, int &r0,
-                                                 const uint8_t *(&wr)[MVQ_R]) {
-    j = g >= I.groups_end[0] ? (g >= I.groups_end[1] ? 2 : 1) : 0;
-    const size_t rb = (size_t)(I.cols / 256) * stp_bytes(I.type[j]);
-    if (I.glu) {
-        r0 = g;
-        wr[0] = (const uint8_t *)I.w[0] + g * rb;
-        wr[1] = (const uint8_t *)I.w[1] + g * rb;
-    } else {
-        r0 = (g - (j ? I.groups_end[j - 1] : 0)) * MVQ_R;
-#pragma unroll
-        for (int r = 0; r < MVQ_R; r++)
-            wr[r] = (const uint8_t *)I.w[j] + (size_t)min(r0 + r, I.rows[j] - 1) * rb;
-    }
-}
+/* What the weight streams need of a mat-vec instruction, for every
+ * instruction of the program in shared memory (copied at the start), so the
+ * producers never wait on global memory to find their next rows. */
+struct stp_mv {
+    const uint8_t *w[3];
+    int groups; /* 0: not a mat-vec */
+    int cols, glu;
+    int type[3], rows[3], ge[2]; /* ge: the first two cumulative group counts */
+};
 
-static __device__ __forceinline__ int stp_groups(const cuda_step_ins &I) {
-    return I.groups_end[I.n_jobs - 1];
+/* group g of a mat-vec: its job, first row, and the two row pointers */
+static __device__ __forceinline__ void stp_group(const stp_mv &M, int g, int &j, int &r0,
+                                                 const uint8_t *(&wr)[MVQ_R]) {
+    j = g >= M.ge[0] ? (g >= M.ge[1] ? 2 : 1) : 0;
+    const size_t rb = (size_t)(M.cols / 256) * stp_bytes(M.type[j]);
+    if (M.glu) {
+        r0 = g;
+        wr[0] = M.w[0] + g * rb;
+        wr[1] = M.w[1] + g * rb;
+    } else {
+        r0 = (g - (j ? M.ge[j - 1] : 0)) * MVQ_R;
+#pragma unroll
+        for (int r = 0; r < MVQ_R; r++) wr[r] = M.w[j] + (size_t)min(r0 + r, M.rows[j] - 1) * rb;
+    }
 }
 
 /* A warp's producer: the (instruction, group, step) it copies next. */
 struct stp_producer {
-    const cuda_step_ins *prog;
+    const stp_mv *mv;  /* [n_ins] in shared memory */
     int n_ins, gw, nw; /* the warp's index in the grid, warps in the grid */
     int pi, pg, pk, slot;
 
     /* the first mat-vec at or after instruction i with a group for this warp */
     __device__ void seek(int i) {
         for (pi = i; pi < n_ins; pi++)
-            if (prog[pi].kind == CUDA_STEP_MV && gw < stp_groups(prog[pi])) break;
+            if (gw < mv[pi].groups) break;
         pg = gw;
         pk = 0;
     }
@@ -144,11 +151,11 @@ struct stp_producer {
      * the end keeps the consumer's count) */
     __device__ void issue(uint8_t *ring, int lane) {
         if (pi < n_ins) {
-            const cuda_step_ins &I = prog[pi];
+            const stp_mv &M = mv[pi];
             int j, r0;
             const uint8_t *wr[MVQ_R];
-            stp_group(I, pg, j, r0, wr);
-            const int bytes = stp_bytes(I.type[j]), nb = I.cols / 256;
+            stp_group(M, pg, j, r0, wr);
+            const int bytes = stp_bytes(M.type[j]), nb = M.cols / 256;
             const int nblk = min(8, nb - 8 * pk);
 #pragma unroll
             for (int r = 0; r < MVQ_R; r++) {
@@ -163,7 +170,7 @@ struct stp_producer {
             if (++pk == (nb * 4 + 31) / 32) {
                 pk = 0;
                 pg += nw;
-                if (pg >= stp_groups(I)) seek(pi + 1);
+                if (pg >= M.groups) seek(pi + 1);
             }
         }
         mvq_cp_commit();
@@ -301,12 +308,12 @@ static __device__ void stp_input(const cuda_step_ins &I, int8_t *xq, float *xd, 
 /* ---- a mat-vec instruction: the warp's groups ---- */
 template <int TYPE>
 static __device__ __forceinline__ void
-stp_group_steps(const cuda_step_ins &I, int g, int iters, int items, stp_producer &P, uint8_t *ring,
+stp_group_steps(const stp_mv &M, int g, int iters, int items, stp_producer &P, uint8_t *ring,
                 int &slot, const int8_t *xq, const float *xd, const float *xs, float (&acc)[MVQ_R],
                 int lane) {
     int j, r0;
     const uint8_t *wr[MVQ_R];
-    stp_group(I, g, j, r0, wr);
+    stp_group(M, g, j, r0, wr);
     for (int k = 0; k < iters; k++) {
         P.issue(ring, lane); /* STP_S - 1 steps ahead */
         mvq_cp_wait<STP_S - 1>();
@@ -326,17 +333,17 @@ stp_group_steps(const cuda_step_ins &I, int g, int iters, int items, stp_produce
     }
 }
 
-static __device__ void stp_matvec(const cuda_step_ins &I, stp_producer &P, uint8_t *ring, int &slot,
-                                  const int8_t *xq, const float *xd, const float *xs, int gw,
-                                  int nw, int lane) {
-    const int items = I.cols / 256 * 4, iters = (items + 31) / 32, groups = stp_groups(I);
+static __device__ void stp_matvec(const cuda_step_ins &I, const stp_mv &M, stp_producer &P,
+                                  uint8_t *ring, int &slot, const int8_t *xq, const float *xd,
+                                  const float *xs, int gw, int nw, int lane) {
+    const int items = I.cols / 256 * 4, iters = (items + 31) / 32, groups = M.groups;
     for (int g = gw; g < groups; g += nw) {
         float acc[MVQ_R] = {};
         const int j = g >= I.groups_end[0] ? (g >= I.groups_end[1] ? 2 : 1) : 0;
         if (I.type[j] == CQ_Q4_K)
-            stp_group_steps<CQ_Q4_K>(I, g, iters, items, P, ring, slot, xq, xd, xs, acc, lane);
+            stp_group_steps<CQ_Q4_K>(M, g, iters, items, P, ring, slot, xq, xd, xs, acc, lane);
         else
-            stp_group_steps<CQ_Q6_K>(I, g, iters, items, P, ring, slot, xq, xd, xs, acc, lane);
+            stp_group_steps<CQ_Q6_K>(M, g, iters, items, P, ring, slot, xq, xd, xs, acc, lane);
 #pragma unroll
         for (int r = 0; r < MVQ_R; r++)
 #pragma unroll
@@ -363,8 +370,11 @@ template <int D, bool F16> static __device__ void stp_attention(const cuda_step_
     /* values: a thread takes one 16-byte piece (EL elements) of V rows, at
      * positions j = its position lane mod PL */
     constexpr int EL = F16 ? 8 : 4, CH = D / EL, PL = STP_THREADS / CH, PW = 32 / CH;
-    const int h = blockIdx.x;
-    if (h >= I.n_head) return;
+    const int splits = I.part && I.n_head <= CUDA_STEP_ATTN_HEADS
+                           ? max(1, min(CUDA_STEP_ATTN_SPLITS, (int)gridDim.x / I.n_head))
+                           : 1;
+    if ((int)blockIdx.x >= I.n_head * splits) return;
+    const int h = blockIdx.x % I.n_head, sp = blockIdx.x / I.n_head;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int G = I.n_head / I.n_head_kv, kvh = h / G;
     float *qs = sm, *kc = qs + D, *vc = kc + D, *sc = vc + D; /* sc: [STP_TILE] */
@@ -372,7 +382,7 @@ template <int D, bool F16> static __device__ void stp_attention(const cuda_step_
     float *wred = red + STP_WARPS * D;                        /* [STP_WARPS] */
     int *offs = (int *)(wred + STP_WARPS);                    /* [STP_TILE] cache rows */
     const int p = __ldcg(I.pos), slot = __ldcg(I.slots);
-    const bool store = h % G == 0;
+    const bool store = h % G == 0 && sp == 0;
     const size_t coff = (size_t)slot * I.kv_dim + (size_t)kvh * D;
 
     /* rope of q (scaled) and k, the current k and v as the cache holds them */
@@ -417,15 +427,17 @@ template <int D, bool F16> static __device__ void stp_attention(const cuda_step_
     }
     __syncthreads();
 
-    const int lo = I.window > 0 ? max(0, p - I.window + 1) : 0;
+    const int lo0 = I.window > 0 ? max(0, p - I.window + 1) : 0;
+    const int chunk = ((p + 1 - lo0 + splits - 1) / splits + 31) & ~31;
+    const int lo = lo0 + sp * chunk, hi = min(p, lo + chunk - 1); /* this split's positions */
     const int32_t *table = I.block_table + (size_t)__ldcg(I.seq_row) * I.max_blocks;
     const int bs = I.block_size;
     const int c = tid % CH, pl = tid / CH; /* the value pass's piece and position lane */
     float m = -INFINITY, l = 0.0f, o[EL];
 #pragma unroll
     for (int e = 0; e < EL; e++) o[e] = 0.0f;
-    for (int t0 = lo; t0 <= p; t0 += STP_TILE) {
-        const int nt = min(STP_TILE, p + 1 - t0);
+    for (int t0 = lo; t0 <= hi; t0 += STP_TILE) {
+        const int nt = min(STP_TILE, hi + 1 - t0);
         /* scores: one position a thread (its cache row kept for the values) */
         float s = -INFINITY;
         if (tid < nt) {
@@ -532,11 +544,39 @@ template <int D, bool F16> static __device__ void stp_attention(const cuda_step_
 #pragma unroll
         for (int e = 0; e < EL; e++) red[warp * D + c * EL + e] = o[e];
     __syncthreads();
-    if (tid < D) {
-        float acc = 0.0f;
+    float acc = 0.0f;
+    if (tid < D)
         for (int w = 0; w < STP_WARPS; w++) acc += red[w * D + tid];
-        I.att[(size_t)h * D + tid] = acc / l;
+    if (splits == 1) {
+        if (tid < D) I.att[(size_t)h * D + tid] = acc / l;
+        return;
     }
+    /* several splits: the partial (o, m, l), then the last split of the head
+     * to arrive merges them all, in split order */
+    float *part = I.part + (size_t)h * splits * (D + 2);
+    if (tid < D) part[(size_t)sp * (D + 2) + tid] = acc;
+    if (tid == 0) part[(size_t)sp * (D + 2) + D] = m, part[(size_t)sp * (D + 2) + D + 1] = l;
+    __syncthreads();
+    __shared__ unsigned last;
+    if (tid == 0) {
+        __threadfence();
+        last = atomicAdd(I.tickets + h, 1u) == (unsigned)splits - 1;
+        if (last) {
+            __threadfence();
+            I.tickets[h] = 0; /* read again only after a grid barrier */
+        }
+    }
+    __syncthreads();
+    if (!last || tid >= D) return;
+    float M = -INFINITY;
+    for (int k = 0; k < splits; k++) M = fmaxf(M, __ldcg(part + (size_t)k * (D + 2) + D));
+    float L = 0.0f, O = 0.0f;
+    for (int k = 0; k < splits; k++) {
+        const float e = expf(__ldcg(part + (size_t)k * (D + 2) + D) - M); /* 0 for empty splits */
+        L += e * __ldcg(part + (size_t)k * (D + 2) + D + 1);
+        O += e * __ldcg(part + (size_t)k * (D + 2) + tid);
+    }
+    I.att[(size_t)h * D + tid] = O / L;
     (void)PW;
 }
 
@@ -550,10 +590,24 @@ __global__ void __launch_bounds__(STP_THREADS, 1)
     uint8_t *scratch = (uint8_t *)stp_sm + STP_RING;
     const int gw = blockIdx.x * STP_WARPS + warp, nw = gridDim.x * STP_WARPS;
 
+    /* the mat-vec descriptors, then the first weights: neither depends on the
+     * previous kernel */
+    stp_mv *mv = (stp_mv *)(scratch + STP_SCRATCH_ALL);
+    for (int t = threadIdx.x; t < n_ins; t += STP_THREADS) {
+        const cuda_step_ins &I = prog[t];
+        stp_mv M;
+        M.groups = I.kind == CUDA_STEP_MV ? I.groups_end[I.n_jobs - 1] : 0;
+        M.cols = I.cols, M.glu = I.glu;
+#pragma unroll
+        for (int k = 0; k < 3; k++)
+            M.w[k] = (const uint8_t *)I.w[k], M.type[k] = I.type[k], M.rows[k] = I.rows[k];
+        M.ge[0] = I.groups_end[0], M.ge[1] = I.groups_end[1];
+        mv[t] = M;
+    }
+    __syncthreads();
     stp_producer P;
-    P.prog = prog, P.n_ins = n_ins, P.gw = gw, P.nw = nw, P.slot = 0;
+    P.mv = mv, P.n_ins = n_ins, P.gw = gw, P.nw = nw, P.slot = 0;
     P.seek(0);
-    /* weights first: they do not depend on the previous kernel */
 #pragma unroll
     for (int i = 0; i < STP_S - 1; i++) P.issue(ring, lane);
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -577,7 +631,7 @@ __global__ void __launch_bounds__(STP_THREADS, 1)
             float *xd = (float *)(xq + I.cols), *xs = xd + I.cols / 32, *red = xs + I.cols / 32;
             stp_input(I, xq, xd, xs, red);
             if (trace && threadIdx.x == 0) atomicMax(trace + 4 * i + 1, stp_now());
-            stp_matvec(I, P, ring, slot, xq, xd, xs, gw, nw, lane);
+            stp_matvec(I, mv[i], P, ring, slot, xq, xd, xs, gw, nw, lane);
             __syncthreads(); /* the x buffers are rewritten by the next instruction */
         } else if (I.head_dim == 64) {
             if (I.f16)
@@ -602,9 +656,9 @@ __global__ void __launch_bounds__(STP_THREADS, 1)
     mvq_cp_wait<0>();
 }
 
-static size_t step_smem(void) {
-    const size_t attn = (size_t)(3 * 128 + 2 * STP_TILE + STP_WARPS * 128 + STP_WARPS) * 4;
-    return STP_RING + (STP_SCRATCH > attn ? STP_SCRATCH : attn);
+/* dynamic shared memory of a program of n_ins instructions */
+static size_t step_smem(int n_ins) {
+    return STP_RING + STP_SCRATCH_ALL + (size_t)n_ins * sizeof(stp_mv);
 }
 
 static int g_step_ctas = -1;
@@ -617,11 +671,12 @@ int cuda_step_supported(void) {
         cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
         cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev);
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-        if (coop && (size_t)optin >= step_smem() &&
+        const size_t most = step_smem(CUDA_STEP_MAX_INS);
+        if (coop && (size_t)optin >= most + sizeof(cuda_step_ins) &&
             cudaFuncSetAttribute(step_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 (int)step_smem()) == cudaSuccess &&
+                                 (int)most) == cudaSuccess &&
             cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, step_kernel, STP_THREADS,
-                                                          step_smem()) == cudaSuccess &&
+                                                          most) == cudaSuccess &&
             per_sm >= 1)
             g_step_ctas = sms; /* one CTA an SM */
         cudaGetLastError();
@@ -643,7 +698,11 @@ int cuda_step_run(cudaStream_t s, const cuda_step_ins *prog, int n_ins, unsigned
     attr[1].val.programmaticStreamSerializationAllowed = 1;
     cfg.gridDim = dim3(g_step_ctas);
     cfg.blockDim = dim3(STP_THREADS);
-    cfg.dynamicSmemBytes = step_smem();
+    if (n_ins > CUDA_STEP_MAX_INS) {
+        err_set("cuda: a step program of %d instructions (at most %d)", n_ins, CUDA_STEP_MAX_INS);
+        return -1;
+    }
+    cfg.dynamicSmemBytes = step_smem(n_ins);
     cfg.stream = s;
     cfg.attrs = attr;
     cfg.numAttrs = cuda_pdl() ? 2 : 1;
