@@ -207,6 +207,7 @@ static __device__ __forceinline__ void stp_quant4(float4 v, int i4, int n4, int8
 /* a norm's input: x and the weight in registers (one round trip), the sum
  * of squares, then the quantization from the registers */
 #define STP_NV 2 /* float4 a thread: norms of up to 4096 columns */
+#define STP_XV (CUDA_STEP_MAX_COLS / 4 / STP_THREADS) /* float4 a thread, other inputs */
 static __device__ __forceinline__ void stp_input_norm(const cuda_step_ins &I, const float4 *s4,
                                                       int n4, int8_t *xq, float *xd, float *xs,
                                                       float *red) {
@@ -279,27 +280,28 @@ static __device__ void stp_input(const cuda_step_ins &I, int8_t *xq, float *xd, 
         for (int k = 0; k < STP_WARPS; k++) ss += red[k];
         sc = (float)(1.0 / sqrt((double)ss / cols + I.eps));
     }
+    /* up to STP_XV float4 a thread in flight (one round trip for the widest
+     * x), then their quantization */
     float4 *nout = I.norm_w && I.norm_out && blockIdx.x == 0 ? (float4 *)I.norm_out : NULL;
-    for (int base = 0; base < n4; base += 2 * STP_THREADS) { /* whole warps: n4 % 64 == 0 */
-        float4 v[2];
+    for (int base = 0; base < n4; base += STP_XV * STP_THREADS) { /* n4 % 64 == 0 */
+        float4 v[STP_XV];
 #pragma unroll
-        for (int u = 0; u < 2; u++) {
+        for (int u = 0; u < STP_XV; u++) {
             const int i4 = base + u * STP_THREADS + threadIdx.x;
             v[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            if (i4 < n4) {
-                v[u] = __ldcg(s4 + i4);
-                if (I.norm_w) {
-                    const float4 w = __ldg((const float4 *)I.norm_w + i4);
-                    v[u] = make_float4(v[u].x * sc * w.x, v[u].y * sc * w.y, v[u].z * sc * w.z,
-                                       v[u].w * sc * w.w);
-                    if (nout) nout[i4] = v[u];
-                }
-            }
+            if (i4 < n4) v[u] = __ldcg(s4 + i4);
         }
 #pragma unroll
-        for (int u = 0; u < 2; u++) {
+        for (int u = 0; u < STP_XV; u++) {
+            const int i4 = base + u * STP_THREADS + threadIdx.x;
             if (base + u * STP_THREADS >= n4) break;
-            stp_quant4(v[u], base + u * STP_THREADS + threadIdx.x, n4, xq, xd, xs);
+            if (I.norm_w && i4 < n4) {
+                const float4 w = __ldg((const float4 *)I.norm_w + i4);
+                v[u] = make_float4(v[u].x * sc * w.x, v[u].y * sc * w.y, v[u].z * sc * w.z,
+                                   v[u].w * sc * w.w);
+                if (nout) nout[i4] = v[u];
+            }
+            stp_quant4(v[u], i4, n4, xq, xd, xs);
         }
     }
     __syncthreads();
