@@ -1226,6 +1226,29 @@ out:
     beast_model_free(mo);
 }
 
+/* A generated model in a fresh temporary file (path[64]): 0, or -1 after a
+ * failed check (no file left behind). */
+static int gen_temp(char *path, const gen_shape *shape, int wtype, int untied) {
+    snprintf(path, 64, "/tmp/beast_test_cuda_XXXXXX");
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        CHECK(0, "mkstemp");
+        return -1;
+    }
+    close(fd);
+    gen_params p = {0};
+    p.shape = shape;
+    p.wtype = wtype;
+    p.embd_type = -1;
+    p.seed = rng_u64();
+    p.n_threads = 4;
+    p.untied_output = untied;
+    int rc = gen_write(path, &p);
+    CHECK(rc == 0, "gen_write %s: %s", shape->name ? shape->name : shape->arch, err_get());
+    if (rc) unlink(path);
+    return rc;
+}
+
 static void test_generated(void) {
     struct {
         const char *preset;
@@ -1237,22 +1260,7 @@ static void test_generated(void) {
     };
     for (size_t k = 0; k < ARRAY_LEN(cases); k++) {
         char path[64];
-        snprintf(path, sizeof path, "/tmp/beast_test_cuda_XXXXXX");
-        int fd = mkstemp(path);
-        if (fd < 0) {
-            CHECK(0, "mkstemp");
-            return;
-        }
-        close(fd);
-        gen_params p = {0};
-        p.shape = gen_shape_preset(cases[k].preset);
-        p.wtype = cases[k].wtype;
-        p.embd_type = -1;
-        p.seed = rng_u64();
-        p.n_threads = 4;
-        p.untied_output = (int)(k & 1);
-        int rc = gen_write(path, &p);
-        CHECK(rc == 0, "gen_write %s: %s", cases[k].preset, err_get());
+        int rc = gen_temp(path, gen_shape_preset(cases[k].preset), cases[k].wtype, (int)(k & 1));
         if (!rc) {
             char label[96];
             snprintf(label, sizeof label, "%s %s%s", cases[k].preset, gen_type_name(cases[k].wtype),
@@ -1276,26 +1284,9 @@ static void test_generated(void) {
 static void test_step_shapes(void) {
     static const gen_shape shape = {NULL, "llama", 2, 512, 1024, 4, 1, 128, 2048, 10000.0f, 0, 0};
     char path[64];
-    snprintf(path, sizeof path, "/tmp/beast_test_cuda_XXXXXX");
-    int fd = mkstemp(path);
-    if (fd < 0) {
-        CHECK(0, "mkstemp");
-        return;
-    }
-    close(fd);
-    gen_params p = {0};
-    p.shape = &shape;
-    p.wtype = GEN_MIX_Q4_K_M;
-    p.embd_type = -1;
-    p.seed = rng_u64();
-    p.n_threads = 4;
-    p.untied_output = 1;
-    int rc = gen_write(path, &p);
-    CHECK(rc == 0, "gen_write: %s", err_get());
-    if (!rc) {
-        check_step(path, "llama head_dim 128 Q4_K_M (f32 KV)", 1, 1);
-        check_step(path, "llama head_dim 128 Q4_K_M", 0, 0);
-    }
+    if (gen_temp(path, &shape, GEN_MIX_Q4_K_M, 1)) return;
+    check_step(path, "llama head_dim 128 Q4_K_M (f32 KV)", 1, 1);
+    check_step(path, "llama head_dim 128 Q4_K_M", 0, 0);
     unlink(path);
 }
 

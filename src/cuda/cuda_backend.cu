@@ -23,7 +23,9 @@
  * changing the interface. In the environment, BEAST_CUDA_Q8=0 keeps the
  * one-token Q4_K / Q6_K mat-vec on float activations (cuda_mvq.cu is the default,
  * with 8-bit activations), BEAST_CUDA_GRAPHS=0 turns
- * graphs off, BEAST_CUDA_FUSE=0 the fusions, BEAST_CUDA_VERBOSE=1 prints
+ * graphs off, BEAST_CUDA_FUSE=0 the fusions, BEAST_CUDA_STEP=0 the one-token
+ * step programs (cuda_step.cu; BEAST_CUDA_STEP_TRACE=1 times their
+ * instructions, with graphs off), BEAST_CUDA_VERBOSE=1 prints
  * counters when the backend is destroyed, and BEAST_CUDA_PROFILE=1 times
  * each eager launch by kind (use with graphs off).
  *

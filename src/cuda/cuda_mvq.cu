@@ -91,25 +91,7 @@ static __device__ __forceinline__ void mvq_quant_x(const float *__restrict__ x, 
         for (int u = 0; u < 4; u++) {
             const int i4 = base + u * blockDim.x + threadIdx.x;
             if (base + u * (int)blockDim.x >= n4) break; /* whole warps: n4 % 64 == 0 */
-            float a =
-                fmaxf(fmaxf(fabsf(v[u].x), fabsf(v[u].y)), fmaxf(fabsf(v[u].z), fabsf(v[u].w)));
-            float sum = (v[u].x + v[u].y) + (v[u].z + v[u].w);
-#pragma unroll
-            for (int o = 1; o < 8; o <<= 1) {
-                a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
-                sum += __shfl_xor_sync(0xffffffffu, sum, o);
-            }
-            if (i4 < n4) {
-                const float inv = a > 0.0f ? 127.0f / a : 0.0f;
-                ((uint32_t *)xq)[i4] = (uint32_t)(__float2int_rn(v[u].x * inv) & 0xff) |
-                                       (uint32_t)(__float2int_rn(v[u].y * inv) & 0xff) << 8 |
-                                       (uint32_t)(__float2int_rn(v[u].z * inv) & 0xff) << 16 |
-                                       (uint32_t)(__float2int_rn(v[u].w * inv) & 0xff) << 24;
-                if ((i4 & 7) == 0) {
-                    xd[i4 >> 3] = a / 127.0f;
-                    xs[i4 >> 3] = sum;
-                }
-            }
+            mvq_quant4(v[u], i4, n4, xq, xd, xs);
         }
     }
 }

@@ -150,5 +150,30 @@ static __device__ __forceinline__ void mvq_cp_commit(void) {
 template <int N> static __device__ __forceinline__ void mvq_cp_wait(void) {
     asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
 }
+/* one float4 of x (element 4 * i4) into int8: the 8 threads of a block of
+ * 32 find its amax and float sum by shuffles (whole 8-lane groups, all
+ * lanes of the warp calling), then each stores its 4 codes, and the group's
+ * first the block's scale amax / 127 and sum */
+static __device__ __forceinline__ void mvq_quant4(float4 v, int i4, int n4, int8_t *xq, float *xd,
+                                                  float *xs) {
+    float a = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+    float sum = (v.x + v.y) + (v.z + v.w);
+#pragma unroll
+    for (int o = 1; o < 8; o <<= 1) {
+        a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
+        sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    }
+    if (i4 < n4) {
+        const float inv = a > 0.0f ? 127.0f / a : 0.0f;
+        ((uint32_t *)xq)[i4] = (uint32_t)(__float2int_rn(v.x * inv) & 0xff) |
+                               (uint32_t)(__float2int_rn(v.y * inv) & 0xff) << 8 |
+                               (uint32_t)(__float2int_rn(v.z * inv) & 0xff) << 16 |
+                               (uint32_t)(__float2int_rn(v.w * inv) & 0xff) << 24;
+        if ((i4 & 7) == 0) {
+            xd[i4 >> 3] = a / 127.0f;
+            xs[i4 >> 3] = sum;
+        }
+    }
+}
 
 #endif

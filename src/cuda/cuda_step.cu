@@ -182,28 +182,6 @@ struct stp_producer {
  * x (or rmsnorm(src) * norm_w) into int8 blocks of 32 (scale amax / 127 in
  * xd, exact float sum in xs), as cuda_mvq.cu's mvq_quant_x; CTA 0 also
  * stores the normed vector to norm_out. */
-static __device__ __forceinline__ void stp_quant4(float4 v, int i4, int n4, int8_t *xq, float *xd,
-                                                  float *xs) {
-    float a = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
-    float sum = (v.x + v.y) + (v.z + v.w);
-#pragma unroll
-    for (int o = 1; o < 8; o <<= 1) {
-        a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
-        sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    }
-    if (i4 < n4) {
-        const float inv = a > 0.0f ? 127.0f / a : 0.0f;
-        ((uint32_t *)xq)[i4] = (uint32_t)(__float2int_rn(v.x * inv) & 0xff) |
-                               (uint32_t)(__float2int_rn(v.y * inv) & 0xff) << 8 |
-                               (uint32_t)(__float2int_rn(v.z * inv) & 0xff) << 16 |
-                               (uint32_t)(__float2int_rn(v.w * inv) & 0xff) << 24;
-        if ((i4 & 7) == 0) {
-            xd[i4 >> 3] = a / 127.0f;
-            xs[i4 >> 3] = sum;
-        }
-    }
-}
-
 /* a norm's input: x and the weight in registers (one round trip), the sum
  * of squares, then the quantization from the registers */
 #define STP_NV 2 /* float4 a thread: norms of up to 4096 columns */
@@ -244,7 +222,7 @@ static __device__ __forceinline__ void stp_input_norm(const cuda_step_ins &I, co
         const float4 y = make_float4(v[k].x * sc * w[k].x, v[k].y * sc * w[k].y,
                                      v[k].z * sc * w[k].z, v[k].w * sc * w[k].w);
         if (nout && i4 < n4) nout[i4] = y;
-        stp_quant4(y, i4, n4, xq, xd, xs);
+        mvq_quant4(y, i4, n4, xq, xd, xs);
     }
 }
 
@@ -301,7 +279,7 @@ static __device__ void stp_input(const cuda_step_ins &I, int8_t *xq, float *xd, 
                                    v[u].w * sc * w.w);
                 if (nout) nout[i4] = v[u];
             }
-            stp_quant4(v[u], i4, n4, xq, xd, xs);
+            mvq_quant4(v[u], i4, n4, xq, xd, xs);
         }
     }
     __syncthreads();
