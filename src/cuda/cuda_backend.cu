@@ -741,9 +741,8 @@ static int step_find(cuda_impl *c, const cmd *q, int n, int n_ins) {
     step_prog *p = &c->progs[c->n_progs];
     p->cmds = (cmd *)malloc((size_t)n * sizeof(cmd));
     if (!p->cmds) return -1;
-    size_t bytes = (size_t)n_ins * sizeof(cuda_step_ins);
-    if (cudaMalloc(&p->dev, bytes) != cudaSuccess ||
-        cudaMemcpy(p->dev, c->ins, bytes, cudaMemcpyHostToDevice) != cudaSuccess) {
+    if (cudaMalloc(&p->dev, cuda_step_bytes(n_ins)) != cudaSuccess ||
+        cuda_step_upload(p->dev, c->ins, n_ins)) {
         cudaGetLastError();
         if (p->dev) cudaFree(p->dev);
         free(p->cmds);
@@ -834,7 +833,6 @@ static const char *const TRACE_KINDS[6] = {"norm+qkv",  "norm+glu", "mv+res",
 static void step_trace_collect(cuda_impl *c) {
     if (c->trace_prog < 0) return;
     const step_prog *p = &c->progs[c->trace_prog];
-    c->trace_prog = -1;
     size_t n = (size_t)p->n_ins * 4;
     unsigned long long *t = (unsigned long long *)malloc(n * sizeof *t);
     cuda_step_ins *ins = (cuda_step_ins *)malloc((size_t)p->n_ins * sizeof *ins);

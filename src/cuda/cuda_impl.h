@@ -220,7 +220,12 @@ typedef struct {
 /* Whether the device can run step programs (cooperative launch, enough
  * shared memory); cached. */
 int cuda_step_supported(void);
-/* Run n_ins instructions of prog (device memory); bar: 2 device words, zero
+/* A program's device copy: cuda_step_bytes(n_ins) bytes of device memory
+ * filled by cuda_step_upload (the instructions, then what the kernel's
+ * weight streams read of them, derived once here). 0 or -1 with err_set. */
+size_t cuda_step_bytes(int n_ins);
+int cuda_step_upload(void *dev, const cuda_step_ins *ins, int n_ins);
+/* Run n_ins instructions of prog (a device copy from cuda_step_upload); bar: 2 device words, zero
  * at first use, owned by the stream. trace: NULL, or 4 * n_ins words (zero,
  * zero, zero, all ones before the launch) that receive %globaltimer stamps
  * of each instruction: its start, the last CTA's input ready (mat-vecs),

@@ -99,11 +99,7 @@ static __device__ __forceinline__ void mvq_quant_x(const float *__restrict__ x, 
 /* a group's sums, reduced over the warp, written by lane 0 */
 static __device__ __forceinline__ void mvq_write(const mvq_jobs &jobs, int j, int r0,
                                                  float (&acc)[MVQ_R], int lane) {
-#pragma unroll
-    for (int r = 0; r < MVQ_R; r++) {
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
-    }
+    mvq_warp_sum(acc);
     if (lane == 0) {
         if (jobs.glu) {
             jobs.out[1][r0] = acc[1];

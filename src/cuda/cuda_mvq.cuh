@@ -176,4 +176,13 @@ static __device__ __forceinline__ void mvq_quant4(float4 v, int i4, int n4, int8
     }
 }
 
+/* each row's sum over the warp's lanes, in every lane (the same shuffle
+ * order wherever it is used, so fused and single launches agree) */
+static __device__ __forceinline__ void mvq_warp_sum(float (&acc)[MVQ_R]) {
+#pragma unroll
+    for (int r = 0; r < MVQ_R; r++)
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
+}
+
 #endif

@@ -117,6 +117,11 @@ struct stp_mv {
     int type[3], rows[3], ge[2]; /* ge: the first two cumulative group counts */
 };
 
+/* where a program's descriptors start in its device copy */
+static __host__ __device__ size_t stp_mv_offset(int n_ins) {
+    return ((size_t)n_ins * sizeof(cuda_step_ins) + 15) & ~(size_t)15;
+}
+
 /* group g of a mat-vec: its job, first row, and the two row pointers */
 static __device__ __forceinline__ void stp_group(const stp_mv &M, int g, int &j, int &r0,
                                                  const uint8_t *(&wr)[MVQ_R]) {
@@ -179,76 +184,36 @@ struct stp_producer {
 };
 
 /* ---- the 8-bit input of a mat-vec ----
- * x (or rmsnorm(src) * norm_w) into int8 blocks of 32 (scale amax / 127 in
- * xd, exact float sum in xs), as cuda_mvq.cu's mvq_quant_x; CTA 0 also
- * stores the normed vector to norm_out. */
-/* a norm's input: x and the weight in registers (one round trip), the sum
- * of squares, then the quantization from the registers */
-#define STP_NV 2 /* float4 a thread: norms of up to 4096 columns */
-#define STP_XV (CUDA_STEP_MAX_COLS / 4 / STP_THREADS) /* float4 a thread, other inputs */
-static __device__ __forceinline__ void stp_input_norm(const cuda_step_ins &I, const float4 *s4,
-                                                      int n4, int8_t *xq, float *xd, float *xs,
-                                                      float *red) {
-    float4 v[STP_NV], w[STP_NV];
-    float ss = 0.0f;
-#pragma unroll
-    for (int k = 0; k < STP_NV; k++) {
-        const int i4 = k * STP_THREADS + threadIdx.x;
-        v[k] = w[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        if (i4 < n4) {
-            v[k] = __ldcg(s4 + i4);
-            w[k] = __ldg((const float4 *)I.norm_w + i4);
-        }
-    }
-#pragma unroll
-    for (int k = 0; k < STP_NV; k++) {
-        ss = fmaf(v[k].x, v[k].x, ss);
-        ss = fmaf(v[k].y, v[k].y, ss);
-        ss = fmaf(v[k].z, v[k].z, ss);
-        ss = fmaf(v[k].w, v[k].w, ss);
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
-    __syncthreads();
-    ss = 0.0f;
-    for (int k = 0; k < STP_WARPS; k++) ss += red[k];
-    const float sc = (float)(1.0 / sqrt((double)ss / I.cols + I.eps));
-    float4 *nout = I.norm_out && blockIdx.x == 0 ? (float4 *)I.norm_out : NULL;
-#pragma unroll
-    for (int k = 0; k < STP_NV; k++) {
-        if (k * STP_THREADS >= n4) break; /* whole warps: n4 % 64 == 0 */
-        const int i4 = k * STP_THREADS + threadIdx.x;
-        const float4 y = make_float4(v[k].x * sc * w[k].x, v[k].y * sc * w[k].y,
-                                     v[k].z * sc * w[k].z, v[k].w * sc * w[k].w);
-        if (nout && i4 < n4) nout[i4] = y;
-        mvq_quant4(y, i4, n4, xq, xd, xs);
-    }
-}
-
-/* ---- the 8-bit input of a mat-vec ----
- * x (or rmsnorm(src) * norm_w) into int8 blocks of 32 (scale amax / 127 in
- * xd, exact float sum in xs), as cuda_mvq.cu's mvq_quant_x; CTA 0 also
- * stores the normed vector to norm_out. */
+ * x (or rmsnorm(src) * norm_w) into int8 blocks of 32 (mvq_quant4: scale
+ * amax / 127 in xd, exact float sum in xs); CTA 0 also stores the normed
+ * vector to norm_out. The whole x (at most CUDA_STEP_MAX_COLS) comes in one
+ * round trip, STP_XV float4 a thread; a norm's weight is prefetched into L1
+ * with it and read once the scale is known. */
+#define STP_XV (CUDA_STEP_MAX_COLS / 4 / STP_THREADS)
 static __device__ void stp_input(const cuda_step_ins &I, int8_t *xq, float *xd, float *xs,
                                  float *red) {
-    const int cols = I.cols, n4 = cols / 4;
-    const float *src = I.x + (I.src_row ? (size_t)__ldcg(I.src_row) * cols : 0);
-    const float4 *s4 = (const float4 *)src;
-    if (I.norm_w && n4 <= STP_NV * STP_THREADS) {
-        stp_input_norm(I, s4, n4, xq, xd, xs, red);
-        __syncthreads();
-        return;
+    const int n4 = I.cols / 4;
+    const float4 *s4 = (const float4 *)(I.x + (I.src_row ? (size_t)__ldcg(I.src_row) * I.cols : 0));
+    const float4 *w4 = (const float4 *)I.norm_w;
+    float4 v[STP_XV];
+    float ss = 0.0f;
+#pragma unroll
+    for (int u = 0; u < STP_XV; u++) {
+        const int i4 = u * STP_THREADS + threadIdx.x;
+        v[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (i4 < n4) {
+            v[u] = __ldcg(s4 + i4);
+            if (w4) asm volatile("prefetch.global.L1 [%0];" ::"l"(w4 + i4));
+        }
     }
     float sc = 1.0f;
-    if (I.norm_w) {
-        float ss = 0.0f;
-        for (int i = threadIdx.x; i < n4; i += STP_THREADS) {
-            const float4 v = __ldcg(s4 + i);
-            ss = fmaf(v.x, v.x, ss);
-            ss = fmaf(v.y, v.y, ss);
-            ss = fmaf(v.z, v.z, ss);
-            ss = fmaf(v.w, v.w, ss);
+    if (w4) {
+#pragma unroll
+        for (int u = 0; u < STP_XV; u++) {
+            ss = fmaf(v[u].x, v[u].x, ss);
+            ss = fmaf(v[u].y, v[u].y, ss);
+            ss = fmaf(v[u].z, v[u].z, ss);
+            ss = fmaf(v[u].w, v[u].w, ss);
         }
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
@@ -256,31 +221,20 @@ static __device__ void stp_input(const cuda_step_ins &I, int8_t *xq, float *xd, 
         __syncthreads();
         ss = 0.0f;
         for (int k = 0; k < STP_WARPS; k++) ss += red[k];
-        sc = (float)(1.0 / sqrt((double)ss / cols + I.eps));
+        sc = (float)(1.0 / sqrt((double)ss / I.cols + I.eps));
     }
-    /* up to STP_XV float4 a thread in flight (one round trip for the widest
-     * x), then their quantization */
-    float4 *nout = I.norm_w && I.norm_out && blockIdx.x == 0 ? (float4 *)I.norm_out : NULL;
-    for (int base = 0; base < n4; base += STP_XV * STP_THREADS) { /* n4 % 64 == 0 */
-        float4 v[STP_XV];
+    float4 *nout = w4 && I.norm_out && blockIdx.x == 0 ? (float4 *)I.norm_out : NULL;
 #pragma unroll
-        for (int u = 0; u < STP_XV; u++) {
-            const int i4 = base + u * STP_THREADS + threadIdx.x;
-            v[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            if (i4 < n4) v[u] = __ldcg(s4 + i4);
+    for (int u = 0; u < STP_XV; u++) {
+        if (u * STP_THREADS >= n4) break; /* whole warps: n4 % 64 == 0 */
+        const int i4 = u * STP_THREADS + threadIdx.x;
+        if (w4 && i4 < n4) {
+            const float4 w = __ldg(w4 + i4);
+            v[u] = make_float4(v[u].x * sc * w.x, v[u].y * sc * w.y, v[u].z * sc * w.z,
+                               v[u].w * sc * w.w);
+            if (nout) nout[i4] = v[u];
         }
-#pragma unroll
-        for (int u = 0; u < STP_XV; u++) {
-            const int i4 = base + u * STP_THREADS + threadIdx.x;
-            if (base + u * STP_THREADS >= n4) break;
-            if (I.norm_w && i4 < n4) {
-                const float4 w = __ldg((const float4 *)I.norm_w + i4);
-                v[u] = make_float4(v[u].x * sc * w.x, v[u].y * sc * w.y, v[u].z * sc * w.z,
-                                   v[u].w * sc * w.w);
-                if (nout) nout[i4] = v[u];
-            }
-            mvq_quant4(v[u], i4, n4, xq, xd, xs);
-        }
+        mvq_quant4(v[u], i4, n4, xq, xd, xs);
     }
     __syncthreads();
 }
@@ -288,12 +242,9 @@ static __device__ void stp_input(const cuda_step_ins &I, int8_t *xq, float *xd, 
 /* ---- a mat-vec instruction: the warp's groups ---- */
 template <int TYPE>
 static __device__ __forceinline__ void
-stp_group_steps(const stp_mv &M, int g, int iters, int items, stp_producer &P, uint8_t *ring,
-                int &slot, const int8_t *xq, const float *xd, const float *xs, float (&acc)[MVQ_R],
-                int lane) {
-    int j, r0;
-    const uint8_t *wr[MVQ_R];
-    stp_group(M, g, j, r0, wr);
+stp_group_steps(const uint8_t *const (&wr)[MVQ_R], int iters, int items, stp_producer &P,
+                uint8_t *ring, int &slot, const int8_t *xq, const float *xd, const float *xs,
+                float (&acc)[MVQ_R], int lane) {
     for (int k = 0; k < iters; k++) {
         P.issue(ring, lane); /* STP_S - 1 steps ahead */
         mvq_cp_wait<STP_S - 1>();
@@ -319,21 +270,19 @@ static __device__ void stp_matvec(const cuda_step_ins &I, const stp_mv &M, stp_p
     const int items = I.cols / 256 * 4, iters = (items + 31) / 32, groups = M.groups;
     for (int g = gw; g < groups; g += nw) {
         float acc[MVQ_R] = {};
-        const int j = g >= I.groups_end[0] ? (g >= I.groups_end[1] ? 2 : 1) : 0;
-        if (I.type[j] == CQ_Q4_K)
-            stp_group_steps<CQ_Q4_K>(M, g, iters, items, P, ring, slot, xq, xd, xs, acc, lane);
+        int j, r0;
+        const uint8_t *wr[MVQ_R];
+        stp_group(M, g, j, r0, wr);
+        if (M.type[j] == CQ_Q4_K)
+            stp_group_steps<CQ_Q4_K>(wr, iters, items, P, ring, slot, xq, xd, xs, acc, lane);
         else
-            stp_group_steps<CQ_Q6_K>(M, g, iters, items, P, ring, slot, xq, xd, xs, acc, lane);
-#pragma unroll
-        for (int r = 0; r < MVQ_R; r++)
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
+            stp_group_steps<CQ_Q6_K>(wr, iters, items, P, ring, slot, xq, xd, xs, acc, lane);
+        mvq_warp_sum(acc);
         if (lane == 0) {
             if (I.glu) {
                 I.out[1][g] = acc[1];
                 I.out[0][g] = mvq_act(acc[0], I.glu - 1) * acc[1];
             } else {
-                const int r0 = (g - (j ? I.groups_end[j - 1] : 0)) * MVQ_R;
 #pragma unroll
                 for (int r = 0; r < MVQ_R; r++)
                     if (r0 + r < I.rows[j]) {
@@ -349,7 +298,7 @@ static __device__ void stp_matvec(const cuda_step_ins &I, const stp_mv &M, stp_p
 template <int D, bool F16> static __device__ void stp_attention(const cuda_step_ins &I, float *sm) {
     /* values: a thread takes one 16-byte piece (EL elements) of V rows, at
      * positions j = its position lane mod PL */
-    constexpr int EL = F16 ? 8 : 4, CH = D / EL, PL = STP_THREADS / CH, PW = 32 / CH;
+    constexpr int EL = F16 ? 8 : 4, CH = D / EL, PL = STP_THREADS / CH;
     const int splits = I.part && I.n_head <= CUDA_STEP_ATTN_HEADS
                            ? max(1, min(CUDA_STEP_ATTN_SPLITS, (int)gridDim.x / I.n_head))
                            : 1;
@@ -557,7 +506,6 @@ template <int D, bool F16> static __device__ void stp_attention(const cuda_step_
         O += e * __ldcg(part + (size_t)k * (D + 2) + tid);
     }
     I.att[(size_t)h * D + tid] = O / L;
-    (void)PW;
 }
 
 /* ---- the kernel ---- */
@@ -570,19 +518,13 @@ __global__ void __launch_bounds__(STP_THREADS, 1)
     uint8_t *scratch = (uint8_t *)stp_sm + STP_RING;
     const int gw = blockIdx.x * STP_WARPS + warp, nw = gridDim.x * STP_WARPS;
 
-    /* the mat-vec descriptors, then the first weights: neither depends on the
-     * previous kernel */
+    /* the mat-vec descriptors (after the instructions, cuda_step_upload),
+     * then the first weights: neither depends on the previous kernel */
     stp_mv *mv = (stp_mv *)(scratch + STP_SCRATCH_ALL);
-    for (int t = threadIdx.x; t < n_ins; t += STP_THREADS) {
-        const cuda_step_ins &I = prog[t];
-        stp_mv M;
-        M.groups = I.kind == CUDA_STEP_MV ? I.groups_end[I.n_jobs - 1] : 0;
-        M.cols = I.cols, M.glu = I.glu;
-#pragma unroll
-        for (int k = 0; k < 3; k++)
-            M.w[k] = (const uint8_t *)I.w[k], M.type[k] = I.type[k], M.rows[k] = I.rows[k];
-        M.ge[0] = I.groups_end[0], M.ge[1] = I.groups_end[1];
-        mv[t] = M;
+    {
+        const uint2 *src = (const uint2 *)((const char *)prog + stp_mv_offset(n_ins));
+        for (int t = threadIdx.x; t < n_ins * (int)(sizeof *mv / 8); t += STP_THREADS)
+            ((uint2 *)mv)[t] = __ldg(src + t);
     }
     __syncthreads();
     stp_producer P;
@@ -652,7 +594,7 @@ int cuda_step_supported(void) {
         cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev);
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
         const size_t most = step_smem(CUDA_STEP_MAX_INS);
-        if (coop && (size_t)optin >= most + sizeof(cuda_step_ins) &&
+        if (coop && (size_t)optin >= most &&
             cudaFuncSetAttribute(step_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  (int)most) == cudaSuccess &&
             cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, step_kernel, STP_THREADS,
@@ -692,6 +634,37 @@ int cuda_step_run(cudaStream_t s, const cuda_step_ins *prog, int n_ins, unsigned
         return -1;
     }
     g_step_launches++;
+    return 0;
+}
+
+size_t cuda_step_bytes(int n_ins) {
+    return stp_mv_offset(n_ins) + (size_t)n_ins * sizeof(stp_mv);
+}
+
+int cuda_step_upload(void *dev, const cuda_step_ins *ins, int n_ins) {
+    const size_t bytes = cuda_step_bytes(n_ins);
+    uint8_t *h = (uint8_t *)calloc(1, bytes);
+    if (!h) {
+        err_set("out of memory");
+        return -1;
+    }
+    memcpy(h, ins, (size_t)n_ins * sizeof *ins);
+    stp_mv *mv = (stp_mv *)(h + stp_mv_offset(n_ins));
+    for (int t = 0; t < n_ins; t++) {
+        const cuda_step_ins &I = ins[t];
+        stp_mv &M = mv[t];
+        M.groups = I.kind == CUDA_STEP_MV ? I.groups_end[I.n_jobs - 1] : 0;
+        M.cols = I.cols, M.glu = I.glu;
+        for (int k = 0; k < 3; k++)
+            M.w[k] = (const uint8_t *)I.w[k], M.type[k] = I.type[k], M.rows[k] = I.rows[k];
+        M.ge[0] = I.groups_end[0], M.ge[1] = I.groups_end[1];
+    }
+    cudaError_t e = cudaMemcpy(dev, h, bytes, cudaMemcpyHostToDevice);
+    free(h);
+    if (e != cudaSuccess) {
+        err_set("cuda: step program upload: %s", cudaGetErrorString(e));
+        return -1;
+    }
     return 0;
 }
 
