@@ -1280,13 +1280,18 @@ static void test_generated(void) {
 
 /* step programs on a second shape: head_dim 128, four query heads on one KV
  * head, 512 columns (Q6_K rows of two blocks: 2-byte aligned), f32 KV, a
- * sequence that grows past the short span */
+ * sequence that grows past the short span; and with one split a head */
 static void test_step_shapes(void) {
     static const gen_shape shape = {NULL, "llama", 2, 512, 1024, 4, 1, 128, 2048, 10000.0f, 0, 0};
     char path[64];
     if (gen_temp(path, &shape, GEN_MIX_Q4_K_M, 1)) return;
     check_step(path, "llama head_dim 128 Q4_K_M (f32 KV)", 1, 1);
     check_step(path, "llama head_dim 128 Q4_K_M", 0, 0);
+    /* one split a head: up to 512 positions a CTA, tiles after the first */
+    setenv("BEAST_CUDA_STEP_SPLITS", "1", 1);
+    check_step(path, "llama head_dim 128 Q4_K_M (f32 KV, 1 split)", 1, 1);
+    check_step(path, "llama head_dim 128 Q4_K_M (1 split)", 0, 1);
+    unsetenv("BEAST_CUDA_STEP_SPLITS");
     unlink(path);
 }
 

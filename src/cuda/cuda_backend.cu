@@ -173,13 +173,13 @@ typedef struct {
     cuda_step_ins *ins;       /* [STEP_MAX_INS] host scratch */
     unsigned *step_bar;       /* the grid barrier's 2 words */
     float *step_part;         /* attention splits' partial results */
-    unsigned *step_tickets;   /* and their ticket counters */
     /* BEAST_CUDA_STEP_TRACE=1: time stamps of each launched program's
      * instructions, summed by kind and printed at destroy */
     int step_trace, trace_prog;
+    int step_splits; /* BEAST_CUDA_STEP_SPLITS: at most this many (0: as the grid allows) */
     unsigned long long *trace_dev;
-    double trace_sum[6][4];
-    long trace_n[6], trace_launches;
+    double trace_sum[7][4];
+    long trace_n[7], trace_launches;
     double trace_total;
     double init_ms, upload_ms, capture_ms; /* load-time split (bk_cuda_stats) */
 } cuda_impl;
@@ -653,7 +653,7 @@ static int step_parse_mv(const cmd *q, int n, int k, cuda_step_ins *I) {
     I->x = (const float *)src;
     if (norm) {
         I->norm_w = (const float *)norm->p[2];
-        I->norm_out = (float *)norm->p[0];
+        I->x_out = (float *)norm->p[0];
         I->eps = norm->f[0];
         I->src_row = gat ? (const int32_t *)gat->p[2] : NULL;
     }
@@ -762,12 +762,10 @@ static int step_ready(cuda_impl *c) {
     c->progs = (step_prog *)calloc(STEP_MAX_PROGS, sizeof *c->progs);
     c->ins = (cuda_step_ins *)malloc(STEP_MAX_INS * sizeof *c->ins);
     if (!c->progs || !c->ins || !cuda_step_supported() ||
-        cudaMalloc(&c->step_bar, 2 * sizeof(unsigned)) != cudaSuccess ||
-        cudaMemset(c->step_bar, 0, 2 * sizeof(unsigned)) != cudaSuccess ||
-        cudaMalloc(&c->step_part, (size_t)CUDA_STEP_ATTN_HEADS * CUDA_STEP_ATTN_SPLITS * (128 + 2) *
-                                      sizeof(float)) != cudaSuccess ||
-        cudaMalloc(&c->step_tickets, CUDA_STEP_ATTN_HEADS * sizeof(unsigned)) != cudaSuccess ||
-        cudaMemset(c->step_tickets, 0, CUDA_STEP_ATTN_HEADS * sizeof(unsigned)) != cudaSuccess ||
+        cudaMalloc(&c->step_bar, sizeof(unsigned)) != cudaSuccess ||
+        cudaMemset(c->step_bar, 0, sizeof(unsigned)) != cudaSuccess ||
+        cudaMalloc(&c->step_part, (size_t)CUDA_STEP_ATTN_MAX * (128 + 2) * sizeof(float)) !=
+            cudaSuccess ||
         (c->step_trace &&
          cudaMalloc(&c->trace_dev, STEP_MAX_INS * 4 * sizeof *c->trace_dev) != cudaSuccess) ||
         cuda_step_run(c->stream, NULL, 0, c->step_bar, NULL) ||
@@ -777,6 +775,19 @@ static int step_ready(cuda_impl *c) {
         c->step_mode = 0;
     }
     return c->step_mode;
+}
+
+/* an attention's splits a head in a program: as many as fill the grid (up
+ * to CUDA_STEP_ATTN_SPLITS, or BEAST_CUDA_STEP_SPLITS), 0 if its heads
+ * alone would not fit it */
+static int step_splits(const cuda_impl *c, int n_head) {
+    const int ctas = cuda_step_ctas();
+    if (n_head < 1 || n_head > ctas || n_head > CUDA_STEP_ATTN_MAX) return 0;
+    int s = ctas / n_head;
+    if (s > CUDA_STEP_ATTN_SPLITS) s = CUDA_STEP_ATTN_SPLITS;
+    if (c->step_splits > 0 && s > c->step_splits) s = c->step_splits;
+    while (n_head * s > CUDA_STEP_ATTN_MAX) s--;
+    return s;
 }
 
 static void step_prepare(cuda_impl *c) {
@@ -793,8 +804,25 @@ static void step_prepare(cuda_impl *c) {
         int at = k, n_ins = 0;
         while (at < c->nq && n_ins < STEP_MAX_INS) {
             int used = step_parse_mv(c->q, c->nq, at, &c->ins[n_ins]);
-            if (!used && (used = step_parse_attn(c->q, c->nq, at, &c->ins[n_ins])))
-                c->ins[n_ins].part = c->step_part, c->ins[n_ins].tickets = c->step_tickets;
+            if (!used && (used = step_parse_attn(c->q, c->nq, at, &c->ins[n_ins]))) {
+                /* an attention is taken with the mat-vec that reads its
+                 * output: that one merges the splits */
+                cuda_step_ins *A = &c->ins[n_ins], *M = A + 1;
+                const int mu =
+                    n_ins + 1 < STEP_MAX_INS ? step_parse_mv(c->q, c->nq, at + used, M) : 0;
+                const int S = step_splits(c, A->n_head);
+                if (!mu || !S || M->norm_w || M->x != A->att || M->cols != A->n_head * A->head_dim)
+                    break;
+                A->splits = S;
+                A->part = c->step_part;
+                A->part_ml = c->step_part + (size_t)CUDA_STEP_ATTN_MAX * 128;
+                M->x = A->part, M->merge_ml = A->part_ml;
+                M->merge_splits = S, M->merge_dim = A->head_dim;
+                M->x_out = (float *)A->att; /* for whatever reads it after the program */
+                at += used + mu;
+                n_ins += 2;
+                continue;
+            }
             if (!used) break;
             at += used;
             n_ins++;
@@ -828,8 +856,8 @@ static int run_step(cuda_impl *c, int k) {
 
 /* the traced program's stamps, summed by instruction kind: norm + q/k/v,
  * norm + gate/up, mat-vec + residual, attention, output, other */
-static const char *const TRACE_KINDS[6] = {"norm+qkv",  "norm+glu", "mv+res",
-                                           "attention", "output",   "other"};
+static const char *const TRACE_KINDS[7] = {"norm+qkv", "norm+glu", "mv+res",  "attention",
+                                           "output",   "other",    "merge+mv"};
 static void step_trace_collect(cuda_impl *c) {
     if (c->trace_prog < 0) return;
     const step_prog *p = &c->progs[c->trace_prog];
@@ -843,6 +871,7 @@ static void step_trace_collect(cuda_impl *c) {
         for (int i = 0; i < p->n_ins; i++) {
             const cuda_step_ins *I = &ins[i];
             int kind = I->kind == CUDA_STEP_ATTN ? 3
+                       : I->merge_splits         ? 6
                        : I->src_row              ? 4
                        : I->glu && I->norm_w     ? 1
                        : I->res                  ? 2
@@ -1274,7 +1303,7 @@ static void cu_destroy(backend *b) {
                 c->trace_launches, 1e-3 * c->trace_total / c->trace_launches);
         fprintf(stderr, "  %-10s %8s %8s %8s %8s %8s\n", "kind", "count", "input", "work", "spread",
                 "barrier");
-        for (int k = 0; k < 6; k++)
+        for (int k = 0; k < 7; k++)
             if (c->trace_n[k])
                 fprintf(stderr, "  %-10s %8ld %8.2f %8.2f %8.2f %8.2f\n", TRACE_KINDS[k],
                         c->trace_n[k], 1e-3 * c->trace_sum[k][0] / c->trace_n[k],
@@ -1295,7 +1324,6 @@ static void cu_destroy(backend *b) {
     free(c->q_prog);
     if (c->step_bar) cudaFree(c->step_bar);
     if (c->step_part) cudaFree(c->step_part);
-    if (c->step_tickets) cudaFree(c->step_tickets);
     for (int k = 0; k < c->n_weights; k++) cudaFree(c->weights[k]);
     free(c->weights);
     for (int k = 0; k < c->n_f16; k++) cudaFree(c->f16[k].h);
@@ -1372,6 +1400,8 @@ extern "C" backend *bk_cuda_new(int device) {
     c->f16_mode = env_flag("BEAST_CUDA_F16W", 1);
     c->step_mode = env_flag("BEAST_CUDA_STEP", 1);
     c->step_trace = env_flag("BEAST_CUDA_STEP_TRACE", 0);
+    const char *sv = getenv("BEAST_CUDA_STEP_SPLITS");
+    c->step_splits = sv && *sv ? atoi(sv) : 0;
     c->trace_prog = -1;
     {
         const char *v = getenv("BEAST_CUDA_MV_MAX");

@@ -189,34 +189,40 @@ typedef struct {
     /* MV: out[j] = W_j x for n_jobs (<= 3) Q4_K / Q6_K weights of cols
      * columns (a type each); glu (1 + bk_act): out[0] = act(W_0 x) * W_1 x,
      * out[1] = W_1 x. x is x, or with norm_w: rmsnorm(src) * norm_w where
-     * src = x + (src_row ? *src_row * cols : 0), that normed vector also
-     * stored to norm_out (when not NULL); res (one job): res += out. */
+     * src = x + (src_row ? *src_row * cols : 0), or with merge_splits: the
+     * merge of an attention instruction's splits (x its partial outputs,
+     * merge_ml their maxima and sums, heads of merge_dim columns). The
+     * vector built (normed or merged) is also stored to x_out (when not
+     * NULL); res (one job): res += out. */
     int n_jobs, glu, cols;
     int type[3], rows[3], groups_end[3]; /* type: CQ_Q4_K / CQ_Q6_K */
     const void *w[3];
     float *out[3];
-    const float *x, *norm_w;
-    float *norm_out, *res;
+    const float *x, *norm_w, *merge_ml;
+    float *x_out, *res;
     const int32_t *src_row;
     float eps;
+    int merge_splits, merge_dim;
     /* ATTN (one token): q and k rotated (not written back), k and v stored
-     * in the cache at slots[0], then out = attention of the token */
+     * in the cache at slots[0], then each head's positions split over
+     * `splits` CTAs (n_head * splits <= the grid), whose unnormalised
+     * outputs go to part [n_head][splits][head_dim] and their (max, sum) to
+     * part_ml [n_head][splits][2]; the mat-vec that reads the attention's
+     * output att merges them (merge_splits) and stores att (x_out) */
     float *att;
     const float *q, *k, *v;
     void *kc, *vc;
     const int32_t *pos, *slots, *seq_row, *block_table;
     int kv_dim, f16, max_blocks, block_size, n_head, n_head_kv, head_dim, n_rot, neox, window;
+    int splits;
     float scale, freq_scale;
     double log2_base;
-    /* splits of each head's positions over several CTAs (up to
-     * CUDA_STEP_ATTN_SPLITS, as the grid allows, n_head <=
-     * CUDA_STEP_ATTN_HEADS): partial results [n_head][splits][head_dim + 2]
-     * and a ticket counter a head (zero, reset by the merging CTA) */
-    float *part;
-    unsigned *tickets;
+    float *part, *part_ml;
 } cuda_step_ins;
-#define CUDA_STEP_ATTN_SPLITS 4
-#define CUDA_STEP_ATTN_HEADS  256
+#define CUDA_STEP_ATTN_SPLITS 4    /* at most, as the grid allows */
+#define CUDA_STEP_ATTN_MAX    1024 /* n_head * splits (the partial results' room) */
+/* CTAs of a step program's grid (one an SM), 0 where programs cannot run */
+int cuda_step_ctas(void);
 /* Whether the device can run step programs (cooperative launch, enough
  * shared memory); cached. */
 int cuda_step_supported(void);

@@ -43,18 +43,19 @@
 #define STP_ROW     (8 * 210 + 32)    /* a row's step: 8 blocks + alignment slack */
 #define STP_SLOT    (MVQ_R * STP_ROW) /* a step of a group's 2 rows */
 #define STP_RING    ((size_t)STP_WARPS * STP_S * STP_SLOT)
-#define STP_TILE    STP_THREADS /* attention positions a pass */
 /* shared memory after the rings: the 8-bit x (or the attention's buffers) */
 #define STP_SCRATCH     ((size_t)CUDA_STEP_MAX_COLS + CUDA_STEP_MAX_COLS / 32 * 8 + 64 * 4)
-#define STP_ATTN_SM     ((size_t)(3 * 128 + 2 * STP_TILE + STP_WARPS * 128 + STP_WARPS) * 4)
+#define STP_ATTN_SM     ((size_t)(3 * 128 + STP_THREADS / 4 + STP_WARPS * 128 + STP_THREADS / 64) * 4)
 #define STP_SCRATCH_ALL (STP_SCRATCH > STP_ATTN_SM ? STP_SCRATCH : STP_ATTN_SM)
 
 static long g_step_launches;
 
 /* ---- grid barrier ----
- * bar[0] counts arrivals, bar[1] is the generation. The last CTA to arrive
- * resets the count and bumps the generation; the others spin until it
- * changes. Self-resetting, so consecutive launches need no memset. */
+ * One word: CTA 0 adds 2^31 - (n - 1), every other CTA 1, so the word's top
+ * bit flips exactly when the last CTA arrives (and its low bits return to
+ * where they were: self-resetting, consecutive launches need no memset).
+ * Each CTA spins until the bit differs from the one its own add saw: one
+ * atomic round trip and a poll, no second word for a generation. */
 static __device__ __forceinline__ unsigned stp_ld_acquire(const unsigned *p) {
     unsigned v;
     asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
@@ -82,18 +83,13 @@ static __device__ __forceinline__ void stp_barrier(unsigned *bar, unsigned long 
     if (threadIdx.x == 0) {
         /* arrive with release semantics (the CTA's writes, ordered by the
          * __syncthreads above, become visible with it), wait with acquire */
-        unsigned gen, old;
-        asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(gen) : "l"(bar + 1) : "memory");
-        asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;"
+        const unsigned inc = blockIdx.x == 0 ? 0x80000000u - (gridDim.x - 1) : 1u;
+        unsigned old;
+        asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], %2;"
                      : "=r"(old)
-                     : "l"(bar)
+                     : "l"(bar), "r"(inc)
                      : "memory");
-        if (old == gridDim.x - 1) {
-            asm volatile("st.relaxed.gpu.global.u32 [%0], 0;" ::"l"(bar) : "memory");
-            asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(bar + 1) : "memory");
-        } else {
-            while (stp_ld_acquire(bar + 1) == gen) {
-            }
+        while (((stp_ld_acquire(bar) ^ old) & 0x80000000u) == 0) {
         }
     } else if (threadIdx.x >= 32 && threadIdx.x < 32 + (int)(sizeof *next / 4)) {
         /* meanwhile the next instruction into shared memory */
@@ -184,15 +180,55 @@ struct stp_producer {
 };
 
 /* ---- the 8-bit input of a mat-vec ----
- * x (or rmsnorm(src) * norm_w) into int8 blocks of 32 (mvq_quant4: scale
- * amax / 127 in xd, exact float sum in xs); CTA 0 also stores the normed
- * vector to norm_out. The whole x (at most CUDA_STEP_MAX_COLS) comes in one
- * round trip, STP_XV float4 a thread; a norm's weight is prefetched into L1
- * with it and read once the scale is known. */
+ * x, rmsnorm(src) * norm_w, or the merge of an attention's splits, into
+ * int8 blocks of 32 (mvq_quant4: scale amax / 127 in xd, exact float sum in
+ * xs); CTA 0 also stores the vector built to x_out. The whole x (at most
+ * CUDA_STEP_MAX_COLS) comes in one round trip, STP_XV float4 a thread; a
+ * norm's weight is prefetched into L1 with it and read once the scale is
+ * known. */
 #define STP_XV (CUDA_STEP_MAX_COLS / 4 / STP_THREADS)
+
+/* element 4 * i4 of the attention's output: its head's splits merged in
+ * split order, out = sum_k e_k o_k / sum_k e_k l_k with e_k = exp(m_k - M) */
+static __device__ __forceinline__ float4 stp_merge(const cuda_step_ins &I, int i4) {
+    const int S = I.merge_splits, D = I.merge_dim, e = 4 * i4, h = e / D;
+    const float4 *o4 = (const float4 *)(I.x + (size_t)h * S * D + e % D);
+    const float2 *ml = (const float2 *)(I.merge_ml + (size_t)h * S * 2);
+    float4 o[CUDA_STEP_ATTN_SPLITS];
+    float2 mk[CUDA_STEP_ATTN_SPLITS];
+#pragma unroll
+    for (int k = 0; k < CUDA_STEP_ATTN_SPLITS; k++)
+        if (k < S) o[k] = __ldcg(o4 + (size_t)k * D / 4), mk[k] = __ldcg(ml + k);
+    float M = -INFINITY;
+#pragma unroll
+    for (int k = 0; k < CUDA_STEP_ATTN_SPLITS; k++)
+        if (k < S) M = fmaxf(M, mk[k].x);
+    float L = 0.0f;
+    float4 O = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+    for (int k = 0; k < CUDA_STEP_ATTN_SPLITS; k++)
+        if (k < S) {
+            const float w = expf(mk[k].x - M); /* 0 for an empty split */
+            L += w * mk[k].y;
+            O.x += w * o[k].x, O.y += w * o[k].y, O.z += w * o[k].z, O.w += w * o[k].w;
+        }
+    return make_float4(O.x / L, O.y / L, O.z / L, O.w / L);
+}
+
 static __device__ void stp_input(const cuda_step_ins &I, int8_t *xq, float *xd, float *xs,
                                  float *red) {
     const int n4 = I.cols / 4;
+    float4 *xout = blockIdx.x == 0 ? (float4 *)I.x_out : NULL;
+    if (I.merge_splits) { /* each float4 merged and quantized in turn */
+#pragma unroll 2
+        for (int i4 = threadIdx.x; i4 < n4; i4 += STP_THREADS) { /* whole warps */
+            const float4 v = stp_merge(I, i4);
+            if (xout) xout[i4] = v;
+            mvq_quant4(v, i4, n4, xq, xd, xs);
+        }
+        __syncthreads();
+        return;
+    }
     const float4 *s4 = (const float4 *)(I.x + (I.src_row ? (size_t)__ldcg(I.src_row) * I.cols : 0));
     const float4 *w4 = (const float4 *)I.norm_w;
     float4 v[STP_XV];
@@ -223,7 +259,6 @@ static __device__ void stp_input(const cuda_step_ins &I, int8_t *xq, float *xd, 
         for (int k = 0; k < STP_WARPS; k++) ss += red[k];
         sc = (float)(1.0 / sqrt((double)ss / I.cols + I.eps));
     }
-    float4 *nout = w4 && I.norm_out && blockIdx.x == 0 ? (float4 *)I.norm_out : NULL;
 #pragma unroll
     for (int u = 0; u < STP_XV; u++) {
         if (u * STP_THREADS >= n4) break; /* whole warps: n4 % 64 == 0 */
@@ -232,8 +267,8 @@ static __device__ void stp_input(const cuda_step_ins &I, int8_t *xq, float *xd, 
             const float4 w = __ldg(w4 + i4);
             v[u] = make_float4(v[u].x * sc * w.x, v[u].y * sc * w.y, v[u].z * sc * w.z,
                                v[u].w * sc * w.w);
-            if (nout) nout[i4] = v[u];
         }
+        if (xout && i4 < n4) xout[i4] = v[u];
         mvq_quant4(v[u], i4, n4, xq, xd, xs);
     }
     __syncthreads();
@@ -294,27 +329,119 @@ static __device__ void stp_matvec(const cuda_step_ins &I, const stp_mv &M, stp_p
     }
 }
 
-/* ---- the attention instruction: one query head a CTA ---- */
-template <int D, bool F16> static __device__ void stp_attention(const cuda_step_ins &I, float *sm) {
-    /* values: a thread takes one 16-byte piece (EL elements) of V rows, at
-     * positions j = its position lane mod PL */
-    constexpr int EL = F16 ? 8 : 4, CH = D / EL, PL = STP_THREADS / CH;
-    const int splits = I.part && I.n_head <= CUDA_STEP_ATTN_HEADS
-                           ? max(1, min(CUDA_STEP_ATTN_SPLITS, (int)gridDim.x / I.n_head))
-                           : 1;
-    if ((int)blockIdx.x >= I.n_head * splits) return;
+/* ---- the attention instruction: a split of one query head a CTA ----
+ * Latency, not bandwidth, bounds it (a few hundred cached positions), so
+ * its global round trips are what it is written around: the cache rows of
+ * the split's positions are found once a program (the first attention
+ * fills stp_rows, later layers hit it: same positions, same block table),
+ * then the tile's K and V rows are requested before q, k and v (which the
+ * previous instruction wrote) arrive, and the splits are merged by the
+ * mat-vec that reads the output (stp_merge), not by a ticket here. What is
+ * left is about two round trips and the arithmetic. */
+template <bool F16> static __device__ __forceinline__ void cuda_step_unpack(uint4 raw, float *f) {
+    if (F16) {
+        const __half2 *h2 = (const __half2 *)&raw;
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const float2 t = __half22float2(h2[e]);
+            f[2 * e] = t.x, f[2 * e + 1] = t.y;
+        }
+    } else {
+        const float *t = (const float *)&raw;
+#pragma unroll
+        for (int e = 0; e < 4; e++) f[e] = t[e];
+    }
+}
+
+#define STP_ROWS 512 /* positions of a split whose rows are cached */
+struct stp_rows {
+    const void *pos, *seq_row, *table;
+    int bs, mb, window, n_head, splits, valid;
+    int p, lo, n;      /* the current position, the split's first, its count */
+    int row[STP_ROWS]; /* cache row of position lo + i */
+};
+
+/* the attention's thread layout for head_dim D and the cache's element
+ * size: 16-byte pieces of EL elements, CH a row. The score pass gives each
+ * position of a tile TP threads (KQ = 2 pieces each, so a tile's loads fit
+ * in registers beside the mat-vec's state); the value pass gives thread (c, pl) piece c of
+ * the rows j = pl (mod PL), R of them a tile of TK positions. */
+template <int D, bool F16> struct stp_al {
+    static constexpr int EL = F16 ? 8 : 4, CH = D / EL, KQ = 2;
+    static constexpr int TP = CH / KQ, TK = STP_THREADS / TP, PL = STP_THREADS / CH, R = TK / PL;
+    static_assert(R >= 1 && KQ >= 1 && TK <= 128 && TK % 32 == 0, "attention layout");
+};
+
+/* a tile's K (KQ pieces of a row a thread) and V rows requested; the current
+ * position's come from registers. Without a hit, the rows are looked up in
+ * the block table and kept in rc. */
+template <int D, bool F16>
+static __device__ __forceinline__ void
+stp_attn_load(int t0, int lo, int hi, int p, bool hit, stp_rows &rc, const int32_t *table, int bs,
+              const char *kb, const char *vb, size_t stride, uint4 (&kr)[stp_al<D, F16>::KQ],
+              uint4 (&vr)[stp_al<D, F16>::R]) {
+    using L = stp_al<D, F16>;
+    constexpr int CH = L::CH, KQ = L::KQ, TK = L::TK, PL = L::PL, R = L::R;
+    const int tid = threadIdx.x, j = tid / L::TP, qd = tid % L::TP, c = tid % CH, pl = tid / CH;
+    const int nt = min(TK, hi + 1 - t0);
+    if (j < nt && t0 + j != p) {
+        const int pp = t0 + j;
+        const int row = hit ? rc.row[pp - lo] : __ldcg(table + pp / bs) * bs + pp % bs;
+        if (!hit && qd == 0 && pp - lo < STP_ROWS) rc.row[pp - lo] = row;
+        const uint4 *kp = (const uint4 *)(kb + (size_t)row * stride) + qd * KQ;
+#pragma unroll
+        for (int u = 0; u < KQ; u++) kr[u] = __ldcg(kp + u);
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const int jj = pl + PL * r, pp = t0 + jj;
+        if (jj < nt && pp != p) {
+            const int row = hit ? rc.row[pp - lo] : __ldcg(table + pp / bs) * bs + pp % bs;
+            vr[r] = __ldcg((const uint4 *)(vb + (size_t)row * stride) + c);
+        }
+    }
+}
+
+template <int D, bool F16>
+static __device__ void stp_attention(const cuda_step_ins &I, float *sm, stp_rows &rc) {
+    using L = stp_al<D, F16>;
+    constexpr int EL = L::EL, CH = L::CH, KQ = L::KQ, TP = L::TP, TK = L::TK, PL = L::PL;
+    constexpr int R = L::R, ES = F16 ? 2 : 4;
+    const int S = I.splits;
+    if ((int)blockIdx.x >= I.n_head * S) return;
     const int h = blockIdx.x % I.n_head, sp = blockIdx.x / I.n_head;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int G = I.n_head / I.n_head_kv, kvh = h / G;
-    float *qs = sm, *kc = qs + D, *vc = kc + D, *sc = vc + D; /* sc: [STP_TILE] */
-    float *red = sc + STP_TILE;                               /* [STP_WARPS][D] */
-    float *wred = red + STP_WARPS * D;                        /* [STP_WARPS] */
-    int *offs = (int *)(wred + STP_WARPS);                    /* [STP_TILE] cache rows */
-    const int p = __ldcg(I.pos), slot = __ldcg(I.slots);
-    const bool store = h % G == 0 && sp == 0;
-    const size_t coff = (size_t)slot * I.kv_dim + (size_t)kvh * D;
+    float *qs = sm, *kc = qs + D, *vc = kc + D, *sc = vc + D; /* sc: [TK] */
+    float *red = sc + TK;                                     /* [STP_WARPS][D] */
+    float *wred = red + STP_WARPS * D;                        /* [2][TK / 32] */
+    const bool hit = rc.valid && rc.pos == I.pos && rc.seq_row == I.seq_row &&
+                     rc.table == I.block_table && rc.bs == I.block_size && rc.mb == I.max_blocks &&
+                     rc.window == I.window && rc.n_head == I.n_head && rc.splits == S;
+    int p, lo, hi;
+    const int32_t *table = NULL;
+    if (hit) {
+        p = rc.p, lo = rc.lo, hi = rc.lo + rc.n - 1;
+    } else {
+        p = __ldcg(I.pos);
+        const int lo0 = I.window > 0 ? max(0, p - I.window + 1) : 0;
+        const int chunk = ((p + 1 - lo0 + S - 1) / S + 31) & ~31;
+        lo = lo0 + sp * chunk, hi = min(p, lo + chunk - 1);
+        table = I.block_table + (size_t)__ldcg(I.seq_row) * I.max_blocks;
+        if (tid == 0) rc.valid = 0; /* its rows are rewritten below */
+    }
+    const int bs = I.block_size;
+    const size_t stride = (size_t)I.kv_dim * ES;
+    const char *kb = (const char *)I.kc + (size_t)kvh * D * ES;
+    const char *vb = (const char *)I.vc + (size_t)kvh * D * ES;
+    const int j = tid / TP, qd = tid % TP; /* score pass: position j, piece group qd */
+    const int c = tid % CH, pl = tid / CH; /* value pass */
+    uint4 kr[KQ], vr[R];
+    if (lo <= hi) stp_attn_load<D, F16>(lo, lo, hi, p, hit, rc, table, bs, kb, vb, stride, kr, vr);
 
     /* rope of q (scaled) and k, the current k and v as the cache holds them */
+    const bool store = h % G == 0 && sp == 0;
+    const size_t coff = (size_t)__ldcg(I.slots) * I.kv_dim + (size_t)kvh * D;
     if (tid < D / 2) {
         const int half = I.n_rot / 2, pr = tid;
         const float *qh = I.q + (size_t)h * D, *kh = I.k + (size_t)kvh * D;
@@ -356,113 +483,81 @@ template <int D, bool F16> static __device__ void stp_attention(const cuda_step_
     }
     __syncthreads();
 
-    const int lo0 = I.window > 0 ? max(0, p - I.window + 1) : 0;
-    const int chunk = ((p + 1 - lo0 + splits - 1) / splits + 31) & ~31;
-    const int lo = lo0 + sp * chunk, hi = min(p, lo + chunk - 1); /* this split's positions */
-    const int32_t *table = I.block_table + (size_t)__ldcg(I.seq_row) * I.max_blocks;
-    const int bs = I.block_size;
-    const int c = tid % CH, pl = tid / CH; /* the value pass's piece and position lane */
     float m = -INFINITY, l = 0.0f, o[EL];
 #pragma unroll
     for (int e = 0; e < EL; e++) o[e] = 0.0f;
-    for (int t0 = lo; t0 <= hi; t0 += STP_TILE) {
-        const int nt = min(STP_TILE, hi + 1 - t0);
-        /* scores: one position a thread (its cache row kept for the values) */
-        float s = -INFINITY;
-        if (tid < nt) {
-            const int pp = t0 + tid;
-            s = 0.0f;
-            if (pp == p) {
-                offs[tid] = -1;
-#pragma unroll 8
-                for (int d = 0; d < D; d++) s = fmaf(qs[d], kc[d], s);
+    for (int t0 = lo; t0 <= hi; t0 += TK) {
+        const int nt = min(TK, hi + 1 - t0);
+        if (t0 != lo) {
+            __syncthreads(); /* the last tile's sc and wred are read */
+            stp_attn_load<D, F16>(t0, lo, hi, p, hit, rc, table, bs, kb, vb, stride, kr, vr);
+        }
+        /* scores: KQ pieces of a row a thread, summed over its TP lanes */
+        float s = 0.0f;
+        if (j < nt) {
+            const float *qq = qs + qd * (KQ * EL);
+            if (t0 + j == p) {
+#pragma unroll
+                for (int d = 0; d < KQ * EL; d++) s = fmaf(qq[d], kc[qd * (KQ * EL) + d], s);
             } else {
-                const int row = __ldcg(table + pp / bs) * bs + pp % bs;
-                offs[tid] = row;
-                const uint4 *kr =
-                    (const uint4 *)((const char *)I.kc +
-                                    ((size_t)row * I.kv_dim + (size_t)kvh * D) * (F16 ? 2 : 4));
-                constexpr int B = CH < 8 ? CH : 8; /* 16-byte loads in flight */
 #pragma unroll
-                for (int u0 = 0; u0 < CH; u0 += B) {
-                    uint4 raw[B];
+                for (int u = 0; u < KQ; u++) {
+                    float kf[EL];
+                    cuda_step_unpack<F16>(kr[u], kf);
 #pragma unroll
-                    for (int u = 0; u < B; u++) raw[u] = __ldcg(kr + u0 + u);
-#pragma unroll
-                    for (int u = 0; u < B; u++) {
-                        float kf[EL];
-                        if (F16) {
-                            const __half2 *h2 = (const __half2 *)&raw[u];
-#pragma unroll
-                            for (int e = 0; e < EL / 2; e++) {
-                                const float2 f = __half22float2(h2[e]);
-                                kf[2 * e] = f.x, kf[2 * e + 1] = f.y;
-                            }
-                        } else {
-                            const float *f = (const float *)&raw[u];
-#pragma unroll
-                            for (int e = 0; e < EL; e++) kf[e] = f[e];
-                        }
-#pragma unroll
-                        for (int e = 0; e < EL; e++) s = fmaf(qs[(u0 + u) * EL + e], kf[e], s);
-                    }
+                    for (int e = 0; e < EL; e++) s = fmaf(qq[u * EL + e], kf[e], s);
                 }
             }
         }
-        /* the tile's max, then its exponentials and their sum */
-        float t = s;
 #pragma unroll
-        for (int o2 = 16; o2 > 0; o2 >>= 1) t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, o2));
-        if (lane == 0) wred[warp] = t;
+        for (int o2 = 1; o2 < TP; o2 <<= 1) s += __shfl_xor_sync(0xffffffffu, s, o2);
+        if (qd == 0 && j < nt) sc[j] = s;
+        __syncthreads();
+        /* the tile's max, then its exponentials and their sum */
+        if (tid < TK) {
+            float t = tid < nt ? sc[tid] : -INFINITY;
+#pragma unroll
+            for (int o2 = 16; o2 > 0; o2 >>= 1) t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, o2));
+            if (lane == 0) wred[warp] = t;
+        }
         __syncthreads();
         float tmax = wred[0];
-        for (int w = 1; w < STP_WARPS; w++) tmax = fmaxf(tmax, wred[w]);
+#pragma unroll
+        for (int w = 1; w < TK / 32; w++) tmax = fmaxf(tmax, wred[w]);
         const float mn = fmaxf(m, tmax), corr = expf(m - mn); /* 0 on the first tile */
         m = mn;
-        const float pw = tid < nt ? expf(s - mn) : 0.0f;
-        sc[tid] = pw;
-        float ts = pw;
+        if (tid < TK) {
+            const float pw = tid < nt ? expf(sc[tid] - mn) : 0.0f;
+            sc[tid] = pw;
+            float ts = pw;
 #pragma unroll
-        for (int o2 = 16; o2 > 0; o2 >>= 1) ts += __shfl_xor_sync(0xffffffffu, ts, o2);
-        __syncthreads(); /* every thread has read wred's maxima; sc and offs are written */
-        if (lane == 0) wred[warp] = ts;
-            /* values: 16-byte pieces of V rows, independent loads */
-#pragma unroll
-        for (int e = 0; e < EL; e++) o[e] *= corr;
-#pragma unroll 4
-        for (int j = pl; j < nt; j += PL) {
-            const int row = offs[j];
-            const float w = sc[j];
-            float vf[EL];
-            if (row < 0) {
-#pragma unroll
-                for (int e = 0; e < EL; e++) vf[e] = vc[c * EL + e];
-            } else {
-                const uint4 raw = __ldcg(
-                    (const uint4 *)((const char *)I.vc +
-                                    ((size_t)row * I.kv_dim + (size_t)kvh * D) * (F16 ? 2 : 4)) +
-                    c);
-                if (F16) {
-                    const __half2 *h2 = (const __half2 *)&raw;
-#pragma unroll
-                    for (int e = 0; e < EL / 2; e++) {
-                        const float2 f = __half22float2(h2[e]);
-                        vf[2 * e] = f.x, vf[2 * e + 1] = f.y;
-                    }
-                } else {
-                    const float *f = (const float *)&raw;
-#pragma unroll
-                    for (int e = 0; e < EL; e++) vf[e] = f[e];
-                }
-            }
-#pragma unroll
-            for (int e = 0; e < EL; e++) o[e] = fmaf(w, vf[e], o[e]);
+            for (int o2 = 16; o2 > 0; o2 >>= 1) ts += __shfl_xor_sync(0xffffffffu, ts, o2);
+            if (lane == 0) wred[TK / 32 + warp] = ts;
         }
         __syncthreads();
         float tsum = 0.0f;
-        for (int w = 0; w < STP_WARPS; w++) tsum += wred[w];
+#pragma unroll
+        for (int w = 0; w < TK / 32; w++) tsum += wred[TK / 32 + w];
         l = l * corr + tsum;
-        __syncthreads(); /* sc, offs and wred are rewritten by the next tile */
+        /* values */
+#pragma unroll
+        for (int e = 0; e < EL; e++) o[e] *= corr;
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const int jj = pl + PL * r;
+            if (jj < nt) {
+                const float w = sc[jj];
+                float vf[EL];
+                if (t0 + jj == p) {
+#pragma unroll
+                    for (int e = 0; e < EL; e++) vf[e] = vc[c * EL + e];
+                } else {
+                    cuda_step_unpack<F16>(vr[r], vf);
+                }
+#pragma unroll
+                for (int e = 0; e < EL; e++) o[e] = fmaf(w, vf[e], o[e]);
+            }
+        }
     }
     /* the position lanes of a warp by shuffles, then the warps */
 #pragma unroll
@@ -473,39 +568,21 @@ template <int D, bool F16> static __device__ void stp_attention(const cuda_step_
 #pragma unroll
         for (int e = 0; e < EL; e++) red[warp * D + c * EL + e] = o[e];
     __syncthreads();
-    float acc = 0.0f;
-    if (tid < D)
+    const size_t at = (size_t)h * S + sp;
+    if (tid < D) {
+        float acc = 0.0f;
         for (int w = 0; w < STP_WARPS; w++) acc += red[w * D + tid];
-    if (splits == 1) {
-        if (tid < D) I.att[(size_t)h * D + tid] = acc / l;
-        return;
+        I.part[at * D + tid] = acc;
     }
-    /* several splits: the partial (o, m, l), then the last split of the head
-     * to arrive merges them all, in split order */
-    float *part = I.part + (size_t)h * splits * (D + 2);
-    if (tid < D) part[(size_t)sp * (D + 2) + tid] = acc;
-    if (tid == 0) part[(size_t)sp * (D + 2) + D] = m, part[(size_t)sp * (D + 2) + D + 1] = l;
-    __syncthreads();
-    __shared__ unsigned last;
     if (tid == 0) {
-        __threadfence();
-        last = atomicAdd(I.tickets + h, 1u) == (unsigned)splits - 1;
-        if (last) {
-            __threadfence();
-            I.tickets[h] = 0; /* read again only after a grid barrier */
+        I.part_ml[2 * at] = m, I.part_ml[2 * at + 1] = l;
+        if (!hit && hi + 1 - lo <= STP_ROWS) { /* the rows of every tile are in rc.row */
+            rc.pos = I.pos, rc.seq_row = I.seq_row, rc.table = I.block_table;
+            rc.bs = I.block_size, rc.mb = I.max_blocks, rc.window = I.window;
+            rc.n_head = I.n_head, rc.splits = S;
+            rc.p = p, rc.lo = lo, rc.n = max(0, hi + 1 - lo), rc.valid = 1;
         }
     }
-    __syncthreads();
-    if (!last || tid >= D) return;
-    float M = -INFINITY;
-    for (int k = 0; k < splits; k++) M = fmaxf(M, __ldcg(part + (size_t)k * (D + 2) + D));
-    float L = 0.0f, O = 0.0f;
-    for (int k = 0; k < splits; k++) {
-        const float e = expf(__ldcg(part + (size_t)k * (D + 2) + D) - M); /* 0 for empty splits */
-        L += e * __ldcg(part + (size_t)k * (D + 2) + D + 1);
-        O += e * __ldcg(part + (size_t)k * (D + 2) + tid);
-    }
-    I.att[(size_t)h * D + tid] = O / L;
 }
 
 /* ---- the kernel ---- */
@@ -516,7 +593,9 @@ __global__ void __launch_bounds__(STP_THREADS, 1)
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     uint8_t *ring = (uint8_t *)stp_sm + (size_t)warp * STP_S * STP_SLOT;
     uint8_t *scratch = (uint8_t *)stp_sm + STP_RING;
-    const int gw = blockIdx.x * STP_WARPS + warp, nw = gridDim.x * STP_WARPS;
+    /* warps of the grid numbered across the CTAs first, so a mat-vec of
+     * fewer groups than warps still spreads over every SM */
+    const int gw = warp * gridDim.x + blockIdx.x, nw = gridDim.x * STP_WARPS;
 
     /* the mat-vec descriptors (after the instructions, cuda_step_upload),
      * then the first weights: neither depends on the previous kernel */
@@ -536,6 +615,8 @@ __global__ void __launch_bounds__(STP_THREADS, 1)
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
     __shared__ cuda_step_ins ins_sm;
+    __shared__ stp_rows rows;
+    if (threadIdx.x == 0) rows.valid = 0;
     if (n_ins > 0 && threadIdx.x < (int)(sizeof ins_sm / 4))
         ((uint32_t *)&ins_sm)[threadIdx.x] = __ldg((const uint32_t *)prog + threadIdx.x);
     __syncthreads();
@@ -557,14 +638,14 @@ __global__ void __launch_bounds__(STP_THREADS, 1)
             __syncthreads(); /* the x buffers are rewritten by the next instruction */
         } else if (I.head_dim == 64) {
             if (I.f16)
-                stp_attention<64, true>(I, (float *)scratch);
+                stp_attention<64, true>(I, (float *)scratch, rows);
             else
-                stp_attention<64, false>(I, (float *)scratch);
+                stp_attention<64, false>(I, (float *)scratch, rows);
         } else {
             if (I.f16)
-                stp_attention<128, true>(I, (float *)scratch);
+                stp_attention<128, true>(I, (float *)scratch, rows);
             else
-                stp_attention<128, false>(I, (float *)scratch);
+                stp_attention<128, false>(I, (float *)scratch, rows);
         }
     }
     if (trace && n_ins > 0) {
@@ -604,6 +685,10 @@ int cuda_step_supported(void) {
         cudaGetLastError();
     }
     return g_step_ctas > 0;
+}
+
+int cuda_step_ctas(void) {
+    return cuda_step_supported() ? g_step_ctas : 0;
 }
 
 int cuda_step_run(cudaStream_t s, const cuda_step_ins *prog, int n_ins, unsigned *bar,
