@@ -40,7 +40,6 @@
 #define STP_WARPS   16
 #define STP_THREADS (32 * STP_WARPS)
 #define STP_S       3                 /* ring slots a warp */
-#define STP_PF      4                 /* steps a warp prefetches into L2 beyond its ring */
 #define STP_ROW     (8 * 210 + 32)    /* a row's step: 8 blocks + alignment slack */
 #define STP_SLOT    (MVQ_R * STP_ROW) /* a step of a group's 2 rows */
 #define STP_RING    ((size_t)STP_WARPS * STP_S * STP_SLOT)
@@ -135,98 +134,45 @@ static __device__ __forceinline__ void stp_group(const stp_mv &M, int g, int &j,
     }
 }
 
-/* A place in a warp's sequence of (instruction, group, step). */
-struct stp_cursor {
-    int pi, pg, pk;
+/* A warp's producer: the (instruction, group, step) it copies next. */
+struct stp_producer {
+    const stp_mv *mv;  /* [n_ins] in shared memory */
+    int n_ins, gw, nw; /* the warp's index in the grid, warps in the grid */
+    int pi, pg, pk, slot;
 
-    /* the first mat-vec at or after instruction i with a group for warp gw */
-    __device__ void seek(const stp_mv *mv, int n_ins, int gw, int i) {
+    /* the first mat-vec at or after instruction i with a group for this warp */
+    __device__ void seek(int i) {
         for (pi = i; pi < n_ins; pi++)
             if (gw < mv[pi].groups) break;
         pg = gw;
         pk = 0;
     }
 
-    __device__ void next(const stp_mv *mv, int n_ins, int gw, int nw) {
-        const stp_mv &M = mv[pi];
-        if (++pk == (M.cols / 256 * 4 + 31) / 32) {
-            pk = 0;
-            pg += nw;
-            if (pg >= M.groups) seek(mv, n_ins, gw, pi + 1);
-        }
-    }
-
-    /* the 16-byte aligned superset of each row's bytes of this step */
-    __device__ void ranges(const stp_mv *mv, const uint8_t *(&lo)[MVQ_R],
-                           int (&chunks)[MVQ_R]) const {
-        const stp_mv &M = mv[pi];
-        int j, r0;
-        const uint8_t *wr[MVQ_R];
-        stp_group(M, pg, j, r0, wr);
-        const int bytes = stp_bytes(M.type[j]), nblk = min(8, M.cols / 256 - 8 * pk);
-#pragma unroll
-        for (int r = 0; r < MVQ_R; r++) {
-            const uintptr_t a = (uintptr_t)(wr[r] + (size_t)8 * pk * bytes);
-            lo[r] = (const uint8_t *)(a & ~(uintptr_t)15);
-            chunks[r] =
-                (int)(((a + (uintptr_t)nblk * bytes + 15) & ~(uintptr_t)15) - (uintptr_t)lo[r]) /
-                16;
-        }
-    }
-};
-
-/* A warp's producer: copies into its ring the step STP_S - 1 ahead of its
- * consumer (cursor c), and asks L2 to fetch the one `pf` steps beyond that
- * (cursor f: a bulk prefetch a row, no registers or shared memory held), so
- * DRAM keeps streaming while the grid waits at a barrier, builds an input
- * or attends, and the ring's copies then come from L2. */
-struct stp_producer {
-    const stp_mv *mv;  /* [n_ins] in shared memory */
-    int n_ins, gw, nw; /* the warp's index in the grid, warps in the grid */
-    int slot;
-    stp_cursor c, f;
-
-    __device__ void start(int pf, uint8_t *ring, int lane) {
-        slot = 0;
-        c.seek(mv, n_ins, gw, 0);
-        f = c;
-        for (int i = 0; i < STP_S - 1 + pf; i++) prefetch(lane);
-#pragma unroll
-        for (int i = 0; i < STP_S - 1; i++) issue(ring, lane);
-    }
-
-    __device__ void prefetch(int lane) {
-        if (f.pi < n_ins) {
-            const uint8_t *lo[MVQ_R];
-            int chunks[MVQ_R];
-            f.ranges(mv, lo, chunks);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#pragma unroll
-            for (int r = 0; r < MVQ_R; r++)
-                if (lane == r)
-                    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(lo[r]),
-                                 "r"(16 * chunks[r])
-                                 : "memory");
-#else
-            (void)lane;
-#endif
-            f.next(mv, n_ins, gw, nw);
-        }
-    }
-
     /* copy the next step into the next slot (an empty cp.async group past
-     * the end keeps the consumer's count), and prefetch one */
+     * the end keeps the consumer's count) */
     __device__ void issue(uint8_t *ring, int lane) {
-        if (c.pi < n_ins) {
-            const uint8_t *lo[MVQ_R];
-            int chunks[MVQ_R];
-            c.ranges(mv, lo, chunks);
+        if (pi < n_ins) {
+            const stp_mv &M = mv[pi];
+            int j, r0;
+            const uint8_t *wr[MVQ_R];
+            stp_group(M, pg, j, r0, wr);
+            const int bytes = stp_bytes(M.type[j]), nb = M.cols / 256;
+            const int nblk = min(8, nb - 8 * pk);
 #pragma unroll
             for (int r = 0; r < MVQ_R; r++) {
+                const uintptr_t a = (uintptr_t)(wr[r] + (size_t)8 * pk * bytes);
+                const uint8_t *lo = (const uint8_t *)(a & ~(uintptr_t)15);
+                const int chunks =
+                    (int)(((a + (uintptr_t)nblk * bytes + 15) & ~(uintptr_t)15) - (uintptr_t)lo) /
+                    16;
                 uint8_t *dst = ring + slot * STP_SLOT + r * STP_ROW;
-                for (int k = lane; k < chunks[r]; k += 32) mvq_cp16(dst + 16 * k, lo[r] + 16 * k);
+                for (int c = lane; c < chunks; c += 32) mvq_cp16(dst + 16 * c, lo + 16 * c);
             }
-            c.next(mv, n_ins, gw, nw);
+            if (++pk == (nb * 4 + 31) / 32) {
+                pk = 0;
+                pg += nw;
+                if (pg >= M.groups) seek(pi + 1);
+            }
         }
         mvq_cp_commit();
         slot = slot == STP_S - 1 ? 0 : slot + 1;
@@ -336,7 +282,6 @@ stp_group_steps(const uint8_t *const (&wr)[MVQ_R], int iters, int items, stp_pro
                 float (&acc)[MVQ_R], int lane) {
     for (int k = 0; k < iters; k++) {
         P.issue(ring, lane); /* STP_S - 1 steps ahead */
-        P.prefetch(lane);
         mvq_cp_wait<STP_S - 1>();
         __syncwarp();
         const int it = lane + 32 * k;
@@ -643,7 +588,7 @@ static __device__ void stp_attention(const cuda_step_ins &I, float *sm, stp_rows
 /* ---- the kernel ---- */
 __global__ void __launch_bounds__(STP_THREADS, 1)
     step_kernel(const cuda_step_ins *__restrict__ prog, int n_ins, unsigned *bar,
-                unsigned long long *trace, int pf) {
+                unsigned long long *trace) {
     extern __shared__ int4 stp_sm[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     uint8_t *ring = (uint8_t *)stp_sm + (size_t)warp * STP_S * STP_SLOT;
@@ -662,8 +607,10 @@ __global__ void __launch_bounds__(STP_THREADS, 1)
     }
     __syncthreads();
     stp_producer P;
-    P.mv = mv, P.n_ins = n_ins, P.gw = gw, P.nw = nw;
-    P.start(pf, ring, lane);
+    P.mv = mv, P.n_ins = n_ins, P.gw = gw, P.nw = nw, P.slot = 0;
+    P.seek(0);
+#pragma unroll
+    for (int i = 0; i < STP_S - 1; i++) P.issue(ring, lane);
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
@@ -766,13 +713,7 @@ int cuda_step_run(cudaStream_t s, const cuda_step_ins *prog, int n_ins, unsigned
     cfg.stream = s;
     cfg.attrs = attr;
     cfg.numAttrs = cuda_pdl() ? 2 : 1;
-    static int pf = -1; /* BEAST_CUDA_STEP_PF: steps a warp prefetches into L2 */
-    if (pf < 0) {
-        const char *v = getenv("BEAST_CUDA_STEP_PF");
-        pf = v && *v ? atoi(v) : STP_PF;
-        pf = pf < 0 ? 0 : pf > 64 ? 64 : pf;
-    }
-    cudaError_t e = cudaLaunchKernelEx(&cfg, step_kernel, prog, n_ins, bar, trace, pf);
+    cudaError_t e = cudaLaunchKernelEx(&cfg, step_kernel, prog, n_ins, bar, trace);
     if (e != cudaSuccess) {
         err_set("cuda: step program launch: %s", cudaGetErrorString(e));
         return -1;
