@@ -117,6 +117,7 @@ typedef struct step_prog {
     int n_cmds, n_ins;
     cmd *cmds;
     cuda_step_ins *dev;
+    const int32_t *pos; /* its attentions' position buffer (read once a launch) */
 } step_prog;
 
 typedef struct {
@@ -751,6 +752,9 @@ static int step_find(cuda_impl *c, const cmd *q, int n, int n_ins) {
     }
     memcpy(p->cmds, q, (size_t)n * sizeof(cmd));
     p->hash = h, p->n_cmds = n, p->n_ins = n_ins;
+    p->pos = NULL;
+    for (int i = 0; i < n_ins && !p->pos; i++)
+        if (c->ins[i].kind == CUDA_STEP_ATTN) p->pos = c->ins[i].pos;
     return c->n_progs++;
 }
 
@@ -768,7 +772,7 @@ static int step_ready(cuda_impl *c) {
             cudaSuccess ||
         (c->step_trace &&
          cudaMalloc(&c->trace_dev, STEP_MAX_INS * 4 * sizeof *c->trace_dev) != cudaSuccess) ||
-        cuda_step_run(c->stream, NULL, 0, c->step_bar, NULL) ||
+        cuda_step_run(c->stream, NULL, 0, NULL, c->step_bar, NULL) ||
         cudaStreamSynchronize(c->stream) != cudaSuccess) {
         cudaGetLastError();
         if (c->verbose) fprintf(stderr, "beast cuda: step programs unavailable\n");
@@ -850,7 +854,7 @@ static int run_step(cuda_impl *c, int k) {
         for (int i = 0; i < p->n_ins; i++) cudaMemsetAsync(tr + 4 * i + 3, 0xff, 8, c->stream);
         c->trace_prog = c->q_prog[k];
     }
-    if (cuda_step_run(c->stream, p->dev, p->n_ins, c->step_bar, tr)) c->failed = 1;
+    if (cuda_step_run(c->stream, p->dev, p->n_ins, p->pos, c->step_bar, tr)) c->failed = 1;
     return p->n_cmds;
 }
 

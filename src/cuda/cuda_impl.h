@@ -203,6 +203,10 @@ typedef struct {
     const int32_t *src_row;
     float eps;
     int merge_splits, merge_dim;
+    /* set by cuda_step_upload from the attention before: its positions'
+     * tile, window and position, which decide how many splits it used */
+    int merge_tile, merge_window;
+    const int32_t *merge_pos;
     /* ATTN (one token): q and k rotated (not written back), k and v stored
      * in the cache at slots[0], then each head's positions split over
      * `splits` CTAs (n_head * splits <= the grid), whose unnormalised
@@ -231,13 +235,14 @@ int cuda_step_supported(void);
  * weight streams read of them, derived once here). 0 or -1 with err_set. */
 size_t cuda_step_bytes(int n_ins);
 int cuda_step_upload(void *dev, const cuda_step_ins *ins, int n_ins);
-/* Run n_ins instructions of prog (a device copy from cuda_step_upload); bar: 2 device words, zero
+/* Run n_ins instructions of prog (a device copy from cuda_step_upload); pos:
+ * its attentions' position (read once a launch), or NULL; bar: 1 device word, zero
  * at first use, owned by the stream. trace: NULL, or 4 * n_ins words (zero,
  * zero, zero, all ones before the launch) that receive %globaltimer stamps
  * of each instruction: its start, the last CTA's input ready (mat-vecs),
  * the last and the first CTA's work done. 0 or -1 with err_set. */
-int cuda_step_run(cudaStream_t s, const cuda_step_ins *prog, int n_ins, unsigned *bar,
-                  unsigned long long *trace);
+int cuda_step_run(cudaStream_t s, const cuda_step_ins *prog, int n_ins, const int32_t *pos,
+                  unsigned *bar, unsigned long long *trace);
 /* Kernel launches of step programs so far (process-wide). */
 long cuda_step_launches(void);
 

@@ -188,12 +188,32 @@ struct stp_producer {
  * known. */
 #define STP_XV (CUDA_STEP_MAX_COLS / 4 / STP_THREADS)
 
+/* an attention's tile of positions (stp_al::TK) for head_dim d */
+static __host__ __device__ constexpr int stp_tile(int d, bool f16) {
+    return STP_THREADS / (d / (f16 ? 8 : 4) / 2);
+}
+
+/* the splits an attention's heads take at position p: one a tile of the
+ * span, at most s (each merged split costs the mat-vec that reads the
+ * output a load a column) */
+static __device__ __forceinline__ int stp_splits_now(int p, int window, int s, int tile) {
+    const int lo0 = window > 0 ? max(0, p - window + 1) : 0;
+    return min(s, (p + 1 - lo0 + tile - 1) / tile);
+}
+
+/* the position of an attention: read once a launch when it is the
+ * program's (stp_pos), else from its buffer */
+static __device__ __forceinline__ int stp_position(const int32_t *pos, const int32_t *kpos,
+                                                   int stp_pos) {
+    return pos == kpos ? stp_pos : __ldcg(pos);
+}
+
 /* element 4 * i4 of the attention's output: its head's splits merged in
  * split order, out = sum_k e_k o_k / sum_k e_k l_k with e_k = exp(m_k - M) */
-static __device__ __forceinline__ float4 stp_merge(const cuda_step_ins &I, int i4) {
-    const int S = I.merge_splits, D = I.merge_dim, e = 4 * i4, h = e / D;
-    const float4 *o4 = (const float4 *)(I.x + (size_t)h * S * D + e % D);
-    const float2 *ml = (const float2 *)(I.merge_ml + (size_t)h * S * 2);
+static __device__ __forceinline__ float4 stp_merge(const cuda_step_ins &I, int S, int i4) {
+    const int D = I.merge_dim, e = 4 * i4, h = e / D;
+    const float4 *o4 = (const float4 *)(I.x + (size_t)h * I.merge_splits * D + e % D);
+    const float2 *ml = (const float2 *)(I.merge_ml + (size_t)h * I.merge_splits * 2);
     float4 o[CUDA_STEP_ATTN_SPLITS];
     float2 mk[CUDA_STEP_ATTN_SPLITS];
 #pragma unroll
@@ -216,13 +236,15 @@ static __device__ __forceinline__ float4 stp_merge(const cuda_step_ins &I, int i
 }
 
 static __device__ void stp_input(const cuda_step_ins &I, int8_t *xq, float *xd, float *xs,
-                                 float *red) {
+                                 float *red, const int32_t *kpos, int stp_pos) {
     const int n4 = I.cols / 4;
     float4 *xout = blockIdx.x == 0 ? (float4 *)I.x_out : NULL;
     if (I.merge_splits) { /* each float4 merged and quantized in turn */
+        const int S = stp_splits_now(stp_position(I.merge_pos, kpos, stp_pos), I.merge_window,
+                                     I.merge_splits, I.merge_tile);
 #pragma unroll 2
         for (int i4 = threadIdx.x; i4 < n4; i4 += STP_THREADS) { /* whole warps */
-            const float4 v = stp_merge(I, i4);
+            const float4 v = stp_merge(I, S, i4);
             if (xout) xout[i4] = v;
             mvq_quant4(v, i4, n4, xq, xd, xs);
         }
@@ -357,7 +379,7 @@ template <bool F16> static __device__ __forceinline__ void cuda_step_unpack(uint
 struct stp_rows {
     const void *pos, *seq_row, *table;
     int bs, mb, window, n_head, splits, valid;
-    int p, lo, n;      /* the current position, the split's first, its count */
+    int lo, n;         /* the split's first position, its count */
     int row[STP_ROWS]; /* cache row of position lo + i */
 };
 
@@ -369,7 +391,8 @@ struct stp_rows {
 template <int D, bool F16> struct stp_al {
     static constexpr int EL = F16 ? 8 : 4, CH = D / EL, KQ = 2;
     static constexpr int TP = CH / KQ, TK = STP_THREADS / TP, PL = STP_THREADS / CH, R = TK / PL;
-    static_assert(R >= 1 && KQ >= 1 && TK <= 128 && TK % 32 == 0, "attention layout");
+    static_assert(R >= 1 && KQ >= 1 && TK <= 128 && TK % 32 == 0 && TK == stp_tile(D, F16),
+                  "attention layout");
 };
 
 /* a tile's K (KQ pieces of a row a thread) and V rows requested; the current
@@ -403,27 +426,29 @@ stp_attn_load(int t0, int lo, int hi, int p, bool hit, stp_rows &rc, const int32
 }
 
 template <int D, bool F16>
-static __device__ void stp_attention(const cuda_step_ins &I, float *sm, stp_rows &rc) {
+static __device__ void stp_attention(const cuda_step_ins &I, float *sm, stp_rows &rc,
+                                     const int32_t *kpos, int stp_pos) {
     using L = stp_al<D, F16>;
     constexpr int EL = L::EL, CH = L::CH, KQ = L::KQ, TP = L::TP, TK = L::TK, PL = L::PL;
     constexpr int R = L::R, ES = F16 ? 2 : 4;
-    const int S = I.splits;
-    if ((int)blockIdx.x >= I.n_head * S) return;
+    if ((int)blockIdx.x >= I.n_head * I.splits) return;
     const int h = blockIdx.x % I.n_head, sp = blockIdx.x / I.n_head;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int G = I.n_head / I.n_head_kv, kvh = h / G;
     float *qs = sm, *kc = qs + D, *vc = kc + D, *sc = vc + D; /* sc: [TK] */
     float *red = sc + TK;                                     /* [STP_WARPS][D] */
     float *wred = red + STP_WARPS * D;                        /* [2][TK / 32] */
+    const int p = stp_position(I.pos, kpos, stp_pos);
+    const int S = stp_splits_now(p, I.window, I.splits, TK);
+    if (sp >= S) return; /* the span needs fewer splits */
     const bool hit = rc.valid && rc.pos == I.pos && rc.seq_row == I.seq_row &&
                      rc.table == I.block_table && rc.bs == I.block_size && rc.mb == I.max_blocks &&
-                     rc.window == I.window && rc.n_head == I.n_head && rc.splits == S;
-    int p, lo, hi;
+                     rc.window == I.window && rc.n_head == I.n_head && rc.splits == I.splits;
+    int lo, hi;
     const int32_t *table = NULL;
     if (hit) {
-        p = rc.p, lo = rc.lo, hi = rc.lo + rc.n - 1;
+        lo = rc.lo, hi = rc.lo + rc.n - 1;
     } else {
-        p = __ldcg(I.pos);
         const int lo0 = I.window > 0 ? max(0, p - I.window + 1) : 0;
         const int chunk = ((p + 1 - lo0 + S - 1) / S + 31) & ~31;
         lo = lo0 + sp * chunk, hi = min(p, lo + chunk - 1);
@@ -568,7 +593,7 @@ static __device__ void stp_attention(const cuda_step_ins &I, float *sm, stp_rows
 #pragma unroll
         for (int e = 0; e < EL; e++) red[warp * D + c * EL + e] = o[e];
     __syncthreads();
-    const size_t at = (size_t)h * S + sp;
+    const size_t at = (size_t)h * I.splits + sp;
     if (tid < D) {
         float acc = 0.0f;
         for (int w = 0; w < STP_WARPS; w++) acc += red[w * D + tid];
@@ -579,8 +604,8 @@ static __device__ void stp_attention(const cuda_step_ins &I, float *sm, stp_rows
         if (!hit && hi + 1 - lo <= STP_ROWS) { /* the rows of every tile are in rc.row */
             rc.pos = I.pos, rc.seq_row = I.seq_row, rc.table = I.block_table;
             rc.bs = I.block_size, rc.mb = I.max_blocks, rc.window = I.window;
-            rc.n_head = I.n_head, rc.splits = S;
-            rc.p = p, rc.lo = lo, rc.n = max(0, hi + 1 - lo), rc.valid = 1;
+            rc.n_head = I.n_head, rc.splits = I.splits;
+            rc.lo = lo, rc.n = max(0, hi + 1 - lo), rc.valid = 1;
         }
     }
 }
@@ -588,7 +613,7 @@ static __device__ void stp_attention(const cuda_step_ins &I, float *sm, stp_rows
 /* ---- the kernel ---- */
 __global__ void __launch_bounds__(STP_THREADS, 1)
     step_kernel(const cuda_step_ins *__restrict__ prog, int n_ins, unsigned *bar,
-                unsigned long long *trace) {
+                unsigned long long *trace, const int32_t *kpos) {
     extern __shared__ int4 stp_sm[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     uint8_t *ring = (uint8_t *)stp_sm + (size_t)warp * STP_S * STP_SLOT;
@@ -616,7 +641,11 @@ __global__ void __launch_bounds__(STP_THREADS, 1)
 #endif
     __shared__ cuda_step_ins ins_sm;
     __shared__ stp_rows rows;
-    if (threadIdx.x == 0) rows.valid = 0;
+    __shared__ int stp_pos;
+    if (threadIdx.x == 0) {
+        rows.valid = 0;
+        stp_pos = kpos ? __ldcg(kpos) : 0;
+    }
     if (n_ins > 0 && threadIdx.x < (int)(sizeof ins_sm / 4))
         ((uint32_t *)&ins_sm)[threadIdx.x] = __ldg((const uint32_t *)prog + threadIdx.x);
     __syncthreads();
@@ -632,20 +661,20 @@ __global__ void __launch_bounds__(STP_THREADS, 1)
         if (I.kind == CUDA_STEP_MV) {
             int8_t *xq = (int8_t *)scratch;
             float *xd = (float *)(xq + I.cols), *xs = xd + I.cols / 32, *red = xs + I.cols / 32;
-            stp_input(I, xq, xd, xs, red);
+            stp_input(I, xq, xd, xs, red, kpos, stp_pos);
             if (trace && threadIdx.x == 0) atomicMax(trace + 4 * i + 1, stp_now());
             stp_matvec(I, mv[i], P, ring, slot, xq, xd, xs, gw, nw, lane);
             __syncthreads(); /* the x buffers are rewritten by the next instruction */
         } else if (I.head_dim == 64) {
             if (I.f16)
-                stp_attention<64, true>(I, (float *)scratch, rows);
+                stp_attention<64, true>(I, (float *)scratch, rows, kpos, stp_pos);
             else
-                stp_attention<64, false>(I, (float *)scratch, rows);
+                stp_attention<64, false>(I, (float *)scratch, rows, kpos, stp_pos);
         } else {
             if (I.f16)
-                stp_attention<128, true>(I, (float *)scratch, rows);
+                stp_attention<128, true>(I, (float *)scratch, rows, kpos, stp_pos);
             else
-                stp_attention<128, false>(I, (float *)scratch, rows);
+                stp_attention<128, false>(I, (float *)scratch, rows, kpos, stp_pos);
         }
     }
     if (trace && n_ins > 0) {
@@ -691,8 +720,8 @@ int cuda_step_ctas(void) {
     return cuda_step_supported() ? g_step_ctas : 0;
 }
 
-int cuda_step_run(cudaStream_t s, const cuda_step_ins *prog, int n_ins, unsigned *bar,
-                  unsigned long long *trace) {
+int cuda_step_run(cudaStream_t s, const cuda_step_ins *prog, int n_ins, const int32_t *pos,
+                  unsigned *bar, unsigned long long *trace) {
     if (!cuda_step_supported()) {
         err_set("cuda: this device cannot run step programs");
         return -1;
@@ -713,7 +742,7 @@ int cuda_step_run(cudaStream_t s, const cuda_step_ins *prog, int n_ins, unsigned
     cfg.stream = s;
     cfg.attrs = attr;
     cfg.numAttrs = cuda_pdl() ? 2 : 1;
-    cudaError_t e = cudaLaunchKernelEx(&cfg, step_kernel, prog, n_ins, bar, trace);
+    cudaError_t e = cudaLaunchKernelEx(&cfg, step_kernel, prog, n_ins, bar, trace, pos);
     if (e != cudaSuccess) {
         err_set("cuda: step program launch: %s", cudaGetErrorString(e));
         return -1;
@@ -734,6 +763,14 @@ int cuda_step_upload(void *dev, const cuda_step_ins *ins, int n_ins) {
         return -1;
     }
     memcpy(h, ins, (size_t)n_ins * sizeof *ins);
+    cuda_step_ins *hi = (cuda_step_ins *)h;
+    for (int t = 1; t < n_ins; t++)
+        if (hi[t].merge_splits && hi[t - 1].kind == CUDA_STEP_ATTN) {
+            const cuda_step_ins &A = hi[t - 1];
+            hi[t].merge_tile = stp_tile(A.head_dim, A.f16 != 0);
+            hi[t].merge_window = A.window;
+            hi[t].merge_pos = A.pos;
+        }
     stp_mv *mv = (stp_mv *)(h + stp_mv_offset(n_ins));
     for (int t = 0; t < n_ins; t++) {
         const cuda_step_ins &I = ins[t];
