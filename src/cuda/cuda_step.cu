@@ -182,10 +182,12 @@ struct stp_producer {
 /* ---- the 8-bit input of a mat-vec ----
  * x, rmsnorm(src) * norm_w, or the merge of an attention's splits, into
  * int8 blocks of 32 (mvq_quant4: scale amax / 127 in xd, exact float sum in
- * xs); CTA 0 also stores the vector built to x_out. The whole x (at most
- * CUDA_STEP_MAX_COLS) comes in one round trip, STP_XV float4 a thread; a
- * norm's weight is prefetched into L1 with it and read once the scale is
- * known. */
+ * xs); CTA 0 also stores the vector built to x_out. A norm's scalar
+ * 1 / rms is returned, not applied: the products take it (W (s x) = s W x),
+ * so x * norm_w is quantized as it arrives, without waiting for the sum of
+ * squares, and one __syncthreads serves both. The whole x (at most
+ * CUDA_STEP_MAX_COLS) comes in one round trip, STP_XV float4 a thread, the
+ * norm's weight with it. */
 #define STP_XV (CUDA_STEP_MAX_COLS / 4 / STP_THREADS)
 
 /* an attention's tile of positions (stp_al::TK) for head_dim d */
@@ -235,8 +237,8 @@ static __device__ __forceinline__ float4 stp_merge(const cuda_step_ins &I, int S
     return make_float4(O.x / L, O.y / L, O.z / L, O.w / L);
 }
 
-static __device__ void stp_input(const cuda_step_ins &I, int8_t *xq, float *xd, float *xs,
-                                 float *red, const int32_t *kpos, int stp_pos) {
+static __device__ float stp_input(const cuda_step_ins &I, int8_t *xq, float *xd, float *xs,
+                                  float *red, const int32_t *kpos, int stp_pos) {
     const int n4 = I.cols / 4;
     float4 *xout = blockIdx.x == 0 ? (float4 *)I.x_out : NULL;
     if (I.merge_splits) { /* each float4 merged and quantized in turn */
@@ -249,7 +251,7 @@ static __device__ void stp_input(const cuda_step_ins &I, int8_t *xq, float *xd, 
             mvq_quant4(v, i4, n4, xq, xd, xs);
         }
         __syncthreads();
-        return;
+        return 1.0f;
     }
     const float4 *s4 = (const float4 *)(I.x + (I.src_row ? (size_t)__ldcg(I.src_row) * I.cols : 0));
     const float4 *w4 = (const float4 *)I.norm_w;
@@ -259,41 +261,41 @@ static __device__ void stp_input(const cuda_step_ins &I, int8_t *xq, float *xd, 
     for (int u = 0; u < STP_XV; u++) {
         const int i4 = u * STP_THREADS + threadIdx.x;
         v[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        if (i4 < n4) {
-            v[u] = __ldcg(s4 + i4);
-            if (w4) asm volatile("prefetch.global.L1 [%0];" ::"l"(w4 + i4));
-        }
-    }
-    float sc = 1.0f;
-    if (w4) {
-#pragma unroll
-        for (int u = 0; u < STP_XV; u++) {
-            ss = fmaf(v[u].x, v[u].x, ss);
-            ss = fmaf(v[u].y, v[u].y, ss);
-            ss = fmaf(v[u].z, v[u].z, ss);
-            ss = fmaf(v[u].w, v[u].w, ss);
-        }
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-        if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
-        __syncthreads();
-        ss = 0.0f;
-        for (int k = 0; k < STP_WARPS; k++) ss += red[k];
-        sc = (float)(1.0 / sqrt((double)ss / I.cols + I.eps));
+        if (i4 < n4) v[u] = __ldcg(s4 + i4);
     }
 #pragma unroll
     for (int u = 0; u < STP_XV; u++) {
         if (u * STP_THREADS >= n4) break; /* whole warps: n4 % 64 == 0 */
         const int i4 = u * STP_THREADS + threadIdx.x;
-        if (w4 && i4 < n4) {
+        if (w4) {
             const float4 w = __ldg(w4 + i4);
-            v[u] = make_float4(v[u].x * sc * w.x, v[u].y * sc * w.y, v[u].z * sc * w.z,
-                               v[u].w * sc * w.w);
+            ss = fmaf(v[u].x, v[u].x, ss);
+            ss = fmaf(v[u].y, v[u].y, ss);
+            ss = fmaf(v[u].z, v[u].z, ss);
+            ss = fmaf(v[u].w, v[u].w, ss);
+            v[u] = make_float4(v[u].x * w.x, v[u].y * w.y, v[u].z * w.z, v[u].w * w.w);
         }
-        if (xout && i4 < n4) xout[i4] = v[u];
         mvq_quant4(v[u], i4, n4, xq, xd, xs);
     }
+    if (w4) {
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+    }
     __syncthreads();
+    float sc = 1.0f;
+    if (w4) {
+        ss = 0.0f;
+        for (int k = 0; k < STP_WARPS; k++) ss += red[k];
+        sc = (float)(1.0 / sqrt((double)ss / I.cols + I.eps));
+    }
+    if (xout)
+#pragma unroll
+        for (int u = 0; u < STP_XV; u++) {
+            const int i4 = u * STP_THREADS + threadIdx.x;
+            if (i4 < n4) xout[i4] = make_float4(v[u].x * sc, v[u].y * sc, v[u].z * sc, v[u].w * sc);
+        }
+    return sc;
 }
 
 /* ---- a mat-vec instruction: the warp's groups ---- */
@@ -323,7 +325,7 @@ stp_group_steps(const uint8_t *const (&wr)[MVQ_R], int iters, int items, stp_pro
 
 static __device__ void stp_matvec(const cuda_step_ins &I, const stp_mv &M, stp_producer &P,
                                   uint8_t *ring, int &slot, const int8_t *xq, const float *xd,
-                                  const float *xs, int gw, int nw, int lane) {
+                                  const float *xs, float sc, int gw, int nw, int lane) {
     const int items = I.cols / 256 * 4, iters = (items + 31) / 32, groups = M.groups;
     for (int g = gw; g < groups; g += nw) {
         float acc[MVQ_R] = {};
@@ -335,6 +337,8 @@ static __device__ void stp_matvec(const cuda_step_ins &I, const stp_mv &M, stp_p
         else
             stp_group_steps<CQ_Q6_K>(wr, iters, items, P, ring, slot, xq, xd, xs, acc, lane);
         mvq_warp_sum(acc);
+#pragma unroll
+        for (int r = 0; r < MVQ_R; r++) acc[r] *= sc;
         if (lane == 0) {
             if (I.glu) {
                 I.out[1][g] = acc[1];
@@ -661,9 +665,9 @@ __global__ void __launch_bounds__(STP_THREADS, 1)
         if (I.kind == CUDA_STEP_MV) {
             int8_t *xq = (int8_t *)scratch;
             float *xd = (float *)(xq + I.cols), *xs = xd + I.cols / 32, *red = xs + I.cols / 32;
-            stp_input(I, xq, xd, xs, red, kpos, stp_pos);
+            const float sc = stp_input(I, xq, xd, xs, red, kpos, stp_pos);
             if (trace && threadIdx.x == 0) atomicMax(trace + 4 * i + 1, stp_now());
-            stp_matvec(I, mv[i], P, ring, slot, xq, xd, xs, gw, nw, lane);
+            stp_matvec(I, mv[i], P, ring, slot, xq, xd, xs, sc, gw, nw, lane);
             __syncthreads(); /* the x buffers are rewritten by the next instruction */
         } else if (I.head_dim == 64) {
             if (I.f16)
