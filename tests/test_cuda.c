@@ -1287,6 +1287,7 @@ static void test_step_shapes(void) {
     if (gen_temp(path, &shape, GEN_MIX_Q4_K_M, 1)) return;
     check_step(path, "llama head_dim 128 Q4_K_M (f32 KV)", 1, 1);
     check_step(path, "llama head_dim 128 Q4_K_M", 0, 0);
+    check_step(path, "llama head_dim 128 Q4_K_M (long)", 0, 1); /* f16 KV, 4 splits merged */
     /* one split a head: up to 512 positions a CTA, tiles after the first */
     setenv("BEAST_CUDA_STEP_SPLITS", "1", 1);
     check_step(path, "llama head_dim 128 Q4_K_M (f32 KV, 1 split)", 1, 1);
