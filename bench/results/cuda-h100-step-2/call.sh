@@ -9,3 +9,5 @@ bash bench/gpu-dev.sh decode=BEAST_CUDA_STEP_PF=0 decode=BEAST_CUDA_STEP_PF=2 de
 (setsid nohup bash bench/peer-cuda.sh /tmp/peer > /tmp/peer.log 2>&1 &)
 BEAST_COMMIT=432f412 bash bench/gpu-dev.sh test decode decode=BEAST_CUDA_STEP_TRACE=1,BEAST_CUDA_GRAPHS=0
 BEAST_BIN=/tmp/beast-build DEADLINE=280 OUT=$OUT timeout 320 bash bench/gpu-compare.sh ceil,bench,load
+# test_cuda-164cbd5.txt: the step program's long f16 test added
+BEAST_COMMIT=164cbd5 bash bench/gpu-dev.sh test
