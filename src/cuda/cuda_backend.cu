@@ -109,9 +109,10 @@ typedef struct {
 
 /* A step program: the commands it replaces (compared byte for byte, as
  * graphs are) and its instructions in device memory. */
-#define STEP_MAX_PROGS 64
-#define STEP_MAX_INS   CUDA_STEP_MAX_INS
-#define STEP_MIN_INS   4 /* shorter runs stay separate launches */
+#define STEP_MAX_PROGS   64
+#define STEP_MAX_INS     CUDA_STEP_MAX_INS
+#define STEP_MIN_INS     4 /* shorter runs stay separate launches */
+#define STEP_TRACE_KINDS 7 /* instruction kinds the trace sums (TRACE_KINDS) */
 typedef struct step_prog {
     uint64_t hash;
     int n_cmds, n_ins;
@@ -172,15 +173,15 @@ typedef struct {
     int *q_prog;              /* per queued command: the program starting there, or -1 */
     int q_prog_cap, q_prog_n; /* q_prog is valid for a queue of q_prog_n commands */
     cuda_step_ins *ins;       /* [STEP_MAX_INS] host scratch */
-    unsigned *step_bar;       /* the grid barrier's 2 words */
+    unsigned *step_bar;       /* the grid barrier's word */
     float *step_part;         /* attention splits' partial results */
     /* BEAST_CUDA_STEP_TRACE=1: time stamps of each launched program's
      * instructions, summed by kind and printed at destroy */
     int step_trace, trace_prog;
     int step_splits; /* BEAST_CUDA_STEP_SPLITS: at most this many (0: as the grid allows) */
     unsigned long long *trace_dev;
-    double trace_sum[7][4];
-    long trace_n[7], trace_launches;
+    double trace_sum[STEP_TRACE_KINDS][4];
+    long trace_n[STEP_TRACE_KINDS], trace_launches;
     double trace_total;
     double init_ms, upload_ms, capture_ms; /* load-time split (bk_cuda_stats) */
 } cuda_impl;
@@ -711,8 +712,8 @@ static int step_parse_attn(const cmd *q, int n, int k, cuda_step_ins *I) {
         t->i[1] != w->i[2] || t->i[2] != 1 || t->i[5] != nh || t->i[6] != nkv || t->i[7] != D ||
         t->i[10] != 0 || !t->i[11] || t->p[4] != a->p[1])
         return 0;
-    if ((D != 64 && D != 128) || a->i[3] < 2 || a->i[3] > D || a->i[3] % 2 || nkv < 1 || nh % nkv ||
-        nh > 65535 || t->p[0] == a->p[0] || t->p[0] == b->p[0] || t->p[0] == w->p[1])
+    if ((D != 64 && D != CUDA_STEP_MAX_HEAD_DIM) || a->i[3] < 2 || a->i[3] > D || a->i[3] % 2 ||
+        nkv < 1 || nh % nkv || t->p[0] == a->p[0] || t->p[0] == b->p[0] || t->p[0] == w->p[1])
         return 0;
     memset(I, 0, sizeof *I);
     I->kind = CUDA_STEP_ATTN;
@@ -768,8 +769,8 @@ static int step_ready(cuda_impl *c) {
     if (!c->progs || !c->ins || !cuda_step_supported() ||
         cudaMalloc(&c->step_bar, sizeof(unsigned)) != cudaSuccess ||
         cudaMemset(c->step_bar, 0, sizeof(unsigned)) != cudaSuccess ||
-        cudaMalloc(&c->step_part, (size_t)CUDA_STEP_ATTN_MAX * (128 + 2) * sizeof(float)) !=
-            cudaSuccess ||
+        cudaMalloc(&c->step_part, (size_t)CUDA_STEP_ATTN_MAX * (CUDA_STEP_MAX_HEAD_DIM + 2) *
+                                      sizeof(float)) != cudaSuccess ||
         (c->step_trace &&
          cudaMalloc(&c->trace_dev, STEP_MAX_INS * 4 * sizeof *c->trace_dev) != cudaSuccess) ||
         cuda_step_run(c->stream, NULL, 0, NULL, c->step_bar, NULL) ||
@@ -819,7 +820,7 @@ static void step_prepare(cuda_impl *c) {
                     break;
                 A->splits = S;
                 A->part = c->step_part;
-                A->part_ml = c->step_part + (size_t)CUDA_STEP_ATTN_MAX * 128;
+                A->part_ml = c->step_part + (size_t)CUDA_STEP_ATTN_MAX * CUDA_STEP_MAX_HEAD_DIM;
                 M->x = A->part, M->merge_ml = A->part_ml;
                 M->merge_splits = S, M->merge_dim = A->head_dim;
                 M->x_out = (float *)A->att; /* for whatever reads it after the program */
@@ -859,9 +860,10 @@ static int run_step(cuda_impl *c, int k) {
 }
 
 /* the traced program's stamps, summed by instruction kind: norm + q/k/v,
- * norm + gate/up, mat-vec + residual, attention, output, other */
-static const char *const TRACE_KINDS[7] = {"norm+qkv", "norm+glu", "mv+res",  "attention",
-                                           "output",   "other",    "merge+mv"};
+ * norm + gate/up, mat-vec + residual, attention, output, other, the
+ * mat-vec that merges an attention's splits */
+static const char *const TRACE_KINDS[STEP_TRACE_KINDS] = {
+    "norm+qkv", "norm+glu", "mv+res", "attention", "output", "other", "merge+mv"};
 static void step_trace_collect(cuda_impl *c) {
     if (c->trace_prog < 0) return;
     const step_prog *p = &c->progs[c->trace_prog];
@@ -1307,7 +1309,7 @@ static void cu_destroy(backend *b) {
                 c->trace_launches, 1e-3 * c->trace_total / c->trace_launches);
         fprintf(stderr, "  %-10s %8s %8s %8s %8s %8s\n", "kind", "count", "input", "work", "spread",
                 "barrier");
-        for (int k = 0; k < 7; k++)
+        for (int k = 0; k < STEP_TRACE_KINDS; k++)
             if (c->trace_n[k])
                 fprintf(stderr, "  %-10s %8ld %8.2f %8.2f %8.2f %8.2f\n", TRACE_KINDS[k],
                         c->trace_n[k], 1e-3 * c->trace_sum[k][0] / c->trace_n[k],

@@ -219,12 +219,16 @@ typedef struct {
     const int32_t *pos, *slots, *seq_row, *block_table;
     int kv_dim, f16, max_blocks, block_size, n_head, n_head_kv, head_dim, n_rot, neox, window;
     int splits;
+    /* set by cuda_step_upload: its positions, splits and block table are
+     * those of the attention before it (whose cache rows a CTA then reuses) */
+    int same_rows;
     float scale, freq_scale;
     double log2_base;
     float *part, *part_ml;
 } cuda_step_ins;
-#define CUDA_STEP_ATTN_SPLITS 4    /* at most, as the grid allows */
-#define CUDA_STEP_ATTN_MAX    1024 /* n_head * splits (the partial results' room) */
+#define CUDA_STEP_ATTN_SPLITS  4    /* at most, as the grid allows */
+#define CUDA_STEP_ATTN_MAX     1024 /* n_head * splits (the partial results' room) */
+#define CUDA_STEP_MAX_HEAD_DIM 128  /* attention head_dim: 64 or this */
 /* CTAs of a step program's grid (one an SM), 0 where programs cannot run */
 int cuda_step_ctas(void);
 /* Whether the device can run step programs (cooperative launch, enough
@@ -235,9 +239,9 @@ int cuda_step_supported(void);
  * weight streams read of them, derived once here). 0 or -1 with err_set. */
 size_t cuda_step_bytes(int n_ins);
 int cuda_step_upload(void *dev, const cuda_step_ins *ins, int n_ins);
-/* Run n_ins instructions of prog (a device copy from cuda_step_upload); pos:
- * its attentions' position (read once a launch), or NULL; bar: 1 device word, zero
- * at first use, owned by the stream. trace: NULL, or 4 * n_ins words (zero,
+/* Run n_ins instructions of prog (a device copy from cuda_step_upload);
+ * pos: its attentions' position (read once a launch), or NULL; bar: 1
+ * device word, zero at first use, owned by the stream. trace: NULL, or 4 * n_ins words (zero,
  * zero, zero, all ones before the launch) that receive %globaltimer stamps
  * of each instruction: its start, the last CTA's input ready (mat-vecs),
  * the last and the first CTA's work done. 0 or -1 with err_set. */

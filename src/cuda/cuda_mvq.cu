@@ -100,16 +100,7 @@ static __device__ __forceinline__ void mvq_quant_x(const float *__restrict__ x, 
 static __device__ __forceinline__ void mvq_write(const mvq_jobs &jobs, int j, int r0,
                                                  float (&acc)[MVQ_R], int lane) {
     mvq_warp_sum(acc);
-    if (lane == 0) {
-        if (jobs.glu) {
-            jobs.out[1][r0] = acc[1];
-            jobs.out[0][r0] = mvq_act(acc[0], jobs.glu - 1) * acc[1];
-        } else {
-#pragma unroll
-            for (int r = 0; r < MVQ_R; r++)
-                if (r0 + r < jobs.rows[j]) jobs.out[j][r0 + r] = acc[r];
-        }
-    }
+    if (lane == 0) mvq_store(jobs.out, jobs.rows, jobs.glu, j, r0, acc, NULL);
 #pragma unroll
     for (int r = 0; r < MVQ_R; r++) acc[r] = 0.0f;
 }

@@ -176,6 +176,25 @@ static __device__ __forceinline__ void mvq_quant4(float4 v, int i4, int n4, int8
     }
 }
 
+/* lane 0's store of a group's sums (reduced over the warp): with glu, row
+ * r0 of gate and up as out[0] = act(gate) * up, out[1] = up; else rows r0
+ * and r0 + 1 of job j (those that exist), each also added into res when
+ * res is given */
+static __device__ __forceinline__ void mvq_store(float *const *out, const int *rows, int glu, int j,
+                                                 int r0, const float (&acc)[MVQ_R], float *res) {
+    if (glu) {
+        out[1][r0] = acc[1];
+        out[0][r0] = mvq_act(acc[0], glu - 1) * acc[1];
+        return;
+    }
+#pragma unroll
+    for (int r = 0; r < MVQ_R; r++)
+        if (r0 + r < rows[j]) {
+            out[j][r0 + r] = acc[r];
+            if (res) res[r0 + r] = __ldcg(res + r0 + r) + acc[r];
+        }
+}
+
 /* each row's sum over the warp's lanes, in every lane (the same shuffle
  * order wherever it is used, so fused and single launches agree) */
 static __device__ __forceinline__ void mvq_warp_sum(float (&acc)[MVQ_R]) {

@@ -228,12 +228,11 @@ void cuda_add_rmsnorm(cudaStream_t s, float *x, const float *y, float *out, cons
 }
 
 /* ---- rope: a thread per (token, head, pair) ----
- * The angle pos * freq_scale * base^(-2k/n_rot) is formed in double
- * (base^x as exp2(x * log2(base)), log2(base) from the host), reduced modulo
- * 2 pi in double, and only then given to the float sincos, so positions in
- * the hundreds of thousands keep float accuracy (the CPU evaluates cos/sin of
- * the double angle; the two agree to a few 1e-7). */
-
+ * The angle (cuda_rope_sincos) pos * freq_scale * base^(-2k/n_rot) is formed
+ * in double (base^x as exp2(x * log2(base)), log2(base) from the host),
+ * reduced modulo 2 pi in double, and only then given to the float sincos, so
+ * positions in the hundreds of thousands keep float accuracy (the CPU
+ * evaluates cos/sin of the double angle; the two agree to a few 1e-7). */
 __global__ void rope_kernel(float *x, const int32_t *pos, int n, int n_heads, int head_dim,
                             int n_rot, double log2_base, float freq_scale, int neox, float *x2,
                             int n_heads2) {

@@ -16,18 +16,18 @@
  * Shape: one CTA of STP_WARPS warps per SM (cooperative launch, so all are
  * resident). Mat-vec instructions use cuda_mvq.cu's lane layout and integer
  * arithmetic (groups of 2 rows, steps of 8 blocks a row, a lane a quarter
- * block): warp w of the grid takes groups w, w + NW, ... of every mat-vec in
- * turn. Its producer walks that same sequence of (instruction, group, step)
- * STP_S - 1 steps ahead of its consumer, copying each step's bytes with
- * cp.async into a ring of STP_S slots (16-byte aligned copies of a range
- * that may start 2-byte aligned: Q6_K rows of any multiple of 256 columns).
- * Before its groups, every CTA builds the 8-bit input x in shared memory
- * itself (with the rmsnorm folded in when the instruction has one), so a
- * norm costs no barrier; a residual add is the mat-vec's epilogue (each row
- * has one writer). The attention instruction takes one query head per CTA:
- * it rotates q and the head's k, stores k and v in the cache (the first CTA
- * of each KV group), and attends over the cached positions plus the current
- * one from its own registers, so the store needs no barrier either.
+ * block): warp w of the grid (numbered across the CTAs first) takes groups
+ * w, w + NW, ... of every mat-vec in turn. Its producer walks that same sequence of (instruction,
+ * group, step) STP_S - 1 steps ahead of its consumer, copying each step's bytes with cp.async into
+ * a ring of STP_S slots (16-byte aligned copies of a range that may start 2-byte aligned: Q6_K rows
+ * of any multiple of 256 columns). Before its groups, every CTA builds the 8-bit input x in shared
+ * memory itself (with the rmsnorm folded in when the instruction has one), so a norm costs no
+ * barrier; a residual add is the mat-vec's epilogue (each row has one writer). The attention
+ * instruction gives each CTA a split of one query head's positions: it rotates q and the head's k,
+ * stores k and v in the cache (the first split of each KV group), and attends over its cached
+ * positions plus the current one from its own registers, so the store needs
+ * no barrier either; the mat-vec that reads the output merges the splits
+ * while building its input.
  *
  * Data written inside the kernel is read back through L2 (__ldcg), never
  * through the non-coherent read-only path. */
@@ -39,13 +39,17 @@
 
 #define STP_WARPS   16
 #define STP_THREADS (32 * STP_WARPS)
-#define STP_S       3                 /* ring slots a warp */
-#define STP_ROW     (8 * 210 + 32)    /* a row's step: 8 blocks + alignment slack */
-#define STP_SLOT    (MVQ_R * STP_ROW) /* a step of a group's 2 rows */
+#define STP_S       3                                  /* ring slots a warp */
+#define STP_ROW     (8 * mvq_raw<CQ_Q6_K>::BYTES + 32) /* a row's step: 8 blocks + slack */
+#define STP_SLOT    (MVQ_R * STP_ROW)                  /* a step of a group's 2 rows */
 #define STP_RING    ((size_t)STP_WARPS * STP_S * STP_SLOT)
 /* shared memory after the rings: the 8-bit x (or the attention's buffers) */
-#define STP_SCRATCH     ((size_t)CUDA_STEP_MAX_COLS + CUDA_STEP_MAX_COLS / 32 * 8 + 64 * 4)
-#define STP_ATTN_SM     ((size_t)(3 * 128 + STP_THREADS / 4 + STP_WARPS * 128 + STP_THREADS / 64) * 4)
+#define STP_SCRATCH ((size_t)CUDA_STEP_MAX_COLS + CUDA_STEP_MAX_COLS / 32 * 8 + 64 * 4)
+/* q, k, v, sc[TK <= STP_THREADS / 4], red[STP_WARPS][D], wred[2][TK / 32] */
+#define STP_ATTN_SM                                                                                \
+    ((size_t)(3 * CUDA_STEP_MAX_HEAD_DIM + STP_THREADS / 4 + STP_WARPS * CUDA_STEP_MAX_HEAD_DIM +  \
+              STP_THREADS / 64) *                                                                  \
+     4)
 #define STP_SCRATCH_ALL (STP_SCRATCH > STP_ATTN_SM ? STP_SCRATCH : STP_ATTN_SM)
 
 static long g_step_launches;
@@ -100,7 +104,7 @@ static __device__ __forceinline__ void stp_barrier(unsigned *bar, unsigned long 
 
 /* ---- the weight stream ---- */
 static __device__ __forceinline__ int stp_bytes(int type) {
-    return type == CQ_Q4_K ? 144 : 210;
+    return type == CQ_Q4_K ? mvq_raw<CQ_Q4_K>::BYTES : mvq_raw<CQ_Q6_K>::BYTES;
 }
 
 /* What the weight streams need of a mat-vec instruction, for every
@@ -302,10 +306,13 @@ static __device__ float stp_input(const cuda_step_ins &I, int8_t *xq, float *xd,
 template <int TYPE>
 static __device__ __forceinline__ void
 stp_group_steps(const uint8_t *const (&wr)[MVQ_R], int iters, int items, stp_producer &P,
-                uint8_t *ring, int &slot, const int8_t *xq, const float *xd, const float *xs,
+                uint8_t *ring, const int8_t *xq, const float *xd, const float *xs,
                 float (&acc)[MVQ_R], int lane) {
     for (int k = 0; k < iters; k++) {
-        P.issue(ring, lane); /* STP_S - 1 steps ahead */
+        /* STP_S - 1 steps ahead, into the slot read last; this step's slot
+         * is the one the producer fills next */
+        P.issue(ring, lane);
+        const uint8_t *in = ring + P.slot * STP_SLOT;
         mvq_cp_wait<STP_S - 1>();
         __syncwarp();
         const int it = lane + 32 * k;
@@ -315,17 +322,16 @@ stp_group_steps(const uint8_t *const (&wr)[MVQ_R], int iters, int items, stp_pro
                 const int mis =
                     (int)((uintptr_t)(wr[r] + (size_t)8 * k * mvq_raw<TYPE>::BYTES) & 15);
                 mvq_raw<TYPE> raw;
-                raw.template load<true>(ring + slot * STP_SLOT + r * STP_ROW + mis, lane);
+                raw.template load<true>(in + r * STP_ROW + mis, lane);
                 acc[r] += mvq_dot<TYPE>(raw, it, xq, xd, xs);
             }
-        __syncwarp(); /* the slot is refilled by a later issue() */
-        slot = slot == STP_S - 1 ? 0 : slot + 1;
+        __syncwarp(); /* the slot is refilled by the next issue() */
     }
 }
 
 static __device__ void stp_matvec(const cuda_step_ins &I, const stp_mv &M, stp_producer &P,
-                                  uint8_t *ring, int &slot, const int8_t *xq, const float *xd,
-                                  const float *xs, float sc, int gw, int nw, int lane) {
+                                  uint8_t *ring, const int8_t *xq, const float *xd, const float *xs,
+                                  float sc, int gw, int nw, int lane) {
     const int items = I.cols / 256 * 4, iters = (items + 31) / 32, groups = M.groups;
     for (int g = gw; g < groups; g += nw) {
         float acc[MVQ_R] = {};
@@ -333,25 +339,13 @@ static __device__ void stp_matvec(const cuda_step_ins &I, const stp_mv &M, stp_p
         const uint8_t *wr[MVQ_R];
         stp_group(M, g, j, r0, wr);
         if (M.type[j] == CQ_Q4_K)
-            stp_group_steps<CQ_Q4_K>(wr, iters, items, P, ring, slot, xq, xd, xs, acc, lane);
+            stp_group_steps<CQ_Q4_K>(wr, iters, items, P, ring, xq, xd, xs, acc, lane);
         else
-            stp_group_steps<CQ_Q6_K>(wr, iters, items, P, ring, slot, xq, xd, xs, acc, lane);
+            stp_group_steps<CQ_Q6_K>(wr, iters, items, P, ring, xq, xd, xs, acc, lane);
         mvq_warp_sum(acc);
 #pragma unroll
         for (int r = 0; r < MVQ_R; r++) acc[r] *= sc;
-        if (lane == 0) {
-            if (I.glu) {
-                I.out[1][g] = acc[1];
-                I.out[0][g] = mvq_act(acc[0], I.glu - 1) * acc[1];
-            } else {
-#pragma unroll
-                for (int r = 0; r < MVQ_R; r++)
-                    if (r0 + r < I.rows[j]) {
-                        I.out[j][r0 + r] = acc[r];
-                        if (I.res) I.res[r0 + r] = __ldcg(I.res + r0 + r) + acc[r];
-                    }
-            }
-        }
+        if (lane == 0) mvq_store(I.out, I.rows, I.glu, j, r0, acc, I.res);
     }
 }
 
@@ -359,12 +353,14 @@ static __device__ void stp_matvec(const cuda_step_ins &I, const stp_mv &M, stp_p
  * Latency, not bandwidth, bounds it (a few hundred cached positions), so
  * its global round trips are what it is written around: the cache rows of
  * the split's positions are found once a program (the first attention
- * fills stp_rows, later layers hit it: same positions, same block table),
+ * fills stp_rows, later layers hit it: cuda_step_upload marks those with
+ * the same positions and block table as same_rows),
  * then the tile's K and V rows are requested before q, k and v (which the
  * previous instruction wrote) arrive, and the splits are merged by the
  * mat-vec that reads the output (stp_merge), not by a ticket here. What is
  * left is about two round trips and the arithmetic. */
-template <bool F16> static __device__ __forceinline__ void cuda_step_unpack(uint4 raw, float *f) {
+/* 16 bytes of a cache row as floats (8 halves or 4 floats) */
+template <bool F16> static __device__ __forceinline__ void stp_unpack(uint4 raw, float *f) {
     if (F16) {
         const __half2 *h2 = (const __half2 *)&raw;
 #pragma unroll
@@ -381,8 +377,7 @@ template <bool F16> static __device__ __forceinline__ void cuda_step_unpack(uint
 
 #define STP_ROWS 512 /* positions of a split whose rows are cached */
 struct stp_rows {
-    const void *pos, *seq_row, *table;
-    int bs, mb, window, n_head, splits, valid;
+    int valid;         /* filled (reset at the start and by a fill) */
     int lo, n;         /* the split's first position, its count */
     int row[STP_ROWS]; /* cache row of position lo + i */
 };
@@ -390,12 +385,13 @@ struct stp_rows {
 /* the attention's thread layout for head_dim D and the cache's element
  * size: 16-byte pieces of EL elements, CH a row. The score pass gives each
  * position of a tile TP threads (KQ = 2 pieces each, so a tile's loads fit
- * in registers beside the mat-vec's state); the value pass gives thread (c, pl) piece c of
- * the rows j = pl (mod PL), R of them a tile of TK positions. */
+ * in registers beside the mat-vec's state); the value pass gives thread
+ * (c, pl) piece c of the rows j = pl (mod PL), R of them a tile of TK
+ * positions. */
 template <int D, bool F16> struct stp_al {
     static constexpr int EL = F16 ? 8 : 4, CH = D / EL, KQ = 2;
     static constexpr int TP = CH / KQ, TK = STP_THREADS / TP, PL = STP_THREADS / CH, R = TK / PL;
-    static_assert(R >= 1 && KQ >= 1 && TK <= 128 && TK % 32 == 0 && TK == stp_tile(D, F16),
+    static_assert(R >= 1 && TK <= 128 && TK % 32 == 0 && TK == stp_tile(D, F16),
                   "attention layout");
 };
 
@@ -445,9 +441,7 @@ static __device__ void stp_attention(const cuda_step_ins &I, float *sm, stp_rows
     const int p = stp_position(I.pos, kpos, stp_pos);
     const int S = stp_splits_now(p, I.window, I.splits, TK);
     if (sp >= S) return; /* the span needs fewer splits */
-    const bool hit = rc.valid && rc.pos == I.pos && rc.seq_row == I.seq_row &&
-                     rc.table == I.block_table && rc.bs == I.block_size && rc.mb == I.max_blocks &&
-                     rc.window == I.window && rc.n_head == I.n_head && rc.splits == I.splits;
+    const bool hit = I.same_rows && rc.valid;
     int lo, hi;
     const int32_t *table = NULL;
     if (hit) {
@@ -532,7 +526,7 @@ static __device__ void stp_attention(const cuda_step_ins &I, float *sm, stp_rows
 #pragma unroll
                 for (int u = 0; u < KQ; u++) {
                     float kf[EL];
-                    cuda_step_unpack<F16>(kr[u], kf);
+                    stp_unpack<F16>(kr[u], kf);
 #pragma unroll
                     for (int e = 0; e < EL; e++) s = fmaf(qq[u * EL + e], kf[e], s);
                 }
@@ -581,7 +575,7 @@ static __device__ void stp_attention(const cuda_step_ins &I, float *sm, stp_rows
 #pragma unroll
                     for (int e = 0; e < EL; e++) vf[e] = vc[c * EL + e];
                 } else {
-                    cuda_step_unpack<F16>(vr[r], vf);
+                    stp_unpack<F16>(vr[r], vf);
                 }
 #pragma unroll
                 for (int e = 0; e < EL; e++) o[e] = fmaf(w, vf[e], o[e]);
@@ -606,9 +600,6 @@ static __device__ void stp_attention(const cuda_step_ins &I, float *sm, stp_rows
     if (tid == 0) {
         I.part_ml[2 * at] = m, I.part_ml[2 * at + 1] = l;
         if (!hit && hi + 1 - lo <= STP_ROWS) { /* the rows of every tile are in rc.row */
-            rc.pos = I.pos, rc.seq_row = I.seq_row, rc.table = I.block_table;
-            rc.bs = I.block_size, rc.mb = I.max_blocks, rc.window = I.window;
-            rc.n_head = I.n_head, rc.splits = I.splits;
             rc.lo = lo, rc.n = max(0, hi + 1 - lo), rc.valid = 1;
         }
     }
@@ -653,7 +644,6 @@ __global__ void __launch_bounds__(STP_THREADS, 1)
     if (n_ins > 0 && threadIdx.x < (int)(sizeof ins_sm / 4))
         ((uint32_t *)&ins_sm)[threadIdx.x] = __ldg((const uint32_t *)prog + threadIdx.x);
     __syncthreads();
-    int slot = 0;
     for (int i = 0; i < n_ins; i++) {
         const cuda_step_ins &I = ins_sm;
         if (i > 0) stp_barrier(bar, trace, i, prog + i, &ins_sm);
@@ -667,7 +657,7 @@ __global__ void __launch_bounds__(STP_THREADS, 1)
             float *xd = (float *)(xq + I.cols), *xs = xd + I.cols / 32, *red = xs + I.cols / 32;
             const float sc = stp_input(I, xq, xd, xs, red, kpos, stp_pos);
             if (trace && threadIdx.x == 0) atomicMax(trace + 4 * i + 1, stp_now());
-            stp_matvec(I, mv[i], P, ring, slot, xq, xd, xs, sc, gw, nw, lane);
+            stp_matvec(I, mv[i], P, ring, xq, xd, xs, sc, gw, nw, lane);
             __syncthreads(); /* the x buffers are rewritten by the next instruction */
         } else if (I.head_dim == 64) {
             if (I.f16)
@@ -768,13 +758,23 @@ int cuda_step_upload(void *dev, const cuda_step_ins *ins, int n_ins) {
     }
     memcpy(h, ins, (size_t)n_ins * sizeof *ins);
     cuda_step_ins *hi = (cuda_step_ins *)h;
-    for (int t = 1; t < n_ins; t++)
-        if (hi[t].merge_splits && hi[t - 1].kind == CUDA_STEP_ATTN) {
+    const cuda_step_ins *prev = NULL; /* the attention before */
+    for (int t = 0; t < n_ins; t++) {
+        cuda_step_ins &I = hi[t];
+        if (I.merge_splits && t > 0 && hi[t - 1].kind == CUDA_STEP_ATTN) {
             const cuda_step_ins &A = hi[t - 1];
-            hi[t].merge_tile = stp_tile(A.head_dim, A.f16 != 0);
-            hi[t].merge_window = A.window;
-            hi[t].merge_pos = A.pos;
+            I.merge_tile = stp_tile(A.head_dim, A.f16 != 0);
+            I.merge_window = A.window;
+            I.merge_pos = A.pos;
         }
+        if (I.kind != CUDA_STEP_ATTN) continue;
+        I.same_rows = prev && prev->pos == I.pos && prev->seq_row == I.seq_row &&
+                      prev->block_table == I.block_table && prev->block_size == I.block_size &&
+                      prev->max_blocks == I.max_blocks && prev->window == I.window &&
+                      prev->n_head == I.n_head && prev->splits == I.splits &&
+                      prev->head_dim == I.head_dim && prev->f16 == I.f16;
+        prev = &I;
+    }
     stp_mv *mv = (stp_mv *)(h + stp_mv_offset(n_ins));
     for (int t = 0; t < n_ins; t++) {
         const cuda_step_ins &I = ins[t];
