@@ -201,11 +201,17 @@ def turn(cdp, text, timeout=300):
     """Types text, clicks Send, waits until the page is idle again (reply
     finished or error shown); returns the last reply and the lengths its text
     went through while streaming."""
-    cdp.js("window.__lens = []")
+    # every state the page goes through from here on, recorded as it
+    # changes: a fast answer (a 401 from a local server) may have taken the
+    # page back to idle before a separate look at the state could run
+    cdp.js("""window.__lens = []; window.__states = [];
+      new MutationObserver(() => window.__states.push(document.body.dataset.state))
+        .observe(document.body, { attributes: true, attributeFilter: ['data-state'] })""")
     cdp.type_into("#input", text)
     cdp.click("#send")
     # the submit handler adds the reply bubble and sets the state synchronously
-    T.ok(cdp.js("document.body.dataset.state") == "streaming", "Send starts streaming at once")
+    states = cdp.js("window.__states")
+    T.ok(states and states[0] == "streaming", "Send starts streaming at once", str(states))
     cdp.js("""(() => {
       const all = document.querySelectorAll('.msg.assistant');
       const t = all.length ? all[all.length - 1].querySelector('.text') : null;
