@@ -17,7 +17,8 @@
 # usage: bench/gpu-compare.sh --pack BUILD_DIR   (here: .peer/beast-bin.tar.xz)
 #        bench/gpu-compare.sh [STEPS]   STEPS: comma list of
 #        test,matvec,ceil,bench,exact,load,profile,det (default: all but
-#        test, matvec, exact; exact adds tg128 with BEAST_CUDA_Q8=0)
+#        test, matvec, exact, serial; exact adds tg128 with BEAST_CUDA_Q8=0,
+#        serial tg128 with BEAST_GEN_AHEAD=0: every step waited for)
 # env:   BEAST_BIN  folder with beast, beast-gen, test_cuda, dev-cuda-* built
 #        elsewhere with -DBEAST_NATIVE=OFF (default /tmp/beast-bin, unpacked
 #        from the carried .peer/beast-bin.tar.xz)
@@ -138,6 +139,11 @@ if has bench; then
             stamp "beast bench $name round $k"
             "$BIN/beast" bench -m "$m" -p 512 -n 128 -r 5 -o csv 2>>"$LOG" |
                 sed "s/^/$k,/" >>"$OUT/beast.csv"
+            if has serial; then # tg waiting for every step (no running ahead)
+                stamp "beast bench (BEAST_GEN_AHEAD=0) $name round $k"
+                BEAST_GEN_AHEAD=0 "$BIN/beast" bench -m "$m" -p 0 -n 128 -r 5 -o csv 2>>"$LOG" |
+                    sed "s/^/$k,/" >>"$OUT/beast-serial.csv"
+            fi
             if has exact; then # float activations in every mat-vec (BEAST_CUDA_Q8=0)
                 stamp "beast bench (BEAST_CUDA_Q8=0) $name round $k"
                 BEAST_CUDA_Q8=0 "$BIN/beast" bench -m "$m" -p 0 -n 128 -r 5 -o csv 2>>"$LOG" |

@@ -158,6 +158,22 @@ typedef struct {
 } beast_cand;
 int beast_candidates(beast_ctx *c, int i, const beast_cand **out, float *lse);
 
+/* Greedy generation on sequence seq: decode tok, then each step's pick (the
+ * highest clean logit, the lowest id on ties: the sampler's greedy choice;
+ * a row of only -inf or NaN gives 0), calling on_token(user, t) with every
+ * token picked, until n tokens have come, on_token returns false, or the
+ * sequence fills the context. The pick is made where the logits are, and
+ * a backend that runs ahead (the GPU) gets step k + 1 queued, fed by step
+ * k's pick in its own memory, before the host reads token k: the host's
+ * work and the device's step overlap. The step queued past the end is
+ * undone. Returns the number of tokens picked (each passed to on_token),
+ * or -1 (beast_error). Afterwards seq holds tok and every token picked but
+ * the last, and no logits are left to read. BEAST_GEN_AHEAD=0 in the
+ * environment waits for every step before queueing the next. */
+typedef bool (*beast_token_fn)(void *user, int32_t tok);
+int beast_generate_greedy(beast_ctx *c, int seq, int32_t tok, int n, beast_token_fn on_token,
+                          void *user);
+
 int beast_seq_len(const beast_ctx *c, int seq); /* positions held */
 void beast_seq_clear(beast_ctx *c, int seq);    /* forget a sequence */
 /* Keep the first len positions; returns 0 or -1. When len ends inside a KV

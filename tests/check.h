@@ -2,12 +2,13 @@
  * that reports and counts without stopping, the closing summary line
  * ("N passed, M failed" is what CI reads), the random numbers for fresh
  * test inputs (splitmix64; check_seed() picks and prints the run's seed),
- * float comparison and reading a whole file. Include once per test
- * program. */
+ * float comparison, reading a whole file and recording generated tokens.
+ * Include once per test program. */
 #ifndef BEAST_TEST_CHECK_H
 #define BEAST_TEST_CHECK_H
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +115,20 @@ static inline uint8_t *check_read_file(const char *path, size_t *n) {
     fclose(fp);
     *n = b ? (size_t)sz : 0;
     return b;
+}
+
+/* A token callback for beast_generate_greedy that records the tokens (up to
+ * 64) and returns false on the stop_at-th (0: never). */
+typedef struct {
+    int32_t tok[64];
+    int n, stop_at;
+} gen_rec;
+
+static inline bool rec_token(void *user, int32_t tok) {
+    gen_rec *r = (gen_rec *)user;
+    if (r->n < 64) r->tok[r->n] = tok;
+    r->n++;
+    return r->n != r->stop_at;
 }
 
 #endif

@@ -646,6 +646,10 @@ static void check_topk(int nv, int rows) {
     float *vd = G->ops->alloc(G, kb), *vd2 = G->ops->alloc(G, kb), *ld = G->ops->alloc(G, rows * 4);
     G->ops->topk(G, idd, vd, ld, xd, rows, nv);
     G->ops->topk(G, idd2, vd2, NULL, xd, rows, nv); /* without lse: the same list */
+    int32_t *amd = G->ops->alloc(G, (size_t)rows * 4), *am = malloc((size_t)rows * 4);
+    G->ops->argmax(G, amd, xd, rows, nv);
+    G->ops->argmax(G, amd, xd, rows, nv); /* again: the scratch is left as it was found */
+    dget(am, amd, (size_t)rows * 4);
     int32_t *ig = malloc(kb), *ig2 = malloc(kb), *ic = malloc(kb), *order = malloc(nv * 4 + 4);
     float *vg = malloc(kb), *vg2 = malloc(kb), *vc = malloc(kb), *lg = malloc(rows * 4),
           *lc = malloc(rows * 4);
@@ -674,12 +678,16 @@ static void check_topk(int nv, int rows) {
               "without %d; first: %d %g vs %d %g)",
               nv, r, shapes[r], same, same2, ig[o], (double)vg[o], ids[0], (double)vals[0]);
         CHECK(same_cpu, "topk %d logits row %d (shape %d): CPU list differs", nv, r, shapes[r]);
+        CHECK(am[r] == ids[0] && am[r] == bk_argmax_row(x + (size_t)r * nv, nv),
+              "argmax %d logits row %d (shape %d): GPU %d, want %d", nv, r, shapes[r], am[r],
+              ids[0]);
+        bad += am[r] != ids[0];
         CHECK(lse_ok && lse_cpu,
               "topk %d logits row %d (shape %d): lse GPU %.9g CPU %.9g want %.9g", nv, r, shapes[r],
               (double)lg[r], (double)lc[r], lse);
         bad += !(same && same2 && same_cpu && lse_ok && lse_cpu);
     }
-    dfree(xd), dfree(idd), dfree(idd2), dfree(vd), dfree(vd2), dfree(ld);
+    dfree(xd), dfree(idd), dfree(idd2), dfree(vd), dfree(vd2), dfree(ld), dfree(amd), free(am);
     free(x), free(ig), free(ig2), free(ic), free(order), free(vg), free(vg2), free(vc), free(lg),
         free(lc);
 }
@@ -1249,6 +1257,85 @@ static int gen_temp(char *path, const gen_shape *shape, int wtype, int untied) {
     return rc;
 }
 
+/* beast_generate_greedy on the GPU (run ahead: step k + 1 queued, fed by
+ * step k's pick on the device, before token k is read) against the loop it
+ * replaces on the same GPU model (decode, download the logits, host
+ * argmax): the same tokens, run ahead and step by step; stopped early, the
+ * cache is left as that loop leaves it (the next step's logits match). */
+
+static void check_generate(const char *path, const char *label) {
+    beast_model_params mp = beast_model_default_params();
+    mp.n_gpu_layers = -1;
+    mp.n_threads = 1;
+    beast_model *m = beast_model_load(path, &mp);
+    beast_ctx_params cp = beast_ctx_default_params();
+    cp.n_ctx = 256;
+    cp.n_batch = 64;
+    beast_ctx *c = m ? beast_ctx_new(m, &cp) : NULL;
+    beast_batch *b = beast_batch_new(16);
+    CHECK(m && c && b, "%s generate: load: %s", label, beast_error());
+    if (!m || !c || !b) goto out;
+    enum { K = 40 };
+    const int nv = beast_n_vocab(m), P = 12;
+    int32_t want[K], prompt[12];
+    float *ref = malloc((size_t)K * nv * sizeof(float));
+    for (int i = 0; i < P; i++) prompt[i] = rng_int(nv);
+    beast_batch_clear(b);
+    for (int i = 0; i < P - 1; i++) beast_batch_add(b, prompt[i], 0, false);
+    CHECK(beast_decode(c, b) == 0, "%s generate: prompt: %s", label, beast_error());
+    int32_t t = prompt[P - 1];
+    for (int k = 0; k < K; k++) {
+        beast_batch_clear(b);
+        beast_batch_add(b, t, 0, true);
+        const float *l = beast_decode(c, b) == 0 ? beast_logits(c, 0) : NULL;
+        CHECK(l != NULL, "%s generate: reference step %d: %s", label, k, beast_error());
+        if (!l) goto out_ref;
+        memcpy(ref + (size_t)k * nv, l, (size_t)nv * 4);
+        t = want[k] = bk_argmax_row(l, nv);
+    }
+    for (int ahead = 1; ahead >= 0; ahead--) {
+        if (!ahead) setenv("BEAST_GEN_AHEAD", "0", 1);
+        for (int rep = 0; rep < 3; rep++) { /* eager, captured, replayed */
+            beast_seq_truncate(c, 0, P - 1);
+            gen_rec r = {{0}, 0, 0};
+            int got = beast_generate_greedy(c, 0, prompt[P - 1], K, rec_token, &r);
+            int same = got == K && r.n == K && !memcmp(r.tok, want, sizeof want);
+            int first = 0;
+            while (first < K && first < r.n && r.tok[first] == want[first]) first++;
+            CHECK(same, "%s generate (ahead %d, run %d): %d tokens, first difference at %d", label,
+                  ahead, rep, got, first);
+            CHECK(beast_seq_len(c, 0) == P - 1 + K, "%s generate: %d positions (want %d)", label,
+                  beast_seq_len(c, 0), P - 1 + K);
+        }
+        beast_seq_truncate(c, 0, P - 1);
+        gen_rec r2 = {{0}, 0, 9};
+        int got = beast_generate_greedy(c, 0, prompt[P - 1], K, rec_token, &r2);
+        CHECK(got == 9 && !memcmp(r2.tok, want, 9 * sizeof *want) &&
+                  beast_seq_len(c, 0) == P - 1 + 9,
+              "%s generate stopped at 9 (ahead %d): %d tokens, %d positions", label, ahead, got,
+              beast_seq_len(c, 0));
+        beast_batch_clear(b);
+        beast_batch_add(b, want[8], 0, true);
+        const float *l = beast_decode(c, b) == 0 ? beast_logits(c, 0) : NULL;
+        double worst = 0, mx = 0;
+        for (int v = 0; l && v < nv; v++) {
+            worst = fmax(worst, fabs((double)l[v] - ref[(size_t)9 * nv + v]));
+            mx = fmax(mx, fabs(ref[(size_t)9 * nv + v]));
+        }
+        CHECK(l && worst <= 1e-5 * mx,
+              "%s: the step after a stopped generate (ahead %d): max diff %g of %g", label, ahead,
+              worst, mx);
+        unsetenv("BEAST_GEN_AHEAD");
+    }
+    printf("%s: generate (run ahead and step by step) matches the decode loop\n", label);
+out_ref:
+    free(ref);
+out:
+    beast_batch_free(b);
+    beast_ctx_free(c);
+    beast_model_free(m);
+}
+
 static void test_generated(void) {
     struct {
         const char *preset;
@@ -1268,6 +1355,7 @@ static void test_generated(void) {
             compare_models(path, label, cases[k].kv_f32);
             if (k == 0 || k == 3) check_candidates_model(path, label);
             if (k == 0) check_step(path, label, 0, 0);
+            if (k == 0 || k == 3) check_generate(path, label);
             if (k == 0 || k == 3) { /* partial offload: one layer, half of them */
                 int nl = gen_shape_preset(cases[k].preset)->n_layer;
                 check_split(path, label, 1);
@@ -1408,6 +1496,7 @@ static void test_real_models(void) {
             continue;
         }
         compare_models(path, names[k], 0);
+        check_generate(path, names[k]);
     }
 }
 

@@ -11,8 +11,11 @@
  *  - beast_candidates keeps its promise on the row beast_logits gives, for
  *    decode steps (logits left in backend memory, read lazily, also across
  *    micro-batches) and for larger batches (rows on the host).
- * And the CPU backend's topk op on random rows (ties, -inf, NaN, +inf, -0,
- * short rows), checked the same way.
+ *  - beast_generate_greedy gives the tokens of the loop it replaces (decode,
+ *    host argmax, decode), run ahead and step by step, stops where asked
+ *    with the cache as the loop would leave it, and keeps to the context.
+ * And the CPU backend's topk and argmax ops on random rows (ties, -inf,
+ * NaN, +inf, -0, short rows), checked the same way.
  * Run twice: on the exact CPU path (BEAST_CPU_SCALAR=1, f32 activations)
  * the invariance is to 1e-4; on the fast path the batch and single-token
  * kernels sum in different orders, and with 8-bit activations a last-bit
@@ -152,6 +155,121 @@ static void test_topk_op(void) {
         bk->ops->free(bk, lse);
     }
     bk->ops->destroy(bk);
+}
+
+/* The argmax op (the greedy pick) on random rows like topk's, against its
+ * definition and against topk's first entry. */
+static void test_argmax_op(void) {
+    backend *bk = bk_cpu_new(2);
+    CHECK(bk != NULL, "cpu backend: %s", beast_error());
+    if (!bk) return;
+    for (int t = 0; t < 40; t++) {
+        int nv = 1 + rng_int(t % 2 ? 70 : 5000), rows = 1 + rng_int(4), shape = rng_int(3);
+        float *l = bk->ops->alloc(bk, (size_t)rows * nv * sizeof(float));
+        int32_t *ids = bk->ops->alloc(bk, (size_t)rows * sizeof(int32_t));
+        for (size_t i = 0; i < (size_t)rows * nv; i++) {
+            double g = rng_normal();
+            l[i] = shape == 0 ? (float)(3 * g) : shape == 1 ? (float)floor(g) : 0.0f;
+            int r = rng_int(50);
+            if (r == 0) l[i] = -INFINITY;
+            if (r == 1) l[i] = NAN;
+            if (r == 2 && rng_int(20) == 0) l[i] = INFINITY;
+            if (r == 3) l[i] = -0.0f;
+        }
+        if (rows > 1) /* one row all -inf or NaN: id 0 */
+            for (int i = 0; i < nv; i++) l[(size_t)nv + i] = i % 3 ? -INFINITY : NAN;
+        bk->ops->argmax(bk, ids, l, rows, nv);
+        CHECK(bk->ops->sync(bk) == 0, "argmax sync");
+        for (int r = 0; r < rows; r++) {
+            const float *row = l + (size_t)r * nv;
+            int best = 0; /* the definition, written out */
+            for (int i = 1; i < nv; i++) {
+                float a = isnan(row[i]) ? -INFINITY : row[i];
+                float b = isnan(row[best]) ? -INFINITY : row[best];
+                if (a > b) best = i;
+            }
+            int32_t tid[BK_TOPK];
+            float tv[BK_TOPK];
+            bk_topk_row(row, nv, tid, tv, NULL);
+            CHECK(ids[r] == best && ids[r] == tid[0] && bk_argmax_row(row, nv) == best,
+                  "argmax op, %d logits, shape %d, row %d: %d, definition %d, topk %d", nv, shape,
+                  r, ids[r], best, tid[0]);
+        }
+        bk->ops->free(bk, l);
+        bk->ops->free(bk, ids);
+    }
+    bk->ops->destroy(bk);
+}
+
+/* beast_generate_greedy against the loop it replaces (decode, argmax of the
+ * logits on the host, decode that), on sequence 1 of c from empty. */
+
+static void check_generate(beast_ctx *c, beast_batch *b, int nv, const int32_t *toks,
+                           const char *preset) {
+    enum { K = 24 };
+    int32_t want[K];
+    float *ref = malloc((size_t)K * nv * sizeof(float));
+    /* the reference: prompt toks[0..3], then K steps of the host's argmax */
+    beast_seq_clear(c, 1);
+    beast_batch_clear(b);
+    for (int i = 0; i < 3; i++) beast_batch_add(b, toks[i], 1, false);
+    CHECK(beast_decode(c, b) == 0, "generate prompt: %s", beast_error());
+    int32_t t = toks[3];
+    for (int k = 0; k < K; k++) {
+        beast_batch_clear(b);
+        beast_batch_add(b, t, 1, true);
+        CHECK(beast_decode(c, b) == 0, "reference step: %s", beast_error());
+        memcpy(ref + (size_t)k * nv, beast_logits(c, 0), (size_t)nv * 4);
+        t = want[k] = bk_argmax_row(ref + (size_t)k * nv, nv);
+    }
+    for (int ahead = 1; ahead >= 0; ahead--) {
+        if (!ahead) setenv("BEAST_GEN_AHEAD", "0", 1);
+        /* all K tokens */
+        beast_seq_truncate(c, 1, 3);
+        gen_rec r = {{0}, 0, 0};
+        int got = beast_generate_greedy(c, 1, toks[3], K, rec_token, &r);
+        CHECK(got == K && r.n == K && !memcmp(r.tok, want, sizeof want),
+              "%s: generate (ahead %d) gives the reference tokens (%d of %d)", preset, ahead, got,
+              K);
+        CHECK(beast_seq_len(c, 1) == 3 + K, "%s: generate leaves %d positions (want %d)", preset,
+              beast_seq_len(c, 1), 3 + K);
+        CHECK(beast_logits(c, 0) == NULL, "no logits after generate");
+        /* stopped at token 5: the step queued past it is undone, and the
+         * cache continues exactly where the reference was */
+        beast_seq_truncate(c, 1, 3);
+        gen_rec r2 = {{0}, 0, 5};
+        got = beast_generate_greedy(c, 1, toks[3], K, rec_token, &r2);
+        CHECK(got == 5 && !memcmp(r2.tok, want, 5 * sizeof *want), "%s: stopped generate: %d",
+              preset, got);
+        CHECK(beast_seq_len(c, 1) == 3 + 5, "%s: stopped at 5, %d positions (want 8)", preset,
+              beast_seq_len(c, 1));
+        beast_batch_clear(b);
+        beast_batch_add(b, want[4], 1, true);
+        CHECK(beast_decode(c, b) == 0, "decode after generate: %s", beast_error());
+        CHECK(diff(beast_logits(c, 0), ref + (size_t)5 * nv, nv) < TOL,
+              "%s: logits after a stopped generate (ahead %d): %g", preset, ahead,
+              diff(beast_logits(c, 0), ref + (size_t)5 * nv, nv));
+        /* the context bounds it: 96 positions, 90 held, 6 steps fit */
+        beast_seq_truncate(c, 1, 3);
+        beast_batch_clear(b);
+        for (int i = 3; i < 90; i++) beast_batch_add(b, toks[i % 70], 1, false);
+        CHECK(beast_decode(c, b) == 0, "fill: %s", beast_error());
+        gen_rec r3 = {{0}, 0, 0};
+        got = beast_generate_greedy(c, 1, toks[3], 1000, rec_token, &r3);
+        CHECK(got == 6 && beast_seq_len(c, 1) == 96, "%s: generate up to the context: %d, %d",
+              preset, got, beast_seq_len(c, 1));
+        CHECK(beast_generate_greedy(c, 1, toks[3], 5, rec_token, &r3) == 0,
+              "a full sequence generates nothing");
+        unsetenv("BEAST_GEN_AHEAD");
+    }
+    gen_rec r4 = {{0}, 0, 0};
+    CHECK(beast_generate_greedy(c, 1, nv, 4, rec_token, &r4) == -1 &&
+              strstr(beast_error(), "out of range") && r4.n == 0,
+          "generate with a bad token: %s", beast_error());
+    CHECK(beast_generate_greedy(c, 7, 3, 4, rec_token, &r4) == -1 && r4.n == 0,
+          "generate on a bad sequence");
+    beast_seq_clear(c, 1);
+    free(ref);
 }
 
 static void run_model(const char *preset, int seed) {
@@ -301,6 +419,9 @@ static void run_model(const char *preset, int seed) {
     beast_batch_clear(b);
     beast_batch_add(b, toks[N - 1], 0, true);
     CHECK(beast_decode(c, b) == 0, "decode after errors: %s", beast_error());
+
+    /* 6. greedy generation, one step ahead */
+    check_generate(c, b, nv, toks, preset);
     free(ref);
     free(ref2);
 out:
@@ -313,6 +434,7 @@ out:
 int main(void) {
     int seed = (int)check_seed();
     test_topk_op();
+    test_argmax_op();
     for (int exact = 1; exact >= 0; exact--) {
         if (exact)
             setenv("BEAST_CPU_SCALAR", "1", 1);

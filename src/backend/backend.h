@@ -94,8 +94,25 @@ typedef struct {
      * definition at BK_TOPK below. All pointers are backend memory. */
     void (*topk)(backend *b, int32_t *ids, float *vals, float *lse, const float *logits, int rows,
                  int n_vocab);
+    /* ids[r] = the greedy pick of row r of n_vocab logits: the highest
+     * clean logit (see topk), the lowest id on ties (bk_argmax_row) */
+    void (*argmax)(backend *b, int32_t *ids, const float *logits, int rows, int n_vocab);
     /* wait for all queued work */
     int (*sync)(backend *b);
+
+    /* Running ahead: the host queues the next step while the device works
+     * on this one. submit starts everything queued without waiting and
+     * returns its ticket (> 0), or -1 with err_set; wait(t) returns once
+     * the work of ticket t and every earlier one has run (0, or -1 with
+     * err_set when any of it failed). download_async queues a copy of n
+     * bytes from backend memory to host memory dst, taken after everything
+     * queued before the next submit (or sync) has run; dst holds them once
+     * that submit's ticket is waited for (or the sync returns). A backend
+     * whose ops finish as they are called (the CPU) copies at once and has
+     * nothing to wait for. */
+    int (*download_async)(backend *b, void *dst, const void *src, size_t n);
+    int64_t (*submit)(backend *b);
+    int (*wait)(backend *b, int64_t ticket);
 } bk_ops;
 
 struct backend {
@@ -131,6 +148,10 @@ struct backend {
 /* The topk definition for one row in host memory (a heap of BK_TOPK; the
  * CPU backend's op, and the engine's host path). lse may be NULL. */
 void bk_topk_row(const float *logits, int n_vocab, int32_t *ids, float *vals, float *lse);
+/* The argmax definition for one row in host memory: the index of the
+ * highest clean logit, the lowest one on ties; 0 when every logit is -inf
+ * or NaN. */
+int32_t bk_argmax_row(const float *logits, int n_vocab);
 
 /* Constructors. */
 backend *bk_cpu_new(int n_threads);

@@ -244,6 +244,70 @@ static double now_s(void) {
     return (double)t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+/* One generated token's handling: recorded, printed through the stop
+ * matcher; false when generation ends with it (finish says why). */
+typedef struct {
+    beast_ctx *c;
+    const beast_model *m;
+    sampler *s;
+    stop *sm;
+    FILE *out;
+    cli_gen_stats *st;
+    int32_t **gen;
+    int *gen_cap;
+    int failed;
+    int ahead; /* inside beast_generate_greedy, which keeps to the context itself */
+} gen_state;
+
+static bool emit(gen_state *g, int32_t tok) {
+    cli_gen_stats *st = g->st;
+    sampler_accept(g->s, tok);
+    if (g->gen) {
+        if (st->n_gen == *g->gen_cap) {
+            int cap = *g->gen_cap ? 2 * *g->gen_cap : 256;
+            int32_t *t = realloc(*g->gen, (size_t)cap * sizeof *t);
+            if (!t) {
+                g->failed = 1;
+                return false;
+            }
+            *g->gen = t;
+            *g->gen_cap = cap;
+        }
+        (*g->gen)[st->n_gen] = tok;
+    }
+    st->n_gen++;
+    if (beast_token_is_eog(g->m, tok)) {
+        st->finish = "stop";
+        return false;
+    }
+    char piece[512], text[4096];
+    int np = beast_token_piece(g->m, tok, piece, sizeof piece, false);
+    if (np < 0 || np > (int)sizeof piece) np = 0;
+    int hit = 0;
+    size_t nt = stop_feed(g->sm, piece, (size_t)np, text, sizeof text, &hit);
+    fwrite(text, 1, nt, g->out);
+    fflush(g->out);
+    if (hit) {
+        st->finish = "stop";
+        return false;
+    }
+    if (!g->ahead && beast_seq_len(g->c, 0) + 1 >= beast_ctx_n_ctx(g->c)) {
+        st->finish = "length";
+        return false;
+    }
+    return true;
+}
+
+/* beast_generate_greedy's callback */
+static bool emit_greedy(void *user, int32_t tok) {
+    gen_state *g = user;
+    if (cli_interrupted) {
+        g->st->finish = "interrupted";
+        return false;
+    }
+    return emit(g, tok);
+}
+
 int cli_generate(beast_ctx *c, const beast_model *m, sampler *s, const cli_common *o,
                  const int32_t *prompt, int n_prompt, FILE *out, cli_gen_stats *st, int32_t **gen,
                  int *gen_cap) {
@@ -260,6 +324,7 @@ int cli_generate(beast_ctx *c, const beast_model *m, sampler *s, const cli_commo
     stop *sm = stop_new(o->stops, o->n_stops);
     if (!b || !sm) goto fail;
     int rc = -1;
+    gen_state g = {c, m, s, sm, out, st, gen, gen_cap, 0, 0};
 
     double t0 = now_s();
     for (int i = 0; i < n_prompt; i++) beast_batch_add(b, prompt[i], 0, i == n_prompt - 1);
@@ -271,7 +336,9 @@ int cli_generate(beast_ctx *c, const beast_model *m, sampler *s, const cli_commo
     st->prompt_s = now_s() - t0;
 
     int limit = o->n_predict < 0 ? n_ctx : o->n_predict;
-    char piece[512], text[4096];
+    /* greedy without penalties: after the first token (from the prompt's
+     * logits), the device picks and feeds the rest (beast_generate_greedy) */
+    const bool greedy = sampler_params_greedy(&o->sp);
     const float *logits = beast_logits(c, n_prompt - 1);
     t1 = now_s();
     st->finish = "length";
@@ -286,34 +353,16 @@ int cli_generate(beast_ctx *c, const beast_model *m, sampler *s, const cli_commo
             st->finish = "error";
             goto done;
         }
-        sampler_accept(s, tok);
-        if (gen) {
-            if (st->n_gen == *gen_cap) {
-                int cap = *gen_cap ? 2 * *gen_cap : 256;
-                int32_t *g = realloc(*gen, (size_t)cap * sizeof *g);
-                if (!g) goto done;
-                *gen = g;
-                *gen_cap = cap;
+        if (!emit(&g, tok)) break;
+        if (greedy) { /* as the loop below would: positions up to n_ctx - 1 */
+            g.ahead = 1;
+            int n = limit - i - 1, room = n_ctx - 1 - beast_seq_len(c, 0);
+            if (n > room) n = room;
+            if (beast_generate_greedy(c, 0, tok, n, emit_greedy, &g) < 0) {
+                fprintf(stderr, "beast: %s\n", beast_error());
+                st->finish = "error";
+                goto done;
             }
-            (*gen)[st->n_gen] = tok;
-        }
-        st->n_gen++;
-        if (beast_token_is_eog(m, tok)) {
-            st->finish = "stop";
-            break;
-        }
-        int np = beast_token_piece(m, tok, piece, sizeof piece, false);
-        if (np < 0 || np > (int)sizeof piece) np = 0;
-        int hit = 0;
-        size_t nt = stop_feed(sm, piece, (size_t)np, text, sizeof text, &hit);
-        fwrite(text, 1, nt, out);
-        fflush(out);
-        if (hit) {
-            st->finish = "stop";
-            break;
-        }
-        if (beast_seq_len(c, 0) + 1 >= n_ctx) {
-            st->finish = "length";
             break;
         }
         beast_batch_clear(b);
@@ -325,7 +374,9 @@ int cli_generate(beast_ctx *c, const beast_model *m, sampler *s, const cli_commo
         }
         logits = beast_logits(c, 0);
     }
+    if (g.failed) goto done;
     size_t nt;
+    char text[4096];
     while ((nt = stop_flush(sm, text, sizeof text)) > 0) fwrite(text, 1, nt, out);
     fflush(out);
     rc = 0;

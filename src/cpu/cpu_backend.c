@@ -58,9 +58,10 @@ typedef struct {
     int n_threads;
     float *scratch[MAX_THREADS]; /* per-thread buffers */
     size_t scratch_cap[MAX_THREADS];
-    int failed; /* sticky: an op could not run; reported by sync() */
-    int simd;   /* use the SIMD matmul kernels */
-    void *qbuf; /* quantized activations of the current matmul */
+    int failed;      /* sticky: an op could not run; reported by sync() */
+    int64_t tickets; /* submits so far (running ahead: nothing to wait for) */
+    int simd;        /* use the SIMD matmul kernels */
+    void *qbuf;      /* quantized activations of the current matmul */
     size_t qbuf_cap;
 } cpu_impl;
 
@@ -623,6 +624,43 @@ static void cpu_topk(backend *b, int32_t *ids, float *vals, float *lse, const fl
     pool_run(impl(b)->pool, topk_task, &j, rows);
 }
 
+int32_t bk_argmax_row(const float *logits, int n_vocab) {
+    int32_t best = 0;
+    float bv = n_vocab > 0 ? tk_clean(logits[0]) : -INFINITY;
+    for (int i = 1; i < n_vocab; i++) {
+        float v = tk_clean(logits[i]);
+        if (v > bv) bv = v, best = i; /* a later id never wins a tie */
+    }
+    return best;
+}
+
+static void cpu_argmax(backend *b, int32_t *ids, const float *logits, int rows, int n_vocab) {
+    (void)b;
+    for (int r = 0; r < rows; r++) ids[r] = bk_argmax_row(logits + (size_t)r * n_vocab, n_vocab);
+}
+
+/* running ahead: every op has finished when it returns, so a copy is made at
+ * once and a ticket is only a count */
+static int cpu_download_async(backend *b, void *dst, const void *src, size_t n) {
+    (void)b;
+    memcpy(dst, src, n);
+    return 0;
+}
+
+static int64_t cpu_submit(backend *b) {
+    cpu_impl *c = impl(b);
+    if (c->failed) {
+        c->failed = 0;
+        return -1;
+    }
+    return ++c->tickets;
+}
+
+static int cpu_wait(backend *b, int64_t ticket) {
+    (void)b, (void)ticket;
+    return 0;
+}
+
 static int cpu_sync(backend *b) {
     cpu_impl *c = impl(b);
     int f = c->failed;
@@ -658,7 +696,11 @@ static const bk_ops CPU_OPS = {
     .glu = cpu_glu,
     .gather = cpu_gather,
     .topk = cpu_topk,
+    .argmax = cpu_argmax,
     .sync = cpu_sync,
+    .download_async = cpu_download_async,
+    .submit = cpu_submit,
+    .wait = cpu_wait,
 };
 
 backend *bk_cpu_new(int n_threads) {

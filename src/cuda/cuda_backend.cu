@@ -5,7 +5,11 @@
  * Ops are not launched when called: each call appends a command (its
  * arguments, by value) to a queue, and uploads copy their bytes into a pinned
  * staging area. The queue runs at the points where the host must wait:
- * download(), sync() and free(). Running a queue:
+ * download(), sync() and free(), and at submit(), which launches it without
+ * waiting (running ahead, backend.h): the submit gets a ticket (an event,
+ * and the async downloads it lands in pinned memory), and the upload staging
+ * alternates between two buffers, so the next queue's uploads never
+ * overwrite bytes a launched one has yet to read. Running a queue:
  *   - the first time a command sequence is seen, its kernels are launched
  *     directly (eagerly) and the sequence is remembered;
  *   - the second time the same sequence (same ops, arguments, pointers and
@@ -73,6 +77,7 @@ extern "C" {
 #define BLAS_WORKSPACE   ((size_t)32 << 20)
 #define MAX_GRAPHS       32
 #define PROF_SLOTS       4096
+#define TICKETS          4 /* submits in flight (running ahead) */
 
 enum {
     K_UPLOAD,
@@ -87,6 +92,8 @@ enum {
     K_GLU,
     K_GATHER,
     K_TOPK,
+    K_ARGMAX,
+    K_KINDS
 };
 
 /* One queued op. Zero-filled before use so sequences compare with memcmp. */
@@ -121,6 +128,14 @@ typedef struct step_prog {
     const int32_t *pos; /* its attentions' position buffer (read once a launch) */
 } step_prog;
 
+/* A download_async: n bytes from src to dst, landing first at off in its
+ * ticket's pinned area. */
+typedef struct {
+    void *dst;
+    const void *src;
+    size_t n, off;
+} async_dl;
+
 typedef struct {
     int device;
     cudaStream_t stream;
@@ -128,9 +143,34 @@ typedef struct {
     void *blas_ws;
     cmd *q;
     int nq, capq;
-    uint8_t *up;     /* pinned upload staging */
-    uint8_t *up_dev; /* its device address (mapped), or NULL */
-    size_t up_cap, up_used;
+    /* pinned upload staging, two buffers: the queue being recorded fills
+     * upb[up_cur]. A submit hands that one to the device (noting its ticket)
+     * and switches, so the next step's uploads never overwrite bytes a
+     * queued copy has yet to read; a buffer still in flight is waited for
+     * before it is written again. Upload commands name their buffer, so each
+     * buffer has its own graphs. */
+    struct {
+        uint8_t *host, *dev; /* dev: its mapped device address, or NULL */
+        size_t cap;
+        int64_t ticket; /* the submit that last used it (0: idle) */
+    } upb[2];
+    int up_cur;
+    size_t up_used;
+    /* downloads queued with download_async since the last submit: copied
+     * into the submit's ticket slot after its work, then to dst on wait */
+    async_dl *adl;
+    int n_adl, cap_adl;
+    struct {
+        cudaEvent_t ev;
+        int64_t ticket; /* 0: free */
+        uint8_t *pin;   /* pinned landing area of its downloads */
+        size_t pin_cap;
+        async_dl *dl;
+        int n_dl, cap_dl;
+    } tix[TICKETS];
+    int64_t ticket_seq;          /* the last ticket given */
+    unsigned long long *am_best; /* argmax scratch: [am_cap] keys, then counts */
+    int am_cap;
     uint8_t *down; /* pinned download staging */
     size_t down_cap;
     float *attn_scratch;
@@ -147,8 +187,8 @@ typedef struct {
     int mv_max_slices; /* the same without an f16 copy (dequantized slices) */
     cudaEvent_t prof_ev[2 * PROF_SLOTS];
     int prof_kind[PROF_SLOTS], prof_used;
-    double prof_ms[K_TOPK + 1][2];
-    long prof_n[K_TOPK + 1][2];
+    double prof_ms[K_KINDS][2];
+    long prof_n[K_KINDS][2];
     int failed; /* sticky until sync() reports it */
     /* f16 copies of quantized weights for the GEMM path (f16_find) */
     struct {
@@ -256,7 +296,7 @@ static int grow_device(cuda_impl *c, float **buf, size_t *cap, size_t need) {
     size_t n = need + need / 4;
     void *p = NULL;
     if (!cu_ok(cudaMalloc(&p, n * sizeof(float)), "scratch allocation")) return -1;
-    /* nothing is in flight while recording: the old buffer is idle */
+    /* cudaFree waits for the device, so no queued work still uses it */
     if (*buf) cudaFree(*buf);
     *buf = (float *)p;
     *cap = n;
@@ -264,11 +304,14 @@ static int grow_device(cuda_impl *c, float **buf, size_t *cap, size_t need) {
     return 0;
 }
 
-static int grow_pinned(cuda_impl *c, uint8_t **buf, size_t *cap, size_t need, size_t keep) {
+/* A pinned buffer of at least `need` bytes, the first `keep` kept; with
+ * dev, also its mapped device address (upload staging: kernels read uploads
+ * from it directly, cuda_copy_multi). The old buffer must be idle. */
+static int grow_pinned(cuda_impl *c, uint8_t **buf, size_t *cap, size_t need, size_t keep,
+                       uint8_t **dev) {
     if (need <= *cap) return 0;
     size_t n = need < 65536 ? 65536 : need * 2;
     void *p = NULL;
-    /* mapped, so kernels can read uploads from it directly (cuda_copy_multi) */
     if (!cu_ok(cudaHostAlloc(&p, n, cudaHostAllocMapped), "pinned allocation")) return -1;
     if (*buf) {
         memcpy(p, *buf, keep);
@@ -276,9 +319,9 @@ static int grow_pinned(cuda_impl *c, uint8_t **buf, size_t *cap, size_t need, si
     }
     *buf = (uint8_t *)p;
     *cap = n;
-    if (buf == &c->up) {
+    if (dev) {
         void *d = NULL;
-        c->up_dev = cudaHostGetDevicePointer(&d, p, 0) == cudaSuccess ? (uint8_t *)d : NULL;
+        *dev = cudaHostGetDevicePointer(&d, p, 0) == cudaSuccess ? (uint8_t *)d : NULL;
         cudaGetLastError();
     }
     drop_graphs(c);
@@ -442,8 +485,8 @@ static void run_cmd(cuda_impl *c, const cmd *k) {
     cudaStream_t s = c->stream;
     switch (k->kind) {
     case K_UPLOAD:
-        cudaMemcpyAsync((void *)k->p[0], c->up + k->l[0], (size_t)k->l[1], cudaMemcpyHostToDevice,
-                        s);
+        cudaMemcpyAsync((void *)k->p[0], c->upb[k->i[0]].host + k->l[0], (size_t)k->l[1],
+                        cudaMemcpyHostToDevice, s);
         break;
     case K_DOWNLOAD:
         cudaMemcpyAsync(c->down, k->p[0], (size_t)k->l[0], cudaMemcpyDeviceToHost, s);
@@ -500,6 +543,11 @@ static void run_cmd(cuda_impl *c, const cmd *k) {
                       (const float *)k->p[3], k->i[0], k->i[1]))
             c->failed = 1;
         break;
+    case K_ARGMAX:
+        if (cuda_argmax(s, (int32_t *)k->p[0], (const float *)k->p[1], k->i[0], k->i[1],
+                        (unsigned long long *)k->p[2], (unsigned *)k->p[3]))
+            c->failed = 1;
+        break;
     }
 }
 
@@ -514,7 +562,7 @@ static void run_cmd(cuda_impl *c, const cmd *k) {
 static int run_fused(cuda_impl *c, int k) {
     const cmd *a = &c->q[k], *b = k + 1 < c->nq ? &c->q[k + 1] : NULL;
     if (!b) return 0;
-    if (a->kind == K_UPLOAD && b->kind == K_UPLOAD && c->up_dev) {
+    if (a->kind == K_UPLOAD && b->kind == K_UPLOAD && c->upb[a->i[0]].dev) {
         /* a step's small uploads (ids, positions, slots, block tables): one
          * kernel reading the pinned staging instead of one copy each */
         void *dst[CUDA_COPY_MAX_JOBS];
@@ -522,9 +570,9 @@ static int run_fused(cuda_impl *c, int k) {
         size_t bytes[CUDA_COPY_MAX_JOBS];
         int m = 0;
         while (m < CUDA_COPY_MAX_JOBS && k + m < c->nq && c->q[k + m].kind == K_UPLOAD &&
-               c->q[k + m].l[1] <= 65536) {
+               c->q[k + m].i[0] == a->i[0] && c->q[k + m].l[1] <= 65536) {
             dst[m] = (void *)c->q[k + m].p[0];
-            src[m] = c->up_dev + c->q[k + m].l[0];
+            src[m] = c->upb[a->i[0]].dev + c->q[k + m].l[0];
             bytes[m] = (size_t)c->q[k + m].l[1];
             m++;
         }
@@ -899,9 +947,9 @@ static void step_trace_collect(cuda_impl *c) {
     free(ins);
 }
 
-static const char *const KIND_NAMES[] = {"upload", "download", "embed",    "rmsnorm",
-                                         "matmul", "rope",     "kv_write", "attention",
-                                         "add",    "glu",      "gather",   "topk"};
+static const char *const KIND_NAMES[K_KINDS] = {
+    "upload",    "download", "embed", "rmsnorm", "matmul", "rope",  "kv_write",
+    "attention", "add",      "glu",   "gather",  "topk",   "argmax"};
 
 /* BEAST_CUDA_PROFILE=1 (eager runs only): time every launch group with
  * events, summed per kind (fused groups under their first command's kind,
@@ -976,8 +1024,8 @@ bad:
     return -1;
 }
 
-/* Run everything queued and wait for it. 0, or -1 with err_set. */
-static int flush_sync(cuda_impl *c) {
+/* Launch everything queued (a graph, or eagerly); nothing waits. */
+static void launch_queue(cuda_impl *c) {
     if (c->nq > 0) {
         graph_entry *e = NULL;
         /* a lone command (the engine reading one row of logits) gains
@@ -1012,6 +1060,86 @@ static int flush_sync(cuda_impl *c) {
         }
     }
     c->q_prog_n = 0;
+}
+
+/* Ticket slot t's downloads into their destinations; the slot is free. */
+static void ticket_finish(cuda_impl *c, int t) {
+    for (int k = 0; k < c->tix[t].n_dl; k++) {
+        const async_dl *d = &c->tix[t].dl[k];
+        memcpy(d->dst, c->tix[t].pin + d->off, d->n);
+    }
+    c->tix[t].n_dl = 0;
+    c->tix[t].ticket = 0;
+}
+
+/* Wait for ticket `ticket` and every earlier one. 0, or -1 with err_set. */
+static int ticket_wait(cuda_impl *c, int64_t ticket) {
+    int rc = 0;
+    for (int64_t t = ticket - TICKETS + 1; t <= ticket; t++) { /* oldest first */
+        int k = (int)(t % TICKETS);
+        if (t < 1 || c->tix[k].ticket != t) continue;
+        cudaError_t err = cudaEventSynchronize(c->tix[k].ev);
+        if (err == cudaSuccess) err = cudaGetLastError();
+        if (err != cudaSuccess && !rc) {
+            err_set("cuda: %s", cudaGetErrorString(err));
+            rc = -1;
+        }
+        ticket_finish(c, k);
+    }
+    for (int u = 0; u < 2; u++)
+        if (c->upb[u].ticket <= ticket) c->upb[u].ticket = 0;
+    return rc;
+}
+
+/* Take the next ticket for the work launched so far: its slot (waiting for
+ * the submit that held it TICKETS ago), the queued async downloads copied
+ * into the slot's pinned area, and its event. The ticket, or -1. */
+static int64_t ticket_take(cuda_impl *c) {
+    int64_t t = c->ticket_seq + 1;
+    int k = (int)(t % TICKETS);
+    if (c->tix[k].ticket && ticket_wait(c, c->tix[k].ticket)) return -1;
+    size_t need = 0;
+    for (int j = 0; j < c->n_adl; j++) need += (c->adl[j].n + 15) & ~(size_t)15;
+    if (c->tix[k].cap_dl < c->n_adl) {
+        async_dl *d = (async_dl *)realloc(c->tix[k].dl, (size_t)c->n_adl * sizeof *d);
+        if (!d) {
+            err_set("out of memory (downloads)");
+            return -1;
+        }
+        c->tix[k].dl = d;
+        c->tix[k].cap_dl = c->n_adl;
+    }
+    if (need > c->tix[k].pin_cap) { /* no graph copies into it: no graphs to drop */
+        void *p = NULL;
+        size_t cap = need < 4096 ? 4096 : 2 * need;
+        if (!cu_ok(cudaHostAlloc(&p, cap, cudaHostAllocDefault), "pinned allocation")) return -1;
+        if (c->tix[k].pin) cudaFreeHost(c->tix[k].pin);
+        c->tix[k].pin = (uint8_t *)p;
+        c->tix[k].pin_cap = cap;
+    }
+    if (!c->tix[k].ev &&
+        !cu_ok(cudaEventCreateWithFlags(&c->tix[k].ev, cudaEventDisableTiming), "event creation"))
+        return -1;
+    size_t off = 0;
+    for (int j = 0; j < c->n_adl; j++) {
+        const async_dl *a = &c->adl[j];
+        cudaMemcpyAsync(c->tix[k].pin + off, a->src, a->n, cudaMemcpyDeviceToHost, c->stream);
+        c->tix[k].dl[j] = *a;
+        c->tix[k].dl[j].off = off;
+        off += (a->n + 15) & ~(size_t)15;
+    }
+    c->tix[k].n_dl = c->n_adl;
+    c->n_adl = 0;
+    if (!cu_ok(cudaEventRecord(c->tix[k].ev, c->stream), "event record")) return -1;
+    c->tix[k].ticket = t;
+    c->ticket_seq = t;
+    return t;
+}
+
+/* Run everything queued and wait for it. 0, or -1 with err_set. */
+static int flush_sync(cuda_impl *c) {
+    launch_queue(c);
+    int64_t t = c->n_adl ? ticket_take(c) : 0;
     cudaError_t err = cudaStreamSynchronize(c->stream);
     if (err == cudaSuccess) err = cudaGetLastError();
     if (c->prof_used) prof_collect(c);
@@ -1019,8 +1147,11 @@ static int flush_sync(cuda_impl *c) {
     c->trace_prog = -1;
     c->nq = 0;
     c->up_used = 0;
-    if (err != cudaSuccess) {
-        err_set("cuda: %s", cudaGetErrorString(err));
+    for (int k = 0; k < TICKETS; k++)
+        if (c->tix[k].ticket) ticket_finish(c, k);
+    c->upb[0].ticket = c->upb[1].ticket = 0;
+    if (err != cudaSuccess || t < 0) {
+        if (err != cudaSuccess) err_set("cuda: %s", cudaGetErrorString(err));
         c->failed = 1;
         return -1;
     }
@@ -1058,22 +1189,74 @@ static void cu_free(backend *b, void *p) {
 static int cu_upload(backend *b, void *dst, const void *src, size_t n) {
     cuda_impl *c = impl(b);
     if (n == 0) return 0;
+    const int u = c->up_cur;
+    /* the buffer's last submit must have read it before it is written */
+    if (c->up_used == 0 && c->upb[u].ticket && ticket_wait(c, c->upb[u].ticket)) return -1;
     size_t off = (c->up_used + 15) & ~(size_t)15;
-    if (grow_pinned(c, &c->up, &c->up_cap, off + n, c->up_used)) return -1;
-    memcpy(c->up + off, src, n);
+    if (grow_pinned(c, &c->upb[u].host, &c->upb[u].cap, off + n, c->up_used, &c->upb[u].dev))
+        return -1;
+    memcpy(c->upb[u].host + off, src, n);
     c->up_used = off + n;
     cmd *k = push(c, K_UPLOAD);
     if (!k) return -1;
     k->p[0] = dst;
+    k->i[0] = u;
     k->l[0] = (int64_t)off;
     k->l[1] = (int64_t)n;
     return 0;
 }
 
+static int cu_download_async(backend *b, void *dst, const void *src, size_t n) {
+    cuda_impl *c = impl(b);
+    if (n == 0) return 0;
+    if (c->n_adl == c->cap_adl) {
+        int cap = c->cap_adl ? 2 * c->cap_adl : 8;
+        async_dl *a = (async_dl *)realloc(c->adl, (size_t)cap * sizeof *a);
+        if (!a) {
+            err_set("out of memory (downloads)");
+            return -1;
+        }
+        c->adl = a;
+        c->cap_adl = cap;
+    }
+    c->adl[c->n_adl++] = async_dl{dst, src, n, 0};
+    return 0;
+}
+
+/* Launch what is queued without waiting (backend.h: running ahead). Timed
+ * runs (profile, step trace) wait here instead, as their collection needs. */
+static int64_t cu_submit(backend *b) {
+    cuda_impl *c = impl(b);
+    if (c->profile || c->trace_dev) {
+        if (flush_sync(c) || c->failed) {
+            c->failed = 0;
+            return -1;
+        }
+        return ++c->ticket_seq; /* done: waiting for it returns at once */
+    }
+    launch_queue(c);
+    int64_t t = ticket_take(c);
+    c->nq = 0;
+    if (t > 0) {
+        c->upb[c->up_cur].ticket = t;
+        c->up_cur ^= 1;
+        c->up_used = 0;
+    }
+    if (t < 0 || c->failed) { /* the failing command said why */
+        c->failed = 0;
+        return -1;
+    }
+    return t;
+}
+
+static int cu_wait(backend *b, int64_t ticket) {
+    return ticket_wait(impl(b), ticket);
+}
+
 static int cu_download(backend *b, void *dst, const void *src, size_t n) {
     cuda_impl *c = impl(b);
     if (n > 0) {
-        if (grow_pinned(c, &c->down, &c->down_cap, n, 0)) return -1;
+        if (grow_pinned(c, &c->down, &c->down_cap, n, 0, NULL)) return -1;
         cmd *k = push(c, K_DOWNLOAD);
         if (!k) return -1;
         k->p[0] = src;
@@ -1276,6 +1459,28 @@ static void cu_topk(backend *b, int32_t *ids, float *vals, float *lse, const flo
     k->i[0] = rows, k->i[1] = n_vocab;
 }
 
+static void cu_argmax(backend *b, int32_t *ids, const float *logits, int rows, int n_vocab) {
+    cuda_impl *c = impl(b);
+    if (rows > c->am_cap) { /* zeroed scratch, left zeroed by every launch */
+        void *p = NULL;
+        size_t bytes = (size_t)rows * (sizeof(unsigned long long) + sizeof(unsigned));
+        if (!cu_ok(cudaMalloc(&p, bytes), "argmax scratch") ||
+            !cu_ok(cudaMemset(p, 0, bytes), "argmax scratch")) {
+            if (p) cudaFree(p);
+            c->failed = 1;
+            return;
+        }
+        if (c->am_best) cudaFree(c->am_best); /* waits for the device */
+        c->am_best = (unsigned long long *)p;
+        c->am_cap = rows;
+        drop_graphs(c);
+    }
+    cmd *k = push(c, K_ARGMAX);
+    if (!k) return;
+    k->p[0] = ids, k->p[1] = logits, k->p[2] = c->am_best, k->p[3] = c->am_best + c->am_cap;
+    k->i[0] = rows, k->i[1] = n_vocab;
+}
+
 static int cu_sync(backend *b) {
     cuda_impl *c = impl(b);
     int rc = flush_sync(c);
@@ -1292,9 +1497,9 @@ static void cu_destroy(backend *b) {
                 c->n_eager, c->n_captures, c->n_replays);
     if (c->profile) {
         double total = 0;
-        for (int k = 0; k <= K_TOPK; k++) total += c->prof_ms[k][0] + c->prof_ms[k][1];
+        for (int k = 0; k < K_KINDS; k++) total += c->prof_ms[k][0] + c->prof_ms[k][1];
         fprintf(stderr, "beast cuda profile (eager launches, device time between events):\n");
-        for (int k = 0; k <= K_TOPK; k++)
+        for (int k = 0; k < K_KINDS; k++)
             for (int f = 0; f < 2; f++)
                 if (c->prof_n[k][f])
                     fprintf(stderr, "  %-10s%s %8ld launches %10.3f ms %6.1f%% %8.2f us each\n",
@@ -1337,8 +1542,16 @@ static void cu_destroy(backend *b) {
     if (c->x16) cudaFree(c->x16);
     if (c->attn_scratch) cudaFree(c->attn_scratch);
     if (c->gemm_scratch) cudaFree(c->gemm_scratch);
-    if (c->up) cudaFreeHost(c->up);
+    for (int u = 0; u < 2; u++)
+        if (c->upb[u].host) cudaFreeHost(c->upb[u].host);
     if (c->down) cudaFreeHost(c->down);
+    for (int k = 0; k < TICKETS; k++) {
+        if (c->tix[k].ev) cudaEventDestroy(c->tix[k].ev);
+        if (c->tix[k].pin) cudaFreeHost(c->tix[k].pin);
+        free(c->tix[k].dl);
+    }
+    free(c->adl);
+    if (c->am_best) cudaFree(c->am_best);
     if (c->blas) cublasDestroy(c->blas);
     if (c->blas_ws) cudaFree(c->blas_ws);
     if (c->stream) cudaStreamDestroy(c->stream);
@@ -1366,7 +1579,11 @@ static const bk_ops CUDA_OPS = {
     .glu = cu_glu,
     .gather = cu_gather,
     .topk = cu_topk,
+    .argmax = cu_argmax,
     .sync = cu_sync,
+    .download_async = cu_download_async,
+    .submit = cu_submit,
+    .wait = cu_wait,
 };
 
 static int env_flag(const char *name, int def) {

@@ -148,6 +148,10 @@ void cuda_gather(cudaStream_t s, float *out, const float *x, const int32_t *rows
 /* backend.h's topk op: rows (<= 65535) of n_vocab logits; lse may be NULL. */
 int cuda_topk(cudaStream_t s, int32_t *ids, float *vals, float *lse, const float *logits, int rows,
               int n_vocab);
+/* backend.h's argmax op: rows (<= 65535) of n_vocab (>= 1) logits. best and
+ * count: rows zeroed words each, which every launch leaves zeroed. */
+int cuda_argmax(cudaStream_t s, int32_t *ids, const float *logits, int rows, int n_vocab,
+                unsigned long long *best, unsigned *count);
 
 /* ---- cuda_attn.cu ---- */
 

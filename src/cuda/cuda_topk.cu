@@ -259,3 +259,63 @@ int cuda_topk(cudaStream_t s, int32_t *ids, float *vals, float *lse, const float
     cuda_launch(topk_kernel, dim3(rows), dim3(TK_THREADS), 0, s, ids, vals, lse, logits, n_vocab);
     return 0;
 }
+
+/* ---- argmax: the greedy pick (backend.h's argmax op) ----
+ * Each entry is one 64-bit key, (order key of its clean logit) << 32 |
+ * (2^32 - 1 - index), so the largest key is the highest logit with the
+ * lowest index on ties. A row is spread over CTAs of AM_THREADS * AM_PER
+ * entries (a 128k vocabulary: 32 CTAs); each CTA reduces its share and
+ * folds it into best[row] with atomicMax, and the CTA that arrives last
+ * (count[row]) turns the winner into an id and leaves best and count at 0
+ * for the next launch. */
+#define AM_THREADS 256
+#define AM_PER     16
+
+__global__ void __launch_bounds__(AM_THREADS)
+    argmax_kernel(int32_t *ids, const float *logits, int n, unsigned long long *best,
+                  unsigned *count) {
+    __shared__ unsigned long long wbest[AM_THREADS / 32];
+    const int row = blockIdx.y, i0 = blockIdx.x * AM_THREADS * AM_PER + threadIdx.x;
+    const float *x = logits + (size_t)row * n;
+    unsigned long long k = 0; /* below every entry's key */
+    cuda_pdl_wait();
+#pragma unroll
+    for (int j = 0; j < AM_PER; j++) {
+        const int i = i0 + j * AM_THREADS;
+        if (i < n) {
+            const unsigned long long e =
+                (unsigned long long)tk_key(tk_clean(x[i])) << 32 | (0xffffffffu - (unsigned)i);
+            k = e > k ? e : k;
+        }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const unsigned long long v = __shfl_xor_sync(0xffffffffu, k, o);
+        k = v > k ? v : k;
+    }
+    if ((threadIdx.x & 31) == 0) wbest[threadIdx.x >> 5] = k;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < AM_THREADS / 32; w++) k = wbest[w] > k ? wbest[w] : k;
+        atomicMax(best + row, k);
+        __threadfence();
+        if (atomicAdd(count + row, 1u) == gridDim.x - 1) { /* every CTA's max is in */
+            const unsigned long long b = atomicExch(best + row, 0ull);
+            count[row] = 0;
+            ids[row] = (int32_t)(0xffffffffu - (unsigned)b);
+        }
+    }
+}
+
+int cuda_argmax(cudaStream_t s, int32_t *ids, const float *logits, int rows, int n_vocab,
+                unsigned long long *best, unsigned *count) {
+    if (rows <= 0) return 0;
+    if (rows > 65535 || n_vocab < 1) {
+        err_set("cuda argmax: %d rows of %d logits not supported", rows, n_vocab);
+        return -1;
+    }
+    const int per = AM_THREADS * AM_PER;
+    cuda_launch(argmax_kernel, dim3((n_vocab + per - 1) / per, rows), dim3(AM_THREADS), 0, s, ids,
+                logits, n_vocab, best, count);
+    return 0;
+}

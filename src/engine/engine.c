@@ -30,11 +30,11 @@ beast_ctx_params beast_ctx_default_params(void) {
 
 static void free_bufs(backend *bk, fwd_bufs *d) {
     void **bufs[] = {
-        (void **)&d->x,           (void **)&d->xb,     (void **)&d->q,       (void **)&d->k,
-        (void **)&d->v,           (void **)&d->att,    (void **)&d->hb,      (void **)&d->hb2,
-        (void **)&d->xo,          (void **)&d->logits, (void **)&d->topk,    (void **)&d->ids,
-        (void **)&d->pos,         (void **)&d->slots,  (void **)&d->seq_row, (void **)&d->out_rows,
-        (void **)&d->block_table,
+        (void **)&d->x,        (void **)&d->xb,          (void **)&d->q,     (void **)&d->k,
+        (void **)&d->v,        (void **)&d->att,         (void **)&d->hb,    (void **)&d->hb2,
+        (void **)&d->xo,       (void **)&d->logits,      (void **)&d->topk,  (void **)&d->pick,
+        (void **)&d->ids,      (void **)&d->pos,         (void **)&d->slots, (void **)&d->seq_row,
+        (void **)&d->out_rows, (void **)&d->block_table,
     };
     for (size_t i = 0; i < ARRAY_LEN(bufs); i++)
         if (*bufs[i]) {
@@ -66,6 +66,7 @@ static int alloc_bufs(beast_ctx *c, backend *bk, fwd_bufs *d, bool output) {
         {(void **)&d->xo, nb * E * 4, 1},
         {(void **)&d->logits, (size_t)LOGIT_ROWS * hp->n_vocab * 4, 1},
         {(void **)&d->topk, TOPK_BYTES(LOGIT_ROWS), 1},
+        {(void **)&d->pick, (size_t)LOGIT_ROWS * 4, 1},
         {(void **)&d->ids, nb * 4, 0},
         {(void **)&d->pos, nb * 4, 0},
         {(void **)&d->slots, nb * 4, 0},
@@ -368,6 +369,10 @@ static int grow_rows(beast_ctx *c, int n) {
 }
 
 int beast_decode(beast_ctx *c, const beast_batch *b) {
+    return engine_decode(c, b, NULL);
+}
+
+int engine_decode(beast_ctx *c, const beast_batch *b, const fwd_step *st) {
     double t0 = time_now();
     const int n_vocab = c->m->hp.n_vocab;
     if (b->n <= 0) {
@@ -418,6 +423,11 @@ int beast_decode(beast_ctx *c, const beast_batch *b) {
     c->n_out = n_out;
     c->lazy = n_out <= LOGIT_ROWS;
     if (n_out > 0) memset(c->row_flags, c->lazy ? 0 : ROW_HOST, (size_t)n_out);
+    if (st && (b->n > c->n_batch || !c->lazy)) {
+        err_set("a step run ahead takes at most %d tokens and %d logits (got %d, %d)", c->n_batch,
+                LOGIT_ROWS, b->n, n_out);
+        goto fail;
+    }
 
     int out_done = 0;
     for (int i0 = 0; i0 < b->n; i0 += c->n_batch) {
@@ -449,6 +459,7 @@ int beast_decode(beast_ctx *c, const beast_batch *b) {
         fb.n_rows = n_rows;
         fb.logits_out = c->lazy ? NULL : c->logits + (size_t)out_done * n_vocab;
         fb.dev_row = c->lazy ? out_done : -1;
+        fb.step = st;
         if (fwd_run(c, &fb)) {
             rollback(c, old_len);
             goto done;

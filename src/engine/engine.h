@@ -21,8 +21,23 @@ typedef struct {
     float *xo;     /* [n][n_embd] rows that produce logits */
     float *logits; /* [LOGIT_ROWS][n_vocab] */
     void *topk;    /* topk of up to LOGIT_ROWS rows: ids, then logits, then lse */
+    int32_t *pick; /* [LOGIT_ROWS] greedy picks of the last step (generate.c) */
     int32_t *ids, *pos, *slots, *seq_row, *out_rows, *block_table;
 } fwd_bufs;
+
+/* Running one step ahead (generate.c), for a decode of one micro-batch
+ * whose logits stay in backend memory:
+ *   ids_dev   the token ids are already in the output backend's memory
+ *             (the last step's picks), not uploaded (first layers on that
+ *             backend only);
+ *   pick      the rows' greedy picks into d.pick, copied to pick (host)
+ *             once the ticket is waited for;
+ *   ticket    set: the step is submitted, not waited for (its ticket here). */
+typedef struct {
+    const int32_t *ids_dev;
+    int32_t *pick;
+    int64_t *ticket;
+} fwd_step;
 
 /* Host-side description of one micro-batch. */
 typedef struct {
@@ -37,6 +52,7 @@ typedef struct {
     int n_out;
     float *logits_out; /* host destination, n_out * n_vocab (when dev_row < 0) */
     int dev_row;       /* >= 0: leave the logits in d.logits from this row on */
+    const fwd_step *step;
 } fwd_batch;
 
 #define LOGIT_ROWS 32
@@ -102,5 +118,10 @@ static inline fwd_bufs *ctx_bufs(beast_ctx *c, const backend *bk) {
 
 /* Run the forward pass for one micro-batch whose KV slots are reserved. */
 int fwd_run(beast_ctx *c, const fwd_batch *b);
+
+/* beast_decode with a step's options (NULL: none; then it is beast_decode).
+ * With options the batch must fit one micro-batch (n <= n_batch) and ask
+ * for at most LOGIT_ROWS logits. */
+int engine_decode(beast_ctx *c, const beast_batch *b, const fwd_step *st);
 
 #endif

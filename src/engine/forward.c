@@ -43,8 +43,9 @@ const char *const FWD_OP_NAMES[FWD_OP_COUNT] = {
 static int upload_meta(backend *bk, fwd_bufs *d, const fwd_batch *b) {
     const bk_ops *op = bk->ops;
     size_t n4 = (size_t)b->n * 4;
-    return op->upload(bk, d->ids, b->ids, n4) || op->upload(bk, d->pos, b->pos, n4) ||
-           op->upload(bk, d->slots, b->slots, n4) || op->upload(bk, d->seq_row, b->seq_row, n4) ||
+    return (!(b->step && b->step->ids_dev) && op->upload(bk, d->ids, b->ids, n4)) ||
+           op->upload(bk, d->pos, b->pos, n4) || op->upload(bk, d->slots, b->slots, n4) ||
+           op->upload(bk, d->seq_row, b->seq_row, n4) ||
            op->upload(bk, d->block_table, b->block_table, (size_t)b->n_rows * b->max_blocks * 4) ||
            op->upload(bk, d->out_rows, b->out_rows, (size_t)b->n_out * 4);
 }
@@ -145,7 +146,9 @@ int fwd_run(beast_ctx *c, const fwd_batch *b) {
         fwd_bufs *d = ctx_bufs(c, bk);
         if (upload_meta(bk, d, b)) return -1;
         if (!prev)
-            OP(FWD_EMBED, op->embed(bk, d->x, &m->tok_embd, d->ids, n, hp->embd_scale));
+            OP(FWD_EMBED, op->embed(bk, d->x, &m->tok_embd,
+                                    b->step && b->step->ids_dev ? b->step->ids_dev : d->ids, n,
+                                    hp->embd_scale));
         else if (move_x(c, prev, bk, n))
             return -1;
         bk_attn_batch ab = {
@@ -154,5 +157,14 @@ int fwd_run(beast_ctx *c, const fwd_batch *b) {
         prev = bk;
     }
     if (run_output(c, b)) return -1;
-    return c->bk->ops->sync(c->bk);
+    const fwd_step *st = b->step;
+    const bk_ops *op = c->bk->ops;
+    if (st && st->pick && b->n_out > 0) { /* lazy rows only (engine_decode) */
+        op->argmax(c->bk, c->d.pick + b->dev_row, c->d.logits + (size_t)b->dev_row * hp->n_vocab,
+                   b->n_out, hp->n_vocab);
+        if (op->download_async(c->bk, st->pick, c->d.pick + b->dev_row, (size_t)b->n_out * 4))
+            return -1;
+    }
+    if (st && st->ticket) return (*st->ticket = op->submit(c->bk)) < 0 ? -1 : 0;
+    return op->sync(c->bk);
 }

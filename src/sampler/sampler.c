@@ -169,6 +169,12 @@ sampler_params sampler_default_params(void) {
     return p;
 }
 
+bool sampler_params_greedy(const sampler_params *p) {
+    bool penalize = p->repeat_last_n != 0 && (p->repeat_penalty != 1 || p->presence_penalty != 0 ||
+                                              p->frequency_penalty != 0);
+    return p->temperature <= 0 && !penalize && p->n_bias == 0;
+}
+
 sampler *sampler_new(const sampler_params *p, int n_vocab) {
     if (!p || n_vocab < 1) {
         err_set("sampler: bad arguments (n_vocab %d)", n_vocab);

@@ -86,6 +86,10 @@ typedef struct {
  * seed SAMPLER_DEFAULT_SEED. */
 sampler_params sampler_default_params(void);
 
+/* Whether p picks the raw argmax (greedy, no penalties, no bias): then the
+ * choice is beast_generate_greedy's, which can make it on the device. */
+bool sampler_params_greedy(const sampler_params *p);
+
 /* NULL (with err_set) on bad parameters (NaN values, repeat_penalty <= 0,
  * repeat_last_n < -1, bias token out of range, n_vocab < 1) or no memory.
  * Memory: about 24 bytes per vocabulary entry. */
