@@ -1,0 +1,7 @@
+# The H100 call of session 8 (llama.cpp 0c1e57098 from the llama-cpp-python sdist), beast at c58f288.
+# All files here: test_cuda.txt (3842 checks passed), dev.txt (bench_decode, serial beast_decode
+# steps), then one comparison round with beast bench tg running ahead (beast.csv) and waiting for
+# every step (BEAST_GEN_AHEAD=0, beast-serial.csv), alternating with llama-bench (llama.csv).
+(setsid nohup bash bench/peer-cuda.sh /tmp/peer > /tmp/peer.log 2>&1 &)
+BEAST_COMMIT=c58f288 OUT=$OUT bash bench/gpu-dev.sh test decode
+BEAST_BIN=/tmp/beast-build DEADLINE=300 OUT=$OUT timeout 340 bash bench/gpu-compare.sh ceil,bench,serial,load
