@@ -15,7 +15,9 @@
  * two sequences prefilled in one batch of 37 rows of logits (downloaded as
  * computed) over micro-batches of 7 tokens, then greedy decode steps of both
  * sequences in one batch (logits left in backend memory, candidates from
- * the output backend's topk). Also: where each layer's KV cache lives, the
+ * the output backend's topk), then beast_generate_greedy on one of them
+ * (the same tokens: split, each pick comes back to the host; unsplit, it is
+ * fed in backend memory). Also: where each layer's KV cache lives, the
  * reported layer count, the flags set on both backends, a profiled split run
  * (same bits), the fallback to the CPU when the accelerator cannot be made,
  * and N = -2 failing with a message. */
@@ -52,8 +54,11 @@ static backend *no_accel(int n_threads) {
  * synthetic vocab, ordinary tokens of a real one). */
 static int32_t prompt[2][P0 > P1 ? P0 : P1];
 
+#define GEN 6 /* tokens of the greedy generation after the steps */
+
 typedef struct {
     int ngl, n_batch, profile, deterministic;
+    int32_t *gen; /* [GEN]: beast_generate_greedy's tokens on sequence 1 */
 } run_opts;
 
 /* Load the model with o->ngl layers on the accelerator (a second CPU
@@ -148,6 +153,12 @@ static int run(const char *path, const run_opts *o, float *out, int nv, const ch
             memcpy(out + (size_t)row++ * nv, l, (size_t)nv * sizeof(float));
         }
     }
+    /* greedy generation: a split model feeds each pick from the host, the
+     * unsplit one runs ahead with the pick fed in backend memory */
+    gen_rec gr = {{0}, 0, 0};
+    CHECK(beast_generate_greedy(c, 1, next[1], GEN, rec_token, &gr) == GEN && gr.n == GEN,
+          "%s: generate: %s", label, beast_error());
+    memcpy(o->gen, gr.tok, GEN * sizeof *o->gen);
     if (o->profile) {
         const char *names[FWD_OP_COUNT];
         double secs[FWD_OP_COUNT];
@@ -186,6 +197,8 @@ static void compare(const float *ref, const float *got, int nv, const char *labe
 static void against_cpu(const char *path, const char *name, run_opts o, const int *ngls, int n,
                         float *ref, float *got, int nv) {
     char label[160];
+    int32_t gen_ref[GEN] = {0}, gen_got[GEN];
+    o.gen = gen_ref;
     const char *how = o.deterministic ? ", deterministic" : o.profile ? ", profiled" : "";
     int profile = o.profile;
     snprintf(label, sizeof label, "%s cpu, batch %d%s", name, o.n_batch, how);
@@ -193,11 +206,17 @@ static void against_cpu(const char *path, const char *name, run_opts o, const in
     o.profile = 0;
     if (run(path, &o, ref, nv, label)) return;
     o.profile = profile;
+    o.gen = gen_got;
     for (int k = 0; k < n; k++) {
         o.ngl = ngls[k];
         snprintf(label, sizeof label, "%s ngl %d, batch %d%s", name, o.ngl, o.n_batch, how);
         memset(got, 0, (size_t)ROWS * nv * sizeof(float));
-        if (!run(path, &o, got, nv, label)) compare(ref, got, nv, label);
+        memset(gen_got, 0xff, sizeof gen_got);
+        if (!run(path, &o, got, nv, label)) {
+            compare(ref, got, nv, label);
+            CHECK(!memcmp(gen_ref, gen_got, sizeof gen_ref),
+                  "%s: generated tokens differ from the unsplit run's", label);
+        }
     }
 }
 
@@ -215,13 +234,13 @@ static void test_model(const char *path, const char *name) {
     int fails = check_failures;
     /* micro-batches of 7 tokens: the prompt crosses the split in pieces */
     int ngls[] = {0, 1, L / 2, L - 1, L, -1, L + 5};
-    against_cpu(path, name, (run_opts){0, 7, 0, 0}, ngls, ARRAY_LEN(ngls), ref, got, nv);
+    against_cpu(path, name, (run_opts){0, 7, 0, 0, NULL}, ngls, ARRAY_LEN(ngls), ref, got, nv);
     /* the prompt in one batch, profiled (every op waited for) */
     int half[] = {L / 2};
-    against_cpu(path, name, (run_opts){0, 512, 1, 0}, half, 1, ref, got, nv);
+    against_cpu(path, name, (run_opts){0, 512, 1, 0, NULL}, half, 1, ref, got, nv);
     /* the deterministic kernels on both sides */
     int last[] = {1, L - 1};
-    against_cpu(path, name, (run_opts){0, 7, 0, 1}, last, 2, ref, got, nv);
+    against_cpu(path, name, (run_opts){0, 7, 0, 1, NULL}, last, 2, ref, got, nv);
     printf("%s: %d layers, split runs against the CPU run: %s\n", name, L,
            check_failures == fails ? "the same bits" : "FAILED");
     free(ref);

@@ -1242,7 +1242,8 @@ static int64_t cu_submit(backend *b) {
         c->up_cur ^= 1;
         c->up_used = 0;
     }
-    if (t < 0 || c->failed) { /* the failing command said why */
+    if (t < 0 || c->failed) {         /* the failing command said why */
+        if (t > 0) ticket_wait(c, t); /* its downloads land before their owners go */
         c->failed = 0;
         return -1;
     }
