@@ -1095,19 +1095,21 @@ static int ticket_wait(cuda_impl *c, int64_t ticket) {
  * the submit that held it TICKETS ago), the queued async downloads copied
  * into the slot's pinned area, and its event. The ticket, or -1. */
 static int64_t ticket_take(cuda_impl *c) {
+    const int n_adl = c->n_adl;
+    c->n_adl = 0; /* taken by this ticket, or dropped with it on failure */
     int64_t t = c->ticket_seq + 1;
     int k = (int)(t % TICKETS);
     if (c->tix[k].ticket && ticket_wait(c, c->tix[k].ticket)) return -1;
     size_t need = 0;
-    for (int j = 0; j < c->n_adl; j++) need += (c->adl[j].n + 15) & ~(size_t)15;
-    if (c->tix[k].cap_dl < c->n_adl) {
-        async_dl *d = (async_dl *)realloc(c->tix[k].dl, (size_t)c->n_adl * sizeof *d);
+    for (int j = 0; j < n_adl; j++) need += (c->adl[j].n + 15) & ~(size_t)15;
+    if (c->tix[k].cap_dl < n_adl) {
+        async_dl *d = (async_dl *)realloc(c->tix[k].dl, (size_t)n_adl * sizeof *d);
         if (!d) {
             err_set("out of memory (downloads)");
             return -1;
         }
         c->tix[k].dl = d;
-        c->tix[k].cap_dl = c->n_adl;
+        c->tix[k].cap_dl = n_adl;
     }
     if (need > c->tix[k].pin_cap) { /* no graph copies into it: no graphs to drop */
         void *p = NULL;
@@ -1121,15 +1123,14 @@ static int64_t ticket_take(cuda_impl *c) {
         !cu_ok(cudaEventCreateWithFlags(&c->tix[k].ev, cudaEventDisableTiming), "event creation"))
         return -1;
     size_t off = 0;
-    for (int j = 0; j < c->n_adl; j++) {
+    for (int j = 0; j < n_adl; j++) {
         const async_dl *a = &c->adl[j];
         cudaMemcpyAsync(c->tix[k].pin + off, a->src, a->n, cudaMemcpyDeviceToHost, c->stream);
         c->tix[k].dl[j] = *a;
         c->tix[k].dl[j].off = off;
         off += (a->n + 15) & ~(size_t)15;
     }
-    c->tix[k].n_dl = c->n_adl;
-    c->n_adl = 0;
+    c->tix[k].n_dl = n_adl;
     if (!cu_ok(cudaEventRecord(c->tix[k].ev, c->stream), "event record")) return -1;
     c->tix[k].ticket = t;
     c->ticket_seq = t;
