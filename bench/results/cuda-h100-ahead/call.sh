@@ -5,3 +5,7 @@
 (setsid nohup bash bench/peer-cuda.sh /tmp/peer > /tmp/peer.log 2>&1 &)
 BEAST_COMMIT=c58f288 OUT=$OUT bash bench/gpu-dev.sh test decode
 BEAST_BIN=/tmp/beast-build DEADLINE=300 OUT=$OUT timeout 340 bash bench/gpu-compare.sh ceil,bench,serial,load
+# repeat-6b71432/: the final commit of the session, test_cuda (3606 checks passed) and the same comparison
+(setsid nohup bash bench/peer-cuda.sh /tmp/peer > /tmp/peer.log 2>&1 &)
+BEAST_COMMIT=6b71432 OUT=$OUT bash bench/gpu-dev.sh test
+BEAST_BIN=/tmp/beast-build DEADLINE=300 OUT=$OUT timeout 340 bash bench/gpu-compare.sh ceil,bench,serial
