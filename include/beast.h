@@ -169,7 +169,8 @@ int beast_candidates(beast_ctx *c, int i, const beast_cand **out, float *lse);
  * undone. Returns the number of tokens picked (each passed to on_token),
  * or -1 (beast_error). Afterwards seq holds tok and every token picked but
  * the last, and no logits are left to read. BEAST_GEN_AHEAD=0 in the
- * environment waits for every step before queueing the next. */
+ * environment waits for every step before queueing the next; =1 runs
+ * ahead on the CPU too (where it gains nothing: for tests). */
 typedef bool (*beast_token_fn)(void *user, int32_t tok);
 int beast_generate_greedy(beast_ctx *c, int seq, int32_t tok, int n, beast_token_fn on_token,
                           void *user);

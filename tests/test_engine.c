@@ -223,7 +223,7 @@ static void check_generate(beast_ctx *c, beast_batch *b, int nv, const int32_t *
         t = want[k] = bk_argmax_row(ref + (size_t)k * nv, nv);
     }
     for (int ahead = 1; ahead >= 0; ahead--) {
-        if (!ahead) setenv("BEAST_GEN_AHEAD", "0", 1);
+        setenv("BEAST_GEN_AHEAD", ahead ? "1" : "0", 1); /* the CPU would not run ahead */
         /* all K tokens */
         beast_seq_truncate(c, 1, 3);
         gen_rec r = {{0}, 0, 0};

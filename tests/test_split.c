@@ -301,6 +301,9 @@ static int generate(char *path, const gen_shape *shape, int untied, uint64_t see
 
 int main(void) {
     uint64_t seed = check_seed();
+    /* the unsplit runs generate ahead (the CPU would not by itself); a split
+     * model never does */
+    setenv("BEAST_GEN_AHEAD", "1", 1);
     for (int s = 0; s < 2; s++)
         for (int i = 0; i < (int)ARRAY_LEN(prompt[0]); i++) prompt[s][i] = 3 + rng_int(250);
     /* llama rows of 256 (K-quants), five layers so every split point differs */

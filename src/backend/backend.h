@@ -113,6 +113,9 @@ typedef struct {
     int (*download_async)(backend *b, void *dst, const void *src, size_t n);
     int64_t (*submit)(backend *b);
     int (*wait)(backend *b, int64_t ticket);
+    /* whether ops only queue work (the host gains by running ahead); the
+     * CPU's run as they are called, so a step queued ahead is just done */
+    int runs_ahead;
 } bk_ops;
 
 struct backend {

@@ -256,7 +256,6 @@ typedef struct {
     int32_t **gen;
     int *gen_cap;
     int failed;
-    int ahead; /* inside beast_generate_greedy, which keeps to the context itself */
 } gen_state;
 
 static bool emit(gen_state *g, int32_t tok) {
@@ -291,10 +290,6 @@ static bool emit(gen_state *g, int32_t tok) {
         st->finish = "stop";
         return false;
     }
-    if (!g->ahead && beast_seq_len(g->c, 0) + 1 >= beast_ctx_n_ctx(g->c)) {
-        st->finish = "length";
-        return false;
-    }
     return true;
 }
 
@@ -324,7 +319,7 @@ int cli_generate(beast_ctx *c, const beast_model *m, sampler *s, const cli_commo
     stop *sm = stop_new(o->stops, o->n_stops);
     if (!b || !sm) goto fail;
     int rc = -1;
-    gen_state g = {c, m, s, sm, out, st, gen, gen_cap, 0, 0};
+    gen_state g = {c, m, s, sm, out, st, gen, gen_cap, 0};
 
     double t0 = now_s();
     for (int i = 0; i < n_prompt; i++) beast_batch_add(b, prompt[i], 0, i == n_prompt - 1);
@@ -354,8 +349,11 @@ int cli_generate(beast_ctx *c, const beast_model *m, sampler *s, const cli_commo
             goto done;
         }
         if (!emit(&g, tok)) break;
-        if (greedy) { /* as the loop below would: positions up to n_ctx - 1 */
-            g.ahead = 1;
+        if (beast_seq_len(c, 0) + 1 >= n_ctx) { /* positions up to n_ctx - 1 */
+            st->finish = "length";
+            break;
+        }
+        if (greedy) { /* keeping to the same positions */
             int n = limit - i - 1, room = n_ctx - 1 - beast_seq_len(c, 0);
             if (n > room) n = room;
             if (beast_generate_greedy(c, 0, tok, n, emit_greedy, &g) < 0) {

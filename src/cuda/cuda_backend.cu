@@ -1148,9 +1148,7 @@ static int flush_sync(cuda_impl *c) {
     c->trace_prog = -1;
     c->nq = 0;
     c->up_used = 0;
-    for (int k = 0; k < TICKETS; k++)
-        if (c->tix[k].ticket) ticket_finish(c, k);
-    c->upb[0].ticket = c->upb[1].ticket = 0;
+    ticket_wait(c, c->ticket_seq); /* all done: their downloads into place */
     if (err != cudaSuccess || t < 0) {
         if (err != cudaSuccess) err_set("cuda: %s", cudaGetErrorString(err));
         c->failed = 1;
@@ -1228,7 +1226,7 @@ static int cu_download_async(backend *b, void *dst, const void *src, size_t n) {
  * runs (profile, step trace) wait here instead, as their collection needs. */
 static int64_t cu_submit(backend *b) {
     cuda_impl *c = impl(b);
-    if (c->profile || c->trace_dev) {
+    if (c->profile || c->step_trace) {
         if (flush_sync(c) || c->failed) {
             c->failed = 0;
             return -1;
@@ -1586,6 +1584,7 @@ static const bk_ops CUDA_OPS = {
     .download_async = cu_download_async,
     .submit = cu_submit,
     .wait = cu_wait,
+    .runs_ahead = 1,
 };
 
 static int env_flag(const char *name, int def) {

@@ -39,11 +39,16 @@ const char *const FWD_OP_NAMES[FWD_OP_COUNT] = {
         }                                                                                          \
     } while (0)
 
+/* the token ids already in backend memory (running ahead), or NULL */
+static const int32_t *fwd_ids_dev(const fwd_batch *b) {
+    return b->step ? b->step->ids_dev : NULL;
+}
+
 /* The batch's token ids, positions, KV slots and block table to d. */
 static int upload_meta(backend *bk, fwd_bufs *d, const fwd_batch *b) {
     const bk_ops *op = bk->ops;
     size_t n4 = (size_t)b->n * 4;
-    return (!(b->step && b->step->ids_dev) && op->upload(bk, d->ids, b->ids, n4)) ||
+    return (!fwd_ids_dev(b) && op->upload(bk, d->ids, b->ids, n4)) ||
            op->upload(bk, d->pos, b->pos, n4) || op->upload(bk, d->slots, b->slots, n4) ||
            op->upload(bk, d->seq_row, b->seq_row, n4) ||
            op->upload(bk, d->block_table, b->block_table, (size_t)b->n_rows * b->max_blocks * 4) ||
@@ -147,8 +152,7 @@ int fwd_run(beast_ctx *c, const fwd_batch *b) {
         if (upload_meta(bk, d, b)) return -1;
         if (!prev)
             OP(FWD_EMBED, op->embed(bk, d->x, &m->tok_embd,
-                                    b->step && b->step->ids_dev ? b->step->ids_dev : d->ids, n,
-                                    hp->embd_scale));
+                                    fwd_ids_dev(b) ? fwd_ids_dev(b) : d->ids, n, hp->embd_scale));
         else if (move_x(c, prev, bk, n))
             return -1;
         bk_attn_batch ab = {

@@ -15,8 +15,9 @@
  *
  * Feeding on the device needs the embedding on the backend that picks (a
  * model split between the CPU and the GPU feeds each token from the host
- * instead, as does BEAST_GEN_AHEAD=0); the CPU backend runs every op as it
- * is called, so there the same loop simply runs step by step. */
+ * instead, as does BEAST_GEN_AHEAD=0). The CPU backend runs every op as it
+ * is called, so a step queued ahead would only be computed early and, at
+ * the end, for nothing: there the loop runs step by step. */
 #include "engine/engine.h"
 #include "util/util.h"
 
@@ -33,9 +34,14 @@ static int gen_step(beast_ctx *c, beast_batch *b, int seq, int32_t tok, const in
     return engine_decode(c, b, &st);
 }
 
-static bool env_off(const char *name) {
-    const char *v = getenv(name);
-    return v && strcmp(v, "0") == 0;
+/* BEAST_GEN_AHEAD: 0 never run ahead, 1 always (where the embedding is on
+ * the picking backend: lets the CPU tests walk the running-ahead path), unset
+ * where the backend only queues work (bk_ops.runs_ahead) */
+static bool run_ahead(const beast_ctx *c) {
+    if (model_layer_bk(c->m, 0) != c->bk) return false;
+    const char *v = getenv("BEAST_GEN_AHEAD");
+    if (v && *v) return strcmp(v, "0") != 0;
+    return c->bk->ops->runs_ahead;
 }
 
 int beast_generate_greedy(beast_ctx *c, int seq, int32_t tok, int n, beast_token_fn on_token,
@@ -53,7 +59,7 @@ int beast_generate_greedy(beast_ctx *c, int seq, int32_t tok, int n, beast_token
     if (n == 0) return 0;
     backend *bk = c->bk;
     const bk_ops *op = bk->ops;
-    const bool ahead = model_layer_bk(c->m, 0) == bk && !env_off("BEAST_GEN_AHEAD");
+    const bool ahead = run_ahead(c);
     beast_batch *b = beast_batch_new(1);
     if (!b) return -1;
     int32_t pick[2] = {0, 0};
@@ -62,23 +68,17 @@ int beast_generate_greedy(beast_ctx *c, int seq, int32_t tok, int n, beast_token
     if (gen_step(c, b, seq, tok, NULL, &pick[0], &ticket[0])) goto done;
     for (int k = 0; k < n; k++) {
         const int cur = k & 1, nxt = cur ^ 1;
-        bool queued = false; /* step k + 1, fed on the device */
-        if (ahead && k + 1 < n) {
-            if (gen_step(c, b, seq, 0, c->d.pick, &pick[nxt], &ticket[nxt])) {
-                op->wait(bk, ticket[cur]);
-                kv_truncate(c->kv, seq, len0 + k); /* step k's result was never read */
-                goto done;
-            }
-            queued = true;
-        }
-        if (op->wait(bk, ticket[cur])) {
+        /* step k + 1, fed on the device (a failed one undid itself) */
+        const bool queued =
+            ahead && k + 1 < n && !gen_step(c, b, seq, 0, c->d.pick, &pick[nxt], &ticket[nxt]);
+        const bool failed = ahead && k + 1 < n && !queued;
+        if (op->wait(bk, ticket[cur]) || failed) { /* token k never reaches the caller */
             if (queued) op->wait(bk, ticket[nxt]);
             kv_truncate(c->kv, seq, len0 + k);
             goto done;
         }
         got++;
-        const bool more = on_token(user, pick[cur]) && k + 1 < n;
-        if (!more) {
+        if (!on_token(user, pick[cur]) || k + 1 == n) {
             if (queued) { /* the step past the end: undone */
                 if (op->wait(bk, ticket[nxt])) goto done;
                 kv_truncate(c->kv, seq, len0 + k + 1);

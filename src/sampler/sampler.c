@@ -169,10 +169,14 @@ sampler_params sampler_default_params(void) {
     return p;
 }
 
+/* whether any penalty applies */
+static bool params_penalize(const sampler_params *p) {
+    return p->repeat_last_n != 0 &&
+           (p->repeat_penalty != 1 || p->presence_penalty != 0 || p->frequency_penalty != 0);
+}
+
 bool sampler_params_greedy(const sampler_params *p) {
-    bool penalize = p->repeat_last_n != 0 && (p->repeat_penalty != 1 || p->presence_penalty != 0 ||
-                                              p->frequency_penalty != 0);
-    return p->temperature <= 0 && !penalize && p->n_bias == 0;
+    return p->temperature <= 0 && !params_penalize(p) && p->n_bias == 0;
 }
 
 sampler *sampler_new(const sampler_params *p, int n_vocab) {
@@ -215,8 +219,7 @@ sampler *sampler_new(const sampler_params *p, int n_vocab) {
     s->p = *p;
     s->n_vocab = n_vocab;
     if (s->p.min_p > 1) s->p.min_p = 1;
-    s->penalize = p->repeat_last_n != 0 &&
-                  (p->repeat_penalty != 1 || p->presence_penalty != 0 || p->frequency_penalty != 0);
+    s->penalize = params_penalize(p);
     s->work = xmalloc((size_t)n_vocab * sizeof *s->work);
     s->cand = xmalloc((size_t)n_vocab * sizeof *s->cand);
     s->counts = xcalloc((size_t)n_vocab, sizeof *s->counts);
