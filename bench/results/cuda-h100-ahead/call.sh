@@ -9,3 +9,8 @@ BEAST_BIN=/tmp/beast-build DEADLINE=300 OUT=$OUT timeout 340 bash bench/gpu-comp
 (setsid nohup bash bench/peer-cuda.sh /tmp/peer > /tmp/peer.log 2>&1 &)
 BEAST_COMMIT=6b71432 OUT=$OUT bash bench/gpu-dev.sh test
 BEAST_BIN=/tmp/beast-build DEADLINE=300 OUT=$OUT timeout 340 bash bench/gpu-compare.sh ceil,bench,serial
+# mends-243c3a5/: after the review mends, test_cuda (3626 checks passed) and beast bench tg128 on the
+# 1B shape alone (no peer in this call), ahead and BEAST_GEN_AHEAD=0, two rounds
+BEAST_COMMIT=243c3a5 OUT=$OUT bash bench/gpu-dev.sh test
+beast-gen --preset llama-1b --type Q4_K_M -q -o /tmp/l1b.gguf
+for r in 1 2; do beast bench -m /tmp/l1b.gguf -p 0 -n 128 -r 5 -o csv; BEAST_GEN_AHEAD=0 beast bench -m /tmp/l1b.gguf -p 0 -n 128 -r 5 -o csv; done
